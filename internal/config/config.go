@@ -1,0 +1,434 @@
+// Package config builds Postoffice's one Config from command-line flags and
+// POSTOFFICE_* environment variables, and validates it. Precedence: a flag
+// given on the command line, then its environment variable, then the
+// default.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"postoffice/internal/textio"
+)
+
+// Config is every setting of the server.
+type Config struct {
+	SMTPAddr   string
+	SMTPSAddr  string
+	POP3Addr   string
+	POP3SAddr  string
+	MailboxDir string
+	Hostname   string
+
+	DefaultUser     string
+	DefaultPassword string
+	UsersFile       string
+	CatchAll        string
+	Domains         []string
+
+	TLSCert       string
+	TLSKey        string
+	TLSSelfSigned bool
+
+	AllowInsecureAuth bool
+	Insecure          bool
+	SMTPRequireAuth   bool
+	TrustedNetworks   textio.Networks
+
+	MaxMessageSize      Size
+	MaxRecipients       int
+	MaxLineLength       int
+	MaxErrors           int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+
+	SMTPCommandTimeout time.Duration
+	SMTPDataTimeout    time.Duration
+	WriteTimeout       time.Duration
+	POP3LoginTimeout   time.Duration
+	POP3IdleTimeout    time.Duration
+	ShutdownTimeout    time.Duration
+
+	AuthDelay       time.Duration
+	AuthMaxDelay    time.Duration
+	AuthMaxFailures int
+	AuthWindow      time.Duration
+
+	LogFormat string
+	LogLevel  string
+}
+
+// Size is a byte count that parses "25MiB", "512KB", "1048576".
+type Size int64
+
+// String formats s in the largest binary unit that divides it.
+func (s Size) String() string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if s != 0 && int64(s)%u.n == 0 {
+			return strconv.FormatInt(int64(s)/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(s), 10)
+}
+
+// ParseSize parses a byte count with an optional unit (B, K/KB/KiB, M/MB/MiB,
+// G/GB/GiB; all binary).
+func ParseSize(v string) (Size, error) {
+	t := strings.TrimSpace(v)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (use e.g. 25MiB)", v)
+	}
+	mult := int64(1)
+	switch unit {
+	case "", "b":
+	case "k", "kb", "kib":
+		mult = 1 << 10
+	case "m", "mb", "mib":
+		mult = 1 << 20
+	case "g", "gb", "gib":
+		mult = 1 << 30
+	default:
+		return 0, fmt.Errorf("%q has an unknown unit %q", v, unit)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", v)
+	}
+	return Size(n * mult), nil
+}
+
+type sizeValue struct{ p *Size }
+
+func (v sizeValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+func (v sizeValue) Set(s string) error {
+	n, err := ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+type listValue struct{ p *[]string }
+
+func (v listValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+func (v listValue) Set(s string) error {
+	*v.p = nil
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		*v.p = append(*v.p, strings.ToLower(f))
+	}
+	return nil
+}
+
+type netsValue struct{ p *textio.Networks }
+
+func (v netsValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	var s []string
+	for _, p := range *v.p {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+func (v netsValue) Set(s string) error {
+	n, err := textio.ParseNetworks(s)
+	if err != nil {
+		return err
+	}
+	*v.p = n
+	return nil
+}
+
+// Default returns the zero-configuration settings (DESIGN.md, "Defaults a
+// newcomer gets").
+func Default() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return Config{
+		SMTPAddr:            "127.0.0.1:2525",
+		POP3Addr:            "127.0.0.1:1100",
+		MailboxDir:          "./mailbox",
+		Hostname:            host,
+		DefaultUser:         "user",
+		DefaultPassword:     "pass",
+		MaxMessageSize:      25 << 20,
+		MaxRecipients:       100,
+		MaxLineLength:       2048,
+		MaxErrors:           10,
+		MaxConnections:      4096,
+		MaxConnectionsPerIP: 20,
+		SMTPCommandTimeout:  5 * time.Minute,
+		SMTPDataTimeout:     3 * time.Minute,
+		WriteTimeout:        time.Minute,
+		POP3LoginTimeout:    time.Minute,
+		POP3IdleTimeout:     10 * time.Minute,
+		ShutdownTimeout:     30 * time.Second,
+		AuthDelay:           2 * time.Second,
+		AuthMaxDelay:        15 * time.Second,
+		AuthMaxFailures:     10,
+		AuthWindow:          15 * time.Minute,
+		LogFormat:           "text",
+		LogLevel:            "info",
+	}
+}
+
+// FlagSet returns a flag set bound to c. Each flag's environment variable
+// is EnvName(flag name).
+func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", c.SMTPAddr, "SMTP listen address (host:port); empty disables")
+	fs.StringVar(&c.SMTPSAddr, "smtps-addr", c.SMTPSAddr, "SMTP implicit-TLS listen address, e.g. :465 (needs TLS); empty disables")
+	fs.StringVar(&c.POP3Addr, "pop3-addr", c.POP3Addr, "POP3 listen address (host:port); empty disables")
+	fs.StringVar(&c.POP3SAddr, "pop3s-addr", c.POP3SAddr, "POP3 implicit-TLS listen address, e.g. :995 (needs TLS); empty disables")
+	fs.StringVar(&c.MailboxDir, "mailbox-dir", c.MailboxDir, "directory holding one Maildir per user (created if missing)")
+	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "host name in greetings and Received headers")
+	fs.StringVar(&c.DefaultUser, "user", c.DefaultUser, "the single user when no users file is given")
+	fs.StringVar(&c.DefaultPassword, "password", c.DefaultPassword, "password of the single user when no users file is given")
+	fs.StringVar(&c.UsersFile, "users-file", c.UsersFile, "users file (name:bcrypt-hash lines); enables per-user mailboxes")
+	fs.StringVar(&c.CatchAll, "catch-all", c.CatchAll, "with a users file: user that receives mail for unknown recipients")
+	fs.Var(listValue{&c.Domains}, "domain", "with a users file: comma-separated domains accepted (empty: any domain)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate chain (PEM)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key (PEM)")
+	fs.BoolVar(&c.TLSSelfSigned, "tls-self-signed", c.TLSSelfSigned, "generate an in-memory self-signed certificate for --hostname (development)")
+	fs.BoolVar(&c.AllowInsecureAuth, "allow-insecure-auth", c.AllowInsecureAuth, "allow plaintext passwords without TLS from non-local clients")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow listening on non-loopback addresses with the default credentials")
+	fs.BoolVar(&c.SMTPRequireAuth, "smtp-require-auth", c.SMTPRequireAuth, "every SMTP MAIL needs an authenticated session")
+	fs.Var(netsValue{&c.TrustedNetworks}, "trusted-networks", "comma-separated CIDRs treated like loopback (exempt from per-IP caps)")
+	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest message accepted (SIZE), e.g. 25MiB")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
+	fs.IntVar(&c.MaxLineLength, "max-line-length", c.MaxLineLength, "longest SMTP command line in octets (at least 512)")
+	fs.IntVar(&c.MaxErrors, "max-errors", c.MaxErrors, "protocol errors before a session is closed")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent connections per protocol, for all clients")
+	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "concurrent connections per client IP per protocol (loopback and trusted networks exempt)")
+	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
+	fs.DurationVar(&c.SMTPDataTimeout, "smtp-data-timeout", c.SMTPDataTimeout, "SMTP wait for each block of message data")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "wait for the client to accept a reply")
+	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", c.POP3LoginTimeout, "POP3 time allowed to log in")
+	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", c.POP3IdleTimeout, "POP3 autologout after this idle time (RFC 1939: at least 10m)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT/SIGTERM, time allowed for sessions to finish")
+	fs.DurationVar(&c.AuthDelay, "auth-delay", c.AuthDelay, "delay after a failed login; doubles per consecutive failure")
+	fs.DurationVar(&c.AuthMaxDelay, "auth-max-delay", c.AuthMaxDelay, "cap of the failed-login delay")
+	fs.IntVar(&c.AuthMaxFailures, "auth-max-failures", c.AuthMaxFailures, "failed logins per IP per window before the IP is refused (loopback and trusted networks exempt)")
+	fs.DurationVar(&c.AuthWindow, "auth-window", c.AuthWindow, "window of --auth-max-failures")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	return fs
+}
+
+// EnvName is the environment variable of a flag: POSTOFFICE_ and the flag
+// name in upper case with '-' as '_'.
+func EnvName(flagName string) string {
+	return "POSTOFFICE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse builds a Config from the defaults, the environment (looked up with
+// getenv) and args. It returns flag.ErrHelp for -h/--help.
+func Parse(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c := Default()
+	fs := c.FlagSet(name, output)
+	fs.Usage = func() { Usage(fs, name) }
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := EnvName(f.Name)
+		if v, ok := lookup(getenv, env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", env, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return c, errs[0]
+	}
+	return c, c.Validate()
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	if getenv == nil {
+		v, ok := os.LookupEnv(name)
+		return v, ok
+	}
+	v := getenv(name)
+	return v, v != ""
+}
+
+// Usage prints the flags with their environment variables and defaults.
+func Usage(fs *flag.FlagSet, name string) {
+	w := fs.Output()
+	fmt.Fprintf(w, "Usage: %s [serve] [flags]\n\nFlags (each also read from its environment variable):\n", name)
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+	sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
+	for _, f := range flags {
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%s\n        %s\n        env %s, default %s\n", f.Name, f.Usage, EnvName(f.Name), def)
+	}
+}
+
+// Validate checks every setting and returns one error naming the first bad
+// one.
+func (c *Config) Validate() error {
+	bad := func(flagName, format string, a ...any) error {
+		return fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, a...))
+	}
+	for _, a := range []struct{ name, v string }{
+		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
+		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+	} {
+		if a.v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.v); err != nil {
+			return bad(a.name, "%q is not host:port", a.v)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return bad(a.name, "%q has an invalid port", a.v)
+		}
+	}
+	if c.SMTPAddr == "" && c.SMTPSAddr == "" && c.POP3Addr == "" && c.POP3SAddr == "" {
+		return errors.New("--smtp-addr, --pop3-addr: every listener is disabled")
+	}
+	if c.MailboxDir == "" {
+		return bad("mailbox-dir", "must not be empty")
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		return bad("hostname", "%q is not a host name", c.Hostname)
+	}
+	if c.UsersFile == "" && (c.DefaultUser == "" || c.DefaultPassword == "") {
+		return bad("user", "the default user and password must not be empty without --users-file")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return bad("tls-cert", "--tls-cert and --tls-key go together")
+	}
+	if c.TLSCert != "" && c.TLSSelfSigned {
+		return bad("tls-self-signed", "conflicts with --tls-cert")
+	}
+	hasTLS := c.TLSCert != "" || c.TLSSelfSigned
+	if c.SMTPSAddr != "" && !hasTLS {
+		return bad("smtps-addr", "needs --tls-cert/--tls-key or --tls-self-signed")
+	}
+	if c.POP3SAddr != "" && !hasTLS {
+		return bad("pop3s-addr", "needs --tls-cert/--tls-key or --tls-self-signed")
+	}
+	if c.UsersFile == "" && !c.Insecure {
+		for _, a := range []struct{ name, v string }{
+			{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
+			{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+		} {
+			if a.v != "" && !isLoopbackAddr(a.v) {
+				return bad(a.name, "%q is reachable from other hosts while the default credentials are in use: give --users-file, or --insecure to accept the risk", a.v)
+			}
+		}
+	}
+	if c.CatchAll != "" && c.UsersFile == "" {
+		return bad("catch-all", "needs --users-file (without one every recipient goes to the default user)")
+	}
+	switch {
+	case c.MaxMessageSize < 1024:
+		return bad("max-message-size", "%d is below 1KiB", c.MaxMessageSize)
+	case c.MaxRecipients < 1:
+		// RFC 5321 §4.5.3.1.8: at least 100 recipients MUST be buffered;
+		// fewer is allowed as an operator's choice but never zero.
+		return bad("max-recipients", "must be at least 1")
+	case c.MaxLineLength < 512:
+		// RFC 5321 §4.5.3.1.4: a command line of 512 octets must be accepted.
+		return bad("max-line-length", "%d is below 512 (RFC 5321 §4.5.3.1.4)", c.MaxLineLength)
+	case c.MaxLineLength > 1<<20:
+		return bad("max-line-length", "%d is above 1MiB", c.MaxLineLength)
+	case c.MaxErrors < 1:
+		return bad("max-errors", "must be at least 1")
+	case c.MaxConnections < 1:
+		return bad("max-connections", "must be at least 1")
+	case c.MaxConnectionsPerIP < 0:
+		return bad("max-connections-per-ip", "must not be negative (0 means unlimited)")
+	case c.AuthMaxFailures < 0:
+		return bad("auth-max-failures", "must not be negative (0 means unlimited)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"smtp-command-timeout", c.SMTPCommandTimeout}, {"smtp-data-timeout", c.SMTPDataTimeout},
+		{"write-timeout", c.WriteTimeout}, {"pop3-login-timeout", c.POP3LoginTimeout},
+		{"pop3-idle-timeout", c.POP3IdleTimeout}, {"shutdown-timeout", c.ShutdownTimeout},
+		{"auth-window", c.AuthWindow},
+	} {
+		if d.v <= 0 {
+			return bad(d.name, "must be positive")
+		}
+	}
+	if c.AuthDelay < 0 || c.AuthMaxDelay < c.AuthDelay {
+		return bad("auth-max-delay", "must be at least --auth-delay (%s)", c.AuthDelay)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return bad("log-format", "%q is not text or json", c.LogFormat)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		return bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// isLoopbackAddr reports whether a listen address binds loopback only.
+func isLoopbackAddr(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// TLSEnabled reports whether a certificate is configured.
+func (c *Config) TLSEnabled() bool { return c.TLSCert != "" || c.TLSSelfSigned }
