@@ -1,0 +1,8 @@
+package tty
+
+import "syscall"
+
+const (
+	ioctlGet = syscall.TCGETS
+	ioctlSet = syscall.TCSETS
+)

@@ -1,0 +1,163 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger used from goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeUsers writes content to path and moves its mtime forward, so that a
+// change is seen even on file systems with coarse timestamps.
+func writeUsers(t *testing.T, path, content string, age time.Duration) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Now().Add(age)
+	if err := os.Chtimes(path, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it is true or 10 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestUsersFileReload(t *testing.T) {
+	h := secretHash(t, "$2a$")
+	path := filepath.Join(t.TempDir(), "users")
+	writeUsers(t, path, "alice:"+h+"\n", -time.Hour)
+	var logs syncBuffer
+	uf, err := OpenUsersFile(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := uf.Current()
+	if _, ok := first.Lookup("alice"); !ok {
+		t.Fatal("alice missing after open")
+	}
+
+	writeUsers(t, path, "alice:"+h+"\nbob:"+h+"\n", -time.Minute)
+	if err := uf.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := uf.Current().Lookup("bob"); !ok {
+		t.Error("bob missing after Reload")
+	}
+	if _, ok := first.Lookup("bob"); ok {
+		t.Error("an old snapshot changed: snapshots must be immutable")
+	}
+
+	good := uf.Current()
+	writeUsers(t, path, "alice:"+h+"\nbroken line\n", 0)
+	err = uf.Reload()
+	if err == nil || !strings.Contains(err.Error(), path+":2:") {
+		t.Errorf("Reload of a broken file = %v, want a file:line error", err)
+	}
+	if uf.Current() != good {
+		t.Error("a failed Reload replaced the snapshot")
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("failed reload not logged: %s", logs.String())
+	}
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := uf.Reload(); err == nil || uf.Current() != good {
+		t.Errorf("Reload of a missing file = %v, or the snapshot was dropped", err)
+	}
+}
+
+func TestOpenUsersFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenUsersFile(filepath.Join(dir, "missing"), nil); err == nil {
+		t.Error("OpenUsersFile(missing) succeeded")
+	}
+	path := filepath.Join(dir, "users")
+	writeUsers(t, path, "bad\n", 0)
+	if _, err := OpenUsersFile(path, nil); err == nil || !strings.Contains(err.Error(), ":1:") {
+		t.Errorf("OpenUsersFile(broken) = %v", err)
+	}
+}
+
+func TestUsersFileWatch(t *testing.T) {
+	h := secretHash(t, "$2a$")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "users")
+	writeUsers(t, path, "alice:"+h+"\n", -time.Hour)
+	var logs syncBuffer
+	uf, err := OpenUsersFile(path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		uf.watch(ctx, 10*time.Millisecond)
+		close(done)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// An in-place edit is picked up.
+	writeUsers(t, path, "alice:"+h+"\nbob:"+h+"\n", -30*time.Minute)
+	waitFor(t, "bob to appear", func() bool { _, ok := uf.Current().Lookup("bob"); return ok })
+
+	// A broken edit keeps the previous snapshot and is logged once.
+	good := uf.Current()
+	writeUsers(t, path, "alice:"+h+"\nbob:oops\n", -20*time.Minute)
+	waitFor(t, "the reload error to be logged", func() bool { return strings.Contains(logs.String(), "reload failed") })
+	time.Sleep(50 * time.Millisecond) // several more polls of the unchanged broken file
+	if uf.Current() != good {
+		t.Error("a broken edit replaced the snapshot")
+	}
+	if n := strings.Count(logs.String(), "reload failed"); n != 1 {
+		t.Errorf("the same broken file was reported %d times, want once", n)
+	}
+
+	// A file renamed into place (a new inode), as editors and AddUser do.
+	tmp := filepath.Join(dir, "users.new")
+	writeUsers(t, tmp, "carol:"+h+"\n", -10*time.Minute)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "carol to replace alice and bob", func() bool {
+		_, ok := uf.Current().Lookup("carol")
+		return ok && uf.Current().Len() == 1
+	})
+}

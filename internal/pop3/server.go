@@ -1,0 +1,320 @@
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"postoffice/internal/textio"
+)
+
+// Choices made where the RFCs leave room (see also the comments at each
+// command):
+//
+//   - Refused plaintext login (no TLS, not local, not AllowInsecureAuth) is
+//     answered "-ERR [AUTH] Plaintext authentication disallowed on non-secure
+//     connections": RFC 3206 §5 [AUTH] says retrying the same way cannot help.
+//   - CAPA lists USER and SASL PLAIN only in the AUTHORIZATION state and only
+//     where plaintext login is allowed at that moment; STLS only before login
+//     on a plain connection with TLSConfig set. APOP is not offered.
+//   - PASS is accepted only as the command right after a successful USER.
+//   - Unknown, malformed and out-of-state commands, over-long lines, bad
+//     base64, [IN-USE] and backend errors count toward MaxErrors; failed
+//     credentials count toward MaxAuthFailures. "no such message" counts
+//     toward neither.
+//   - An AUTH continuation line may be up to 4096 octets (saslLineLength).
+//   - A timeout (login phase or idle) is answered "-ERR [SYS/TEMP]
+//     autologout: idle timeout" and the connection closed, without UPDATE.
+//   - QUIT in TRANSACTION answers "+OK bye" after Commit and after the lock
+//     is released, so the client may log in again at once.
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("pop3: server closed")
+
+// Defaults for the zero values of Server's fields.
+const (
+	// RFC 2449 §4: a command line is at most 255 octets including the CRLF.
+	DefaultMaxLineLength = 255
+	DefaultLoginTimeout  = 60 * time.Second
+	// RFC 1939 §3: an inactivity autologout timer must be at least 10 minutes.
+	DefaultIdleTimeout     = 10 * time.Minute
+	DefaultWriteTimeout    = time.Minute
+	DefaultMaxAuthFailures = 3
+	DefaultMaxErrors       = 10
+)
+
+// saslLineLength bounds a client response line inside an AUTH exchange. RFC
+// 5034 §4 limits only the AUTH command line itself to 255 octets; a PLAIN
+// response holding long credentials may be longer.
+const saslLineLength = 4096
+
+// Server is a POP3 server. Set its fields before calling Serve or ServeConn
+// and do not change them afterwards. Zero values mean the defaults documented
+// on each field.
+type Server struct {
+	// Logger receives the log; every line of a session carries the attribute
+	// "conn" with the session id. Nil means slog.Default().
+	Logger *slog.Logger
+	// Backend authenticates users and opens their maildrops. Required.
+	Backend Backend
+	// Hostname is this server's name, logged with every connection.
+	Hostname string
+	// MaxLineLength bounds a command line, CRLF included (default 255, RFC
+	// 2449 §4). A longer line is answered -ERR and counts as an error.
+	MaxLineLength int
+	// LoginTimeout bounds the whole AUTHORIZATION state (default 60 s).
+	LoginTimeout time.Duration
+	// IdleTimeout bounds the wait for each command in the TRANSACTION state
+	// (default 10 min, RFC 1939 §3).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client (default 1 min).
+	WriteTimeout time.Duration
+	// MaxAuthFailures is the number of failed logins after which the
+	// connection is closed (default 3).
+	MaxAuthFailures int
+	// MaxErrors is the number of unknown, malformed or out-of-state commands
+	// after which the connection is closed (default 10).
+	MaxErrors int
+	// Limiter caps concurrent connections; nil means unlimited. A client over
+	// the cap gets "-ERR [SYS/TEMP] too many connections" and is closed.
+	Limiter *textio.Limiter
+	// TLSConfig enables STLS (RFC 2595 §4) when non-nil.
+	TLSConfig *tls.Config
+	// AllowInsecureAuth allows plaintext login (USER/PASS, AUTH PLAIN) on
+	// connections that are neither TLS nor local.
+	AllowInsecureAuth bool
+	// IsLocal reports whether a client address counts as local, where
+	// plaintext login is allowed without TLS. Nil means IsLoopback.
+	IsLocal func(netip.Addr) bool
+
+	initOnce sync.Once
+	ctx      context.Context // cancelled when Shutdown gives up waiting
+	cancel   context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	active    sync.WaitGroup // one per connection being served
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.sessions = make(map[*session]struct{})
+	})
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxLineLength() int {
+	if s.MaxLineLength > 0 {
+		return s.MaxLineLength
+	}
+	return DefaultMaxLineLength
+}
+
+func (s *Server) loginTimeout() time.Duration {
+	if s.LoginTimeout > 0 {
+		return s.LoginTimeout
+	}
+	return DefaultLoginTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+func (s *Server) maxAuthFailures() int {
+	if s.MaxAuthFailures > 0 {
+		return s.MaxAuthFailures
+	}
+	return DefaultMaxAuthFailures
+}
+
+func (s *Server) maxErrors() int {
+	if s.MaxErrors > 0 {
+		return s.MaxErrors
+	}
+	return DefaultMaxErrors
+}
+
+func (s *Server) isLocal(ip netip.Addr) bool {
+	if s.IsLocal != nil {
+		return s.IsLocal(ip)
+	}
+	return ip.IsLoopback()
+}
+
+// Serve accepts connections on l and serves each in its own goroutine until
+// Shutdown, when it returns ErrServerClosed. For implicit TLS (POP3S, RFC
+// 8314 §3.3) pass a tls.NewListener: the handshake is done with a deadline
+// and the session counts as secure.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait and retry, as
+				// net/http does.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("pop3 accept failed, retrying", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.begin() {
+			c.Close()
+			return ErrServerClosed
+		}
+		go func() {
+			defer s.active.Done()
+			s.serve(c)
+		}()
+	}
+}
+
+// isTemporary reports whether an Accept error is worth retrying.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ServeConn serves one client connection and returns when it is closed. It
+// closes c. Use it with connections accepted elsewhere; Shutdown covers
+// them too.
+func (s *Server) ServeConn(c net.Conn) {
+	s.init()
+	if !s.begin() {
+		s.refuse(c, msgShuttingDown)
+		return
+	}
+	defer s.active.Done()
+	s.serve(c)
+}
+
+// begin counts a new connection unless the server is shutting down.
+func (s *Server) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.active.Add(1)
+	return true
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// refuse answers -ERR [SYS/TEMP] text on a connection we will not serve and
+// closes it.
+func (s *Server) refuse(c net.Conn, text string) {
+	c.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
+	c.Write([]byte("-ERR [" + codeSysTemp + "] " + text + "\r\n"))
+	c.Close()
+}
+
+// track registers a running session so Shutdown can reach it. It returns
+// false if the server is shutting down.
+func (s *Server) track(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// Shutdown stops the server gracefully. It closes the listeners, then ends
+// every session at its next command boundary: a session waiting for a
+// command gets "-ERR [SYS/TEMP] server shutting down" at once, one busy with
+// a command (a RETR streaming out, a login) finishes it first. Sessions end
+// without the UPDATE state, so nothing DELE'd is removed (RFC 1939 §6: only
+// QUIT enters UPDATE), and every maildrop is closed, releasing its lock.
+// When ctx ends first, the remaining connections are closed forcibly.
+// Shutdown returns when every session is gone: nil, or ctx.Err() if it had
+// to force them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for ss := range s.sessions {
+		ss.interrupt()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.forceClose()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
