@@ -5,6 +5,7 @@ package textio
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -111,9 +112,17 @@ func trimEOL(line []byte, max int) ([]byte, error) {
 	return line[:n], nil
 }
 
-// Pending reports whether input is already buffered: a pipelined command is
-// waiting, so replies need not be flushed yet.
-func (c *Conn) Pending() bool { return c.R.Buffered() > 0 }
+// Pending reports whether a complete pipelined line is already buffered,
+// so replies need not be flushed yet. Part of a line does not count: a
+// client may send half a command and wait for the replies before it.
+func (c *Conn) Pending() bool {
+	n := c.R.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := c.R.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
 
 // Flush writes buffered replies to the socket.
 func (c *Conn) Flush() error { return c.W.Flush() }

@@ -1,0 +1,128 @@
+package smtp
+
+import (
+	"encoding/base64"
+	"errors"
+	"testing"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func authSession(t *testing.T, be *fakeBackend) *client {
+	t.Helper()
+	c := dialGreeted(t, start(t, testServer(t, be)))
+	c.cmd("EHLO c", "250 *")
+	return c
+}
+
+func TestAuthPlain(t *testing.T) {
+	be := newBackend()
+	c := authSession(t, be)
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "503 5.5.1 Error: already authenticated")
+	c.cmd("MAIL FROM:<a@b>", "250 *")
+	c.cmd("RCPT TO:<x@y>", "250 *")
+	c.cmd("DATA", "354 *")
+	c.cmd("x\r\n.", "250 *")
+	if u := be.messages()[0].env.AuthUser; u != "user" {
+		t.Fatalf("AuthUser = %q", u)
+	}
+}
+
+func TestAuthPlainChallenge(t *testing.T) {
+	c := authSession(t, newBackend())
+	c.cmd("auth plain", "334 ")
+	c.cmd(b64("user\x00user\x00pass"), "235 2.7.0 *")
+}
+
+func TestAuthFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"plain wrong password", []step{{"AUTH PLAIN " + b64("\x00user\x00wrong"), "535 5.7.8 Authentication credentials invalid"}}},
+		{"plain unknown user", []step{{"AUTH PLAIN " + b64("\x00nobody\x00pass"), "535 5.7.8 *"}}},
+		{"plain other authzid", []step{{"AUTH PLAIN " + b64("admin\x00user\x00pass"), "535 5.7.8 *"}}},
+		{"plain malformed", []step{{"AUTH PLAIN " + b64("userpass"), "501 5.5.2 Invalid authentication data"}}},
+		{"plain empty initial", []step{{"AUTH PLAIN =", "501 5.5.2 *"}}},
+		{"plain bad base64", []step{{"AUTH PLAIN !!!", "501 5.5.2 Invalid base64 data"}}},
+		{"plain cancel", []step{{"AUTH PLAIN", "334 "}, {"*", "501 5.0.0 Authentication cancelled"}}},
+		{"plain bad base64 response", []step{{"AUTH PLAIN", "334 "}, {"%%%", "501 5.5.2 *"}}},
+		{"login wrong", []step{{"AUTH LOGIN", "334 VXNlcm5hbWU6"}, {b64("user"), "334 UGFzc3dvcmQ6"}, {b64("nope"), "535 5.7.8 *"}}},
+		{"login cancel", []step{{"AUTH LOGIN", "334 VXNlcm5hbWU6"}, {b64("user"), "334 UGFzc3dvcmQ6"}, {"*", "501 5.0.0 *"}}},
+		{"login bad base64", []step{{"AUTH LOGIN", "334 VXNlcm5hbWU6"}, {"?", "501 5.5.2 *"}}},
+		{"unknown mechanism", []step{{"AUTH GSSAPI", "504 5.5.4 *"}}},
+		{"in transaction", []step{{"MAIL FROM:<a@b>", "250 *"}, {"AUTH PLAIN " + b64("\x00user\x00pass"), "503 5.5.1 *"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			be := newBackend()
+			c := authSession(t, be)
+			runSteps(t, c, tc.steps)
+			// Not authenticated: a later good AUTH works.
+			c.cmd("RSET", "250 *")
+			c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
+		})
+	}
+}
+
+func TestAuthLogin(t *testing.T) {
+	be := newBackend()
+	c := authSession(t, be)
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.cmd(b64("user"), "334 UGFzc3dvcmQ6")
+	c.cmd(b64("pass"), "235 2.7.0 Authentication successful")
+
+	c2 := authSession(t, be)
+	c2.cmd("AUTH LOGIN "+b64("user"), "334 UGFzc3dvcmQ6")
+	c2.cmd(b64("pass"), "235 2.7.0 *")
+}
+
+// TestAuthNeedsTLS: a client that is not local gets no AUTH without TLS
+// (RFC 4954 §4), unless AllowInsecureAuth.
+func TestAuthNeedsTLS(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srv.IsLocal = notLocal
+	c := dialGreeted(t, start(t, srv))
+	lines := c.cmd("EHLO c", "250 BINARYMIME")
+	for _, l := range lines {
+		if l == "250-AUTH PLAIN LOGIN" {
+			t.Fatal("AUTH advertised without TLS")
+		}
+	}
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "538 5.7.11 Encryption required for requested authentication mechanism")
+	c.cmd("AUTH LOGIN", "538 5.7.11 *")
+
+	srv2 := testServer(t, newBackend())
+	srv2.IsLocal = notLocal
+	srv2.AllowInsecureAuth = true
+	c2 := dialGreeted(t, start(t, srv2))
+	c2.cmd("EHLO c", "250 AUTH PLAIN LOGIN")
+	c2.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
+}
+
+func TestAuthBackendErrors(t *testing.T) {
+	be := newBackend()
+	be.authErr = errors.New("users file unreadable")
+	c := authSession(t, be)
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "454 4.7.0 Temporary authentication failure (conn *)")
+	be.mu.Lock()
+	be.authErr = &Error{Code: 421, Enhanced: "4.7.0", Message: "Too many failed authentications"}
+	be.mu.Unlock()
+	c.cmd("AUTH LOGIN "+b64("user"), "334 *")
+	c.cmd(b64("pass"), "421 4.7.0 Too many failed authentications")
+	expectClosed(t, c)
+}
+
+// TestAuthFailuresCount: failed AUTH counts toward MaxErrors.
+func TestAuthFailuresCount(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srv.MaxErrors = 2
+	c := dialGreeted(t, start(t, srv))
+	c.cmd("EHLO c", "250 *")
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00bad"), "535 *")
+	c.send("AUTH PLAIN " + b64("\x00user\x00bad") + "\r\n")
+	expect(t, c, "535 *")
+	expect(t, c, "421 4.7.0 * Too many errors*")
+	expectClosed(t, c)
+}

@@ -1,0 +1,314 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"postoffice/internal/textio"
+)
+
+// Defaults for the zero values of Server's limits.
+const (
+	DefaultMaxMessageBytes = 25 << 20
+	DefaultMaxRecipients   = 100
+	DefaultMaxLineLength   = 2048
+	DefaultMaxErrors       = 10
+	DefaultCommandTimeout  = 5 * time.Minute
+	DefaultDataTimeout     = 3 * time.Minute
+	DefaultWriteTimeout    = time.Minute
+
+	// minLineLength is the smallest command line limit accepted: RFC 5321
+	// §4.5.3.1.4 says a command line is at most 512 octets including CRLF,
+	// so a server must accept at least that much.
+	minLineLength = 512
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("smtp: server closed")
+
+// Server is an SMTP server. Set its fields before calling Serve or ServeConn
+// and do not change them afterwards. The zero value of each limit selects
+// its default.
+type Server struct {
+	Hostname          string          // in the greeting, the EHLO reply and error texts
+	Backend           Backend         // receives mail; required
+	Logger            *slog.Logger    // nil => slog.Default(); every line of a session carries "conn"=<id>
+	MaxMessageBytes   int64           // default 25 MiB; advertised as SIZE n; enforced while DATA/BDAT streams
+	MaxRecipients     int             // default 100
+	MaxLineLength     int             // command line without CRLF, default 2048, never below 512
+	MaxErrors         int             // protocol errors (5xx replies) before 421 and close, default 10
+	CommandTimeout    time.Duration   // wait for a command, default 5 min (RFC 5321 §4.5.3.2.7)
+	DataTimeout       time.Duration   // wait for each data block, default 3 min (RFC 5321 §4.5.3.2.5)
+	WriteTimeout      time.Duration   // each write of replies, default 1 min
+	Limiter           *textio.Limiter // nil => unlimited
+	TLSConfig         *tls.Config     // non-nil => STARTTLS offered (RFC 3207)
+	AllowInsecureAuth bool            // AUTH allowed without TLS from anywhere
+	IsLocal           func(netip.Addr) bool
+	RequireAuth       bool // MAIL needs an authenticated session (530 5.7.0)
+	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
+
+	initOnce   sync.Once
+	baseCtx    context.Context // canceled when Shutdown gives up waiting
+	cancelBase context.CancelFunc
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	sessions   map[*session]struct{}
+	wg         sync.WaitGroup
+	inShutdown atomic.Bool
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+		s.listeners = make(map[net.Listener]struct{})
+		s.sessions = make(map[*session]struct{})
+	})
+}
+
+func (s *Server) hostname() string {
+	if s.Hostname != "" {
+		return s.Hostname
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func (s *Server) maxMessageBytes() int64 {
+	if s.MaxMessageBytes > 0 {
+		return s.MaxMessageBytes
+	}
+	return DefaultMaxMessageBytes
+}
+
+func (s *Server) maxRecipients() int {
+	if s.MaxRecipients > 0 {
+		return s.MaxRecipients
+	}
+	return DefaultMaxRecipients
+}
+
+func (s *Server) maxLineLength() int {
+	switch {
+	case s.MaxLineLength <= 0:
+		return DefaultMaxLineLength
+	case s.MaxLineLength < minLineLength:
+		return minLineLength
+	}
+	return s.MaxLineLength
+}
+
+func (s *Server) maxErrors() int {
+	if s.MaxErrors > 0 {
+		return s.MaxErrors
+	}
+	return DefaultMaxErrors
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (s *Server) commandTimeout() time.Duration {
+	return orDefault(s.CommandTimeout, DefaultCommandTimeout)
+}
+func (s *Server) dataTimeout() time.Duration { return orDefault(s.DataTimeout, DefaultDataTimeout) }
+func (s *Server) writeTimeout() time.Duration {
+	return orDefault(s.WriteTimeout, DefaultWriteTimeout)
+}
+
+func (s *Server) isLocal(ip netip.Addr) bool {
+	if s.IsLocal != nil {
+		return s.IsLocal(ip)
+	}
+	return ip.IsLoopback()
+}
+
+// Serve accepts connections on l and runs a session for each until Shutdown
+// is called, then returns ErrServerClosed. For implicit TLS (RFC 8314) pass
+// tls.NewListener(l, cfg): sessions on a *tls.Conn complete the handshake
+// first and are TLS from the start.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and retry.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger().Error("accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		go s.ServeConn(c)
+	}
+}
+
+// ServeConn runs one SMTP session on c and closes c when it ends.
+func (s *Server) ServeConn(c net.Conn) {
+	s.init()
+	host := s.hostname()
+	if s.Limiter != nil {
+		release, err := s.Limiter.Acquire(c.RemoteAddr())
+		if err != nil {
+			s.logger().Warn("connection refused", "remote_ip", textio.AddrIP(c.RemoteAddr()), "err", err)
+			refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.7.0 %s Too many connections, try again later\r\n", host))
+			return
+		}
+		defer release()
+	}
+
+	sess := newSession(s, c)
+	s.mu.Lock()
+	if s.inShutdown.Load() {
+		s.mu.Unlock()
+		refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down\r\n", host))
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	sess.serve()
+}
+
+// refuse writes a single reply to a connection that gets no session, and
+// closes it.
+func refuse(c net.Conn, timeout time.Duration, reply string) {
+	c.SetWriteDeadline(time.Now().Add(timeout))
+	c.Write([]byte(reply))
+	c.Close()
+}
+
+// Shutdown stops accepting connections and ends the sessions: a session
+// waiting for a command gets "421 4.3.2 <host> Service shutting down" and is
+// closed; a session in the middle of a command (DATA or BDAT included)
+// finishes it, gets its reply, then the 421. When ctx ends first, the
+// remaining connections are closed and their backend calls canceled.
+// Shutdown returns when all sessions are gone: nil, or ctx.Err() if it had to
+// force them closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.inShutdown.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	for sess := range s.sessions {
+		sess.shutdown()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancelBase()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.forceClose()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// guardConn is the connection under a session (below TLS). Shutdown uses it
+// to interrupt a session blocked waiting for a command: once aborted, every
+// read deadline set on it is in the past, so the deadline that textio sets
+// before each read cannot undo the interruption.
+type guardConn struct {
+	net.Conn
+	mu      sync.Mutex
+	aborted bool
+}
+
+var longAgo = time.Unix(1, 0)
+
+func (g *guardConn) SetReadDeadline(t time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.aborted {
+		t = longAgo
+	}
+	return g.Conn.SetReadDeadline(t)
+}
+
+func (g *guardConn) SetDeadline(t time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.aborted {
+		if err := g.Conn.SetWriteDeadline(t); err != nil {
+			return err
+		}
+		return g.Conn.SetReadDeadline(longAgo)
+	}
+	return g.Conn.SetDeadline(t)
+}
+
+// abortReads makes every pending and future read fail with a timeout.
+func (g *guardConn) abortReads() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.aborted = true
+	g.Conn.SetReadDeadline(longAgo)
+}
+
+func (g *guardConn) isAborted() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.aborted
+}

@@ -1,0 +1,262 @@
+package smtp
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"postoffice/internal/textio"
+)
+
+// session is one SMTP connection: its state machine and the commands.
+//
+// States (RFC 5321 §4.1.4): connected (no HELO) -> greeted (HELO/EHLO) ->
+// in a transaction (MAIL accepted, env != nil) -> with recipients (len(env.To)
+// > 0) -> DATA or BDAT -> back to greeted. RSET and HELO/EHLO return to
+// greeted; STARTTLS returns to connected.
+type session struct {
+	srv   *Server
+	guard *guardConn
+	conn  *textio.Conn
+	log   *slog.Logger
+	info  ConnInfo
+	host  string
+	ctx   context.Context
+	stop  context.CancelFunc
+	start time.Time
+
+	helo     string // HELO/EHLO argument; "" before either
+	esmtp    bool
+	tls      *tls.ConnectionState
+	authUser string
+
+	env       *Envelope // current transaction; nil outside one
+	bdat      *bdatWriter
+	bdatStale bool // a BDAT of this transaction failed: discard chunks until RSET/MAIL/EHLO
+
+	errors  int
+	noCount bool // replies do not count toward MaxErrors (see count)
+	closing bool // close after the queued replies are sent
+
+	mu      sync.Mutex
+	idle    bool // waiting for a command
+	stopped bool // Shutdown asked this session to end
+}
+
+func newSession(srv *Server, c net.Conn) *session {
+	id := textio.NewID()
+	ctx, stop := context.WithCancel(srv.baseCtx)
+	s := &session{
+		srv:   srv,
+		guard: &guardConn{Conn: c},
+		log:   srv.logger().With("conn", id),
+		host:  srv.hostname(),
+		ctx:   ctx,
+		stop:  stop,
+		start: time.Now(),
+		info: ConnInfo{
+			ID:         id,
+			RemoteAddr: c.RemoteAddr(),
+			LocalAddr:  c.LocalAddr(),
+			RemoteIP:   textio.AddrIP(c.RemoteAddr()),
+		},
+	}
+	s.conn = textio.NewConn(s.guard, srv.commandTimeout(), srv.writeTimeout())
+	return s
+}
+
+// shutdown is called by Server.Shutdown: a session waiting for a command
+// is interrupted now; a busy one sees stopped when it next waits.
+func (s *session) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	if s.idle {
+		s.guard.abortReads()
+	}
+}
+
+// enterIdle marks the session as waiting for a command. It reports false
+// if the server is shutting down.
+func (s *session) enterIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.srv.inShutdown.Load() {
+		return false
+	}
+	s.idle = true
+	return true
+}
+
+// leaveIdle marks the session busy. It reports false if Shutdown
+// interrupted the wait: the command just read is then not executed.
+func (s *session) leaveIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = false
+	return !s.stopped
+}
+
+func (s *session) serve() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in session", "panic", v, "stack", string(debug.Stack()))
+			s.replyf(codeUnavailable, "4.3.0", "%s Internal error, closing connection (conn %s)", s.host, s.info.ID)
+			s.conn.Flush()
+		}
+		s.endTransaction()
+		s.stop()
+		s.conn.Close()
+		s.log.Info("disconnect", "remote_ip", s.info.RemoteIP, "duration", time.Since(s.start).Round(time.Millisecond))
+	}()
+	s.log.Info("connect", "remote_ip", s.info.RemoteIP, "remote", s.info.RemoteAddr.String())
+
+	if tc, ok := s.guard.Conn.(*tls.Conn); ok {
+		// Implicit TLS (RFC 8314 §3.3): the handshake comes before the
+		// greeting.
+		if err := s.handshake(tc); err != nil {
+			s.log.Info("tls handshake failed", "err", err)
+			return
+		}
+	}
+
+	s.replyf(codeReady, "", "%s ESMTP Postoffice ready", s.host)
+	for !s.closing {
+		if !s.enterIdle() {
+			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
+			break
+		}
+		if err := s.flushIfIdle(); err != nil {
+			s.leaveIdle()
+			s.log.Info("write failed", "err", err)
+			return
+		}
+		line, err := s.conn.ReadLine(s.srv.maxLineLength())
+		if !s.leaveIdle() {
+			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
+			break
+		}
+		switch {
+		case errors.Is(err, textio.ErrLineTooLong):
+			// RFC 5321 §4.5.3.1.4: 500 for a command line too long.
+			s.reply(codeSyntax, "5.5.6", "Error: line too long")
+		case err != nil:
+			s.readFailed("command", err)
+			return
+		default:
+			s.dispatch(line)
+		}
+		if !s.closing && s.errors >= s.srv.maxErrors() {
+			s.log.Warn("too many errors", "errors", s.errors)
+			s.replyf(codeUnavailable, "4.7.0", "%s Too many errors, closing connection (conn %s)", s.host, s.info.ID)
+			s.closing = true
+		}
+	}
+	s.conn.Flush()
+}
+
+// flushIfIdle flushes the queued replies unless a complete command line is
+// already buffered (RFC 2920 §3.1: replies to a pipelined group may be
+// batched, but the server must not block on a read while holding them).
+// Unlike textio.Conn.FlushIfIdle it also flushes when only part of a line
+// is buffered, since the client may be waiting for our replies before it
+// sends the rest.
+func (s *session) flushIfIdle() error {
+	if n := s.conn.R.Buffered(); n > 0 {
+		if buf, _ := s.conn.R.Peek(n); bytes.IndexByte(buf, '\n') >= 0 {
+			return nil
+		}
+	}
+	return s.conn.Flush()
+}
+
+// forceClose closes the connection under any TLS layer, for Shutdown when
+// its context ends.
+func (s *session) forceClose() {
+	if tc, ok := s.guard.Conn.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	s.guard.Conn.Close()
+}
+
+// readFailed handles a failed read of the client: a timeout gets a 421
+// (RFC 5321 §4.5.3.2: the server may close after its timeout), anything
+// else (EOF, reset) just ends the session.
+func (s *session) readFailed(what string, err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.log.Info("timeout", "waiting_for", what)
+		s.replyf(codeUnavailable, "4.4.2", "%s Timeout exceeded, closing connection (conn %s)", s.host, s.info.ID)
+		s.conn.Flush()
+		return
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		s.log.Debug("client closed connection", "waiting_for", what)
+		return
+	}
+	s.log.Info("read failed", "waiting_for", what, "err", err)
+}
+
+// dispatch runs one command line: the one dispatch point of the protocol.
+func (s *session) dispatch(line []byte) {
+	cmd := string(line)
+	verb, arg, _ := strings.Cut(cmd, " ")
+	verb = strings.ToUpper(verb)
+	switch verb {
+	case "HELO":
+		s.cmdHelo(arg, false)
+	case "EHLO":
+		s.cmdHelo(arg, true)
+	case "MAIL":
+		s.cmdMail(arg)
+	case "RCPT":
+		s.cmdRcpt(arg)
+	case "DATA":
+		s.cmdData(arg)
+	case "BDAT":
+		s.cmdBdat(arg)
+	case "RSET":
+		s.cmdRset(arg)
+	case "NOOP":
+		// RFC 5321 §4.1.1.9: NOOP may carry a parameter, which is ignored.
+		s.reply(codeOK, "2.0.0", "Ok")
+	case "VRFY":
+		s.cmdVrfy(arg)
+	case "EXPN":
+		s.reply(codeNotImplemented, "5.5.1", "Error: EXPN not supported")
+	case "HELP":
+		s.reply(codeHelp, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT STARTTLS AUTH")
+	case "QUIT":
+		s.reply(codeClosing, "2.0.0", "Bye")
+		s.closing = true
+	case "STARTTLS":
+		s.cmdStartTLS(arg)
+	case "AUTH":
+		s.cmdAuth(arg)
+	case "":
+		s.reply(codeSyntax, "5.5.2", "Error: empty command")
+	default:
+		s.reply(codeSyntax, "5.5.2", "Error: command not recognized")
+	}
+}
+
+// endTransaction abandons the current mail transaction, if any.
+func (s *session) endTransaction() {
+	if s.bdat != nil {
+		s.bdat.abort(errTransactionAborted)
+		s.bdat = nil
+	}
+	s.env = nil
+	s.bdatStale = false
+}
+
+var errTransactionAborted = errors.New("smtp: transaction aborted")

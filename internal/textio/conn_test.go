@@ -1,0 +1,193 @@
+package textio
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pair returns a Conn reading what the returned writer end sends, over a
+// real loopback TCP connection.
+func pair(t *testing.T, readTimeout time.Duration) (*Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return NewConn(server, readTimeout, time.Second), client
+}
+
+func TestReadLine(t *testing.T) {
+	c, w := pair(t, 5*time.Second)
+	long := strings.Repeat("x", 100<<10)
+	go func() {
+		io.WriteString(w, "HELO a\r\nbare lf\n"+strings.Repeat("y", 600)+"\r\nafter\r\n"+long+"\r\nlast\r\npartial")
+		w.Close()
+	}()
+	for _, want := range []struct {
+		line string
+		err  error
+	}{
+		{"HELO a", nil},
+		{"bare lf", nil},
+		{"", ErrLineTooLong},
+		{"after", nil},
+		{"", ErrLineTooLong},
+		{"last", nil},
+		{"", io.ErrUnexpectedEOF},
+	} {
+		got, err := c.ReadLine(512)
+		if !errors.Is(err, want.err) || string(got) != want.line {
+			t.Fatalf("ReadLine = %q, %v; want %q, %v", got, err, want.line, want.err)
+		}
+	}
+}
+
+func TestReadLineLongerThanBufferWithinLimit(t *testing.T) {
+	c, w := pair(t, 5*time.Second)
+	line := strings.Repeat("z", bufSize*2+17)
+	go io.WriteString(w, line+"\r\nnext\r\n")
+	got, err := c.ReadLine(len(line))
+	if err != nil || string(got) != line {
+		t.Fatalf("ReadLine: len %d err %v", len(got), err)
+	}
+	if got, err := c.ReadLine(10); err != nil || string(got) != "next" {
+		t.Fatalf("next line = %q, %v", got, err)
+	}
+}
+
+func TestReadTimeout(t *testing.T) {
+	c, _ := pair(t, 50*time.Millisecond)
+	_, err := c.ReadLine(512)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a timeout", err)
+	}
+}
+
+func TestPendingAndFlushIfIdle(t *testing.T) {
+	c, w := pair(t, 5*time.Second)
+	io.WriteString(w, "ONE\r\nTWO\r\n")
+	if _, err := c.ReadLine(512); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Pending() {
+		t.Fatal("second pipelined command not seen as pending")
+	}
+	c.W.WriteString("+OK one\r\n")
+	c.FlushIfIdle()
+	if c.W.Buffered() == 0 {
+		t.Fatal("flushed although a command was pending")
+	}
+	c.ReadLine(512)
+	c.W.WriteString("+OK two\r\n")
+	if err := c.FlushIfIdle(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	w.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _ := io.ReadAtLeast(w, buf, len("+OK one\r\n+OK two\r\n"))
+	if got := string(buf[:n]); got != "+OK one\r\n+OK two\r\n" {
+		t.Fatalf("client got %q", got)
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	remote := &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 1}
+	other := &net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}
+	l := &Limiter{Max: 4, MaxPerIP: 2, Exempt: func(ip netip.Addr) bool { return ip.IsLoopback() }}
+	r1, err := l.Acquire(remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(remote); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(remote); !errors.Is(err, ErrTooManyFromIP) {
+		t.Fatalf("third from one IP: %v", err)
+	}
+	if _, err := l.Acquire(other); err != nil {
+		t.Fatalf("other IP refused: %v", err)
+	}
+	if _, err := l.Acquire(loop); err != nil {
+		t.Fatalf("loopback refused: %v", err)
+	}
+	if _, err := l.Acquire(loop); !errors.Is(err, ErrTooManyConns) {
+		t.Fatalf("over total: %v", err)
+	}
+	r1()
+	r1() // idempotent
+	if got := l.Count(); got != 3 {
+		t.Fatalf("Count = %d after release, want 3", got)
+	}
+	if _, err := l.Acquire(remote); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+}
+
+func TestNetworks(t *testing.T) {
+	n, err := ParseNetworks("10.0.0.0/8, 192.0.2.5 2001:db8::/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{
+		"10.1.2.3": true, "192.0.2.5": true, "192.0.2.6": false, "2001:db8::9": true,
+		"::ffff:10.0.0.1": true, "127.0.0.1": false,
+	} {
+		if got := n.Contains(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Contains(%s) = %v", ip, got)
+		}
+	}
+	if !n.IsLocal(netip.MustParseAddr("::1")) {
+		t.Error("::1 not local")
+	}
+	if _, err := ParseNetworks("10.0.0.0/99"); err == nil {
+		t.Error("bad prefix accepted")
+	}
+}
+
+func TestNewIDUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		id := NewID()
+		if len(id) != 10 || seen[id] {
+			t.Fatalf("bad or repeated id %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+// A partial line buffered must not hold replies back: the client may be
+// waiting for them before it finishes the line.
+func TestPendingIgnoresPartialLine(t *testing.T) {
+	c, w := pair(t, 5*time.Second)
+	io.WriteString(w, "ONE\r\nTW")
+	if _, err := c.ReadLine(512); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for c.R.Buffered() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if c.R.Buffered() == 0 {
+		t.Skip("partial line did not arrive in the same read")
+	}
+	if c.Pending() {
+		t.Fatal("a partial line counted as a pending command")
+	}
+}
