@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func login(t *testing.T, addr, user, pass string) *textConn {
+	t.Helper()
+	c := dial(t, addr)
+	c.expect("+OK*")
+	c.send("USER " + user + "\r\n")
+	c.expect("+OK*")
+	c.send("PASS " + pass + "\r\n")
+	c.expect("+OK maildrop locked and ready*")
+	return c
+}
+
+// The original design's POP3 session, after an SMTP delivery: byte-for-byte
+// retrieval, DELE-then-drop keeps the file, DELE-then-QUIT removes it.
+func TestPOP3SeedSession(t *testing.T) {
+	p := start(t, "")
+	body := "Subject: Test Email\r\n\r\nHello Bob,\r\n..a line that starts with a dot\r\n"
+	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, body)
+	eml, err := os.ReadFile(filepath.Join(p.dir, "user", "new", id+".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := strconv.Itoa(len(eml))
+
+	c := login(t, p.Addr("pop3"), "user", "pass")
+	c.send("STAT\r\n")
+	c.expect("+OK 1 " + size)
+	c.send("LIST\r\n")
+	c.expect("+OK 1 messages (" + size + " octets)")
+	if got := c.multiline(); got != "1 "+size+"\r\n" {
+		t.Fatalf("LIST body %q", got)
+	}
+	c.send("UIDL 1\r\n")
+	c.expect("+OK 1 " + id)
+	c.send("RETR 1\r\n")
+	c.expect("+OK " + size + " octets")
+	if got := c.multiline(); got != string(eml) {
+		t.Fatalf("RETR gave %q, file holds %q", got, eml)
+	}
+	_, msg := stripTrace(t, eml)
+	if msg != strings.Replace(body, "..a", ".a", 1) {
+		t.Fatalf("message %q", msg)
+	}
+	c.send("DELE 1\r\n")
+	c.expect("+OK message 1 deleted")
+	c.c.Close() // drop without QUIT: nothing deleted
+
+	c = login(t, p.Addr("pop3"), "user", "pass")
+	c.send("STAT\r\n")
+	c.expect("+OK 1 " + size)
+	c.send("DELE 1\r\n")
+	c.expect("+OK*")
+	c.send("QUIT\r\n")
+	c.expect("+OK*")
+	if files := mailFiles(t, p.dir, "user"); len(files) != 0 {
+		t.Fatalf("after QUIT: %v", files)
+	}
+}
+
+// 500 messages in, 500 out, identical apart from the trace headers; a second
+// concurrent login is refused with [IN-USE].
+func TestPOP3FiveHundredAndLock(t *testing.T) {
+	p := start(t, "")
+	const n = 500
+	bodies := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				body := fmt.Sprintf("Subject: m%d\r\n\r\n.dot %d\r\nline\r\n", i, i)
+				id := sendRaw(t, p.Addr("smtp"), "s@test", []string{"r@test"}, strings.Replace(body, ".dot", "..dot", 1))
+				mu.Lock()
+				bodies[id] = body
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	c := login(t, p.Addr("pop3"), "user", "pass")
+	second := dial(t, p.Addr("pop3"))
+	second.expect("+OK*")
+	second.send("USER user\r\n")
+	second.expect("+OK*")
+	second.send("PASS pass\r\n")
+	second.expect("-ERR [IN-USE]*")
+
+	c.send("STAT\r\n")
+	c.expect(fmt.Sprintf("+OK %d *", n))
+	c.send("UIDL\r\n")
+	c.expect("+OK*")
+	uidl := strings.Split(strings.TrimSpace(c.multiline()), "\r\n")
+	if len(uidl) != n {
+		t.Fatalf("UIDL listed %d", len(uidl))
+	}
+	prev := ""
+	for i, l := range uidl {
+		f := strings.Fields(l)
+		if f[0] != strconv.Itoa(i+1) {
+			t.Fatalf("UIDL line %q", l)
+		}
+		if f[1] <= prev {
+			t.Fatalf("messages not in delivery order: %s after %s", f[1], prev)
+		}
+		prev = f[1]
+		c.send("RETR " + f[0] + "\r\n")
+		c.expect("+OK*")
+		_, msg := stripTrace(t, []byte(c.multiline()))
+		if msg != bodies[f[1]] {
+			t.Fatalf("message %s: %q, want %q", f[1], msg, bodies[f[1]])
+		}
+		c.send("DELE " + f[0] + "\r\n")
+		c.expect("+OK*")
+	}
+	c.send("QUIT\r\n")
+	c.expect("+OK*")
+	if files := mailFiles(t, p.dir, "user"); len(files) != 0 {
+		t.Fatalf("%d files left after deleting all", len(files))
+	}
+	// The lock is released: a new login works.
+	c = login(t, p.Addr("pop3"), "user", "pass")
+	c.send("STAT\r\n")
+	c.expect("+OK 0 0")
+}
+
+// The lock holds between two postoffice processes sharing one directory.
+func TestPOP3LockAcrossProcesses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mailbox")
+	a := start(t, dir)
+	b := start(t, dir)
+	login(t, a.Addr("pop3"), "user", "pass")
+	c := dial(t, b.Addr("pop3"))
+	c.expect("+OK*")
+	c.send("USER user\r\nPASS pass\r\n")
+	c.expect("+OK*")
+	c.expect("-ERR [IN-USE]*")
+}
+
+// Files put into the Maildir by other tools are served with CRLF and the
+// sizes actually sent.
+func TestPOP3ForeignFiles(t *testing.T) {
+	p := start(t, "")
+	sendRaw(t, p.Addr("smtp"), "a@test", []string{"b@test"}, "Subject: ours\r\n\r\nx\r\n") // creates the Maildir
+	cur := filepath.Join(p.dir, "user", "cur")
+	os.WriteFile(filepath.Join(cur, "1700000000.M1P1.host:2,S"), []byte("Subject: lf\n\n.starts with dot\nno final newline"), 0o600)
+	c := login(t, p.Addr("pop3"), "user", "pass")
+	c.send("LIST\r\n")
+	c.expect("+OK 2 messages*")
+	lines := strings.Split(strings.TrimSpace(c.multiline()), "\r\n")
+	want := "Subject: lf\r\n\r\n.starts with dot\r\nno final newline\r\n"
+	found := false
+	for _, l := range lines {
+		f := strings.Fields(l)
+		c.send("RETR " + f[0] + "\r\n")
+		c.expect("+OK " + f[1] + " octets")
+		got := c.multiline()
+		if strconv.Itoa(len(got)) != f[1] {
+			t.Fatalf("message %s: LIST says %s, RETR sent %d", f[0], f[1], len(got))
+		}
+		if got == want {
+			found = true
+			c.send("UIDL " + f[0] + "\r\n")
+			c.expect("+OK " + f[0] + " 1700000000.M1P1.host")
+		}
+	}
+	if !found {
+		t.Fatal("foreign LF file not served as CRLF")
+	}
+}

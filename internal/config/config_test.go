@@ -1,0 +1,129 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("t", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != "127.0.0.1:2525" || c.POP3Addr != "127.0.0.1:1100" || c.MailboxDir != "./mailbox" ||
+		c.DefaultUser != "user" || c.DefaultPassword != "pass" || c.MaxMessageSize != 25<<20 || c.MaxRecipients != 100 {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestPrecedenceFlagOverEnvOverDefault(t *testing.T) {
+	e := env(map[string]string{
+		"POSTOFFICE_SMTP_ADDR":        "127.0.0.1:3000",
+		"POSTOFFICE_POP3_ADDR":        "127.0.0.1:3001",
+		"POSTOFFICE_MAX_MESSAGE_SIZE": "1MiB",
+		"POSTOFFICE_DOMAIN":           "Example.org,b.test",
+		"POSTOFFICE_TRUSTED_NETWORKS": "10.0.0.0/8",
+	})
+	c, err := Parse("t", []string{"--smtp-addr", "127.0.0.1:4000"}, e, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != "127.0.0.1:4000" {
+		t.Errorf("flag lost to env: %s", c.SMTPAddr)
+	}
+	if c.POP3Addr != "127.0.0.1:3001" {
+		t.Errorf("env not applied: %s", c.POP3Addr)
+	}
+	if c.MaxMessageSize != 1<<20 {
+		t.Errorf("size = %d", c.MaxMessageSize)
+	}
+	if strings.Join(c.Domains, ",") != "example.org,b.test" {
+		t.Errorf("domains = %v", c.Domains)
+	}
+	if len(c.TrustedNetworks) != 1 {
+		t.Errorf("trusted = %v", c.TrustedNetworks)
+	}
+	if c.SMTPDataTimeout != 3*time.Minute {
+		t.Errorf("default lost: %v", c.SMTPDataTimeout)
+	}
+}
+
+func TestInvalidValuesNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--smtp-addr", "nope"}, nil, "--smtp-addr"},
+		{[]string{"--pop3-addr", "127.0.0.1:99999"}, nil, "--pop3-addr"},
+		{[]string{"--max-line-length", "100"}, nil, "--max-line-length"},
+		{[]string{"--max-message-size", "12XB"}, nil, "max-message-size"},
+		{[]string{"--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"--log-level", "loud"}, nil, "--log-level"},
+		{[]string{"--smtps-addr", "127.0.0.1:4650"}, nil, "--smtps-addr"},
+		{[]string{"--tls-cert", "c.pem"}, nil, "--tls-cert"},
+		{[]string{"--catch-all", "bob"}, nil, "--catch-all"},
+		{[]string{"--smtp-addr", ":2525"}, nil, "--smtp-addr"},
+		{[]string{"--smtp-addr", "0.0.0.0:2525", "--pop3-addr", ""}, nil, "default credentials"},
+		{[]string{"--smtp-data-timeout", "0s"}, nil, "--smtp-data-timeout"},
+		{nil, map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "many"}, "POSTOFFICE_MAX_RECIPIENTS"},
+		{[]string{"--smtp-addr", "", "--pop3-addr", ""}, nil, "disabled"},
+		{[]string{"stray"}, nil, "unexpected argument"},
+	} {
+		_, err := Parse("t", tc.args, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v %v: err = %v, want mention of %q", tc.args, tc.env, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error is not one line: %q", tc.args, err)
+		}
+	}
+}
+
+func TestInsecureAllowsPublicDefaultCredentials(t *testing.T) {
+	if _, err := Parse("t", []string{"--smtp-addr", ":2525", "--insecure"}, env(nil), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("t", []string{"--smtp-addr", ":2525", "--users-file", "u"}, env(nil), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("t", []string{"--smtp-addr", "localhost:2525", "--pop3-addr", "[::1]:1100"}, env(nil), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHelpListsEveryFlagWithEnv(t *testing.T) {
+	var out strings.Builder
+	_, err := Parse("t", []string{"--help"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	c := Default()
+	c.FlagSet("x", io.Discard).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(out.String(), "--"+f.Name+"\n") || !strings.Contains(out.String(), EnvName(f.Name)) {
+			t.Errorf("help lacks %s", f.Name)
+		}
+	})
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"1024": 1024, "25MiB": 25 << 20, "512k": 512 << 10, "2 GB": 2 << 30, "10b": 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1TB", "99999999999999999999"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+	if s := Size(25 << 20).String(); s != "25MiB" {
+		t.Errorf("String = %s", s)
+	}
+}

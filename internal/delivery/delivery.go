@@ -1,0 +1,267 @@
+// Package delivery is the SMTP backend: it routes recipients to mailboxes,
+// adds the trace headers and hands the message to the store. Postoffice
+// never relays: every accepted recipient is a local mailbox.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"postoffice/internal/smtp"
+	"postoffice/internal/store"
+)
+
+// Directory answers who the local users are.
+type Directory interface {
+	// Resolve maps a recipient's local part to a user (mailbox) name.
+	Resolve(localPart string) (user string, ok bool)
+}
+
+// Authenticator checks credentials for SMTP AUTH and POP3 logins; it
+// applies any failed-login delay and per-IP cap itself.
+type Authenticator interface {
+	// Check returns nil for good credentials, smtp.ErrAuthFailed-like
+	// ErrBadCredentials for bad ones, ErrBlocked when the client is refused.
+	Check(ctx context.Context, ip netip.Addr, username, password string) error
+}
+
+// Errors of an Authenticator.
+var (
+	ErrBadCredentials = errors.New("bad credentials")
+	ErrBlocked        = errors.New("too many failed logins")
+)
+
+// Router decides the mailbox of a recipient.
+type Router struct {
+	// Single, when set, receives every recipient (the zero-config mode:
+	// no users file).
+	Single string
+	// Users resolves local parts when Single is empty.
+	Users func() Directory
+	// CatchAll receives mail for unknown local parts; "" rejects them.
+	CatchAll string
+	// Domains, when not empty, are the only domains accepted (lowercase).
+	Domains []string
+}
+
+// Route returns the mailbox for address addr or an *smtp.Error.
+func (r *Router) Route(addr string) (string, error) {
+	local, domain := splitAddress(addr)
+	if local == "" {
+		return "", &smtp.Error{Code: 501, Enhanced: "5.1.3", Message: "Bad recipient address syntax"}
+	}
+	if strings.EqualFold(local, "postmaster") && domain == "" {
+		// RFC 5321 §4.1.1.3: <postmaster> without a domain must be accepted.
+		domain = ""
+	} else if len(r.Domains) > 0 && !containsFold(r.Domains, domain) {
+		return "", &smtp.Error{Code: 550, Enhanced: "5.7.1", Message: "Relay access denied: " + sanitize(domain) + " is not a local domain"}
+	}
+	if r.Single != "" {
+		return r.Single, nil
+	}
+	if r.Users != nil {
+		if u, ok := r.Users().Resolve(local); ok {
+			return u, nil
+		}
+	}
+	if r.CatchAll != "" {
+		return r.CatchAll, nil
+	}
+	return "", &smtp.Error{Code: 550, Enhanced: "5.1.1", Message: "Recipient address rejected: user unknown in local recipient table"}
+}
+
+func splitAddress(addr string) (local, domain string) {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return unquote(addr), ""
+	}
+	return unquote(addr[:i]), strings.ToLower(addr[i+1:])
+}
+
+// unquote turns a quoted-string local part into its value (RFC 5321
+// §4.1.2): "a\ b" -> a b.
+func unquote(l string) string {
+	if len(l) < 2 || l[0] != '"' || l[len(l)-1] != '"' {
+		return l
+	}
+	var b strings.Builder
+	for i := 1; i < len(l)-1; i++ {
+		if l[i] == '\\' && i+1 < len(l)-1 {
+			i++
+		}
+		b.WriteByte(l[i])
+	}
+	return b.String()
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Backend implements smtp.Backend on a store.
+type Backend struct {
+	Store    store.Store
+	Router   *Router
+	Auth     Authenticator // nil: AUTH always fails
+	Hostname string
+	Logger   *slog.Logger
+	Now      func() time.Time // for tests; nil means time.Now
+}
+
+var _ smtp.Backend = (*Backend)(nil)
+
+// Mail accepts every sender: Postoffice is a mail drop, not a relay, so
+// the sender is not checked.
+func (b *Backend) Mail(ctx context.Context, env *smtp.Envelope) error { return nil }
+
+// Rcpt routes the recipient; an unknown one is refused here, before DATA.
+func (b *Backend) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {
+	_, err := b.Router.Route(to)
+	return err
+}
+
+// Data stores the message in the mailbox of every distinct recipient,
+// behind a Return-Path and a Received header.
+func (b *Backend) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (string, error) {
+	var boxes []string
+	for _, to := range env.To {
+		box, err := b.Router.Route(to)
+		if err != nil {
+			// The users file changed since RCPT: refuse rather than guess.
+			return "", err
+		}
+		boxes = append(boxes, box)
+	}
+	id := b.Store.NewID()
+	now := time.Now
+	if b.Now != nil {
+		now = b.Now
+	}
+	hdr := TraceHeader(env, b.Hostname, id, now())
+	if err := b.Store.Deliver(ctx, id, boxes, io.MultiReader(strings.NewReader(hdr), r)); err != nil {
+		if errors.Is(err, store.ErrNoSpace) {
+			return "", &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
+		}
+		return "", fmt.Errorf("deliver %s: %w", id, err)
+	}
+	return id, nil
+}
+
+// Authenticate checks credentials through the Authenticator.
+func (b *Backend) Authenticate(ctx context.Context, c smtp.ConnInfo, username, password string) error {
+	if b.Auth == nil {
+		return smtp.ErrAuthFailed
+	}
+	err := b.Auth.Check(ctx, c.RemoteIP, username, password)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrBadCredentials):
+		return smtp.ErrAuthFailed
+	case errors.Is(err, ErrBlocked):
+		return &smtp.Error{Code: 421, Enhanced: "4.7.0", Message: "Too many failed authentications, try later (conn " + c.ID + ")"}
+	}
+	return err
+}
+
+// TraceHeader returns the Return-Path and Received header fields
+// (RFC 5321 §4.4, RFC 5322 §3.6.7) that go before the message, with CRLF
+// line ends.
+func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
+	var b strings.Builder
+	// RFC 5321 §4.4: the final delivery adds Return-Path with the reverse-path.
+	b.WriteString("Return-Path: <" + sanitize(env.From) + ">\r\n")
+	helo := sanitize(env.Helo)
+	if helo == "" {
+		helo = "unknown"
+	}
+	b.WriteString("Received: from " + helo + " (" + addrLiteral(env) + ")\r\n")
+	b.WriteString("\tby " + sanitize(host) + " (Postoffice) with " + withProtocol(env) + " id " + id)
+	if env.TLS != nil {
+		b.WriteString("\r\n\t(using " + tlsVersion(env.TLS.Version) + ")")
+	}
+	// Naming a recipient reveals it to the others: only with one recipient,
+	// as Postfix does.
+	if len(env.To) == 1 {
+		b.WriteString("\r\n\tfor <" + sanitize(env.To[0]) + ">")
+	}
+	b.WriteString("; " + t.Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
+	return b.String()
+}
+
+// withProtocol is the "with" keyword of RFC 3848 and RFC 6531 §3.7.3.
+func withProtocol(env *smtp.Envelope) string {
+	if !env.ESMTP {
+		return "SMTP"
+	}
+	p := "ESMTP"
+	if env.SMTPUTF8 {
+		p = "UTF8SMTP"
+	}
+	if env.TLS != nil {
+		p += "S"
+	}
+	if env.AuthUser != "" {
+		p += "A"
+	}
+	return p
+}
+
+// addrLiteral is the TCP-info of the Received "from" clause: the client's
+// address as an RFC 5321 §4.1.3 address literal.
+func addrLiteral(env *smtp.Envelope) string {
+	ip := env.Conn.RemoteIP
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	if ip.Is6() {
+		return "[IPv6:" + ip.String() + "]"
+	}
+	return "[" + ip.String() + "]"
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case 0x0303:
+		return "TLSv1.2"
+	case 0x0304:
+		return "TLSv1.3"
+	}
+	return fmt.Sprintf("TLS 0x%04x", v)
+}
+
+// sanitize keeps a client-supplied string from breaking the header: no
+// control characters, no CR/LF, and parentheses, angle brackets and
+// semicolons only where they cannot end a clause.
+func sanitize(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '(' || c == ')' || c == ';' || c == '<' || c == '>' {
+			clean = false
+			break
+		}
+	}
+	if clean && len(s) <= 255 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < 255; i++ {
+		c := s[i]
+		if c < 0x20 || c == 0x7f || c == '(' || c == ')' || c == ';' || c == '<' || c == '>' {
+			c = '_'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

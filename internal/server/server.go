@@ -1,0 +1,371 @@
+// Package server wires Postoffice together: the store, the users, TLS, the
+// SMTP and POP3 engines and their listeners, limits, reloads and graceful
+// shutdown.
+package server
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"postoffice/internal/auth"
+	"postoffice/internal/config"
+	"postoffice/internal/delivery"
+	"postoffice/internal/pop3"
+	"postoffice/internal/smtp"
+	"postoffice/internal/store"
+	"postoffice/internal/textio"
+)
+
+// Server is a running Postoffice.
+type Server struct {
+	cfg    config.Config
+	log    *slog.Logger
+	store  *store.Maildir
+	certs  *certSource
+	users  *auth.UsersFile // nil without --users-file
+	single *auth.Users     // the default user without --users-file
+	thr    *auth.Throttle
+
+	smtp *smtp.Server
+	pop3 *pop3.Server
+
+	mu        sync.Mutex
+	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New prepares a server from cfg; Start opens the listeners.
+func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}}
+
+	st, err := store.NewMaildir(cfg.MailboxDir, store.MaildirOptions{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("--mailbox-dir: %w", err)
+	}
+	s.store = st
+
+	router := &delivery.Router{CatchAll: auth.CanonicalName(cfg.CatchAll), Domains: cfg.Domains}
+	if cfg.UsersFile != "" {
+		uf, err := auth.OpenUsersFile(cfg.UsersFile, logger)
+		if err != nil {
+			return nil, fmt.Errorf("--users-file: %w", err)
+		}
+		s.users = uf
+		if router.CatchAll != "" {
+			if _, ok := uf.Current().Lookup(router.CatchAll); !ok {
+				return nil, fmt.Errorf("--catch-all: %q is not a user of %s", cfg.CatchAll, cfg.UsersFile)
+			}
+		}
+		router.Users = func() delivery.Directory { return uf.Current() }
+	} else {
+		name := auth.CanonicalName(cfg.DefaultUser)
+		if !auth.ValidName(name) {
+			return nil, fmt.Errorf("--user: %q is not a valid user name (letters, digits, '.', '_', '-')", cfg.DefaultUser)
+		}
+		s.single = auth.SingleUser(name, cfg.DefaultPassword)
+		router.Single = name
+	}
+
+	isLocal := cfg.TrustedNetworks.IsLocal
+	// The throttle reads zero as "default" and a negative value as "off";
+	// the flags' zero means off.
+	baseDelay := cfg.AuthDelay
+	if baseDelay == 0 {
+		baseDelay = -1
+	}
+	s.thr = auth.NewThrottle(auth.ThrottleConfig{
+		BaseDelay:   baseDelay,
+		MaxDelay:    cfg.AuthMaxDelay,
+		MaxFailures: cmp.Or(cfg.AuthMaxFailures, -1),
+		Window:      cfg.AuthWindow,
+		Exempt:      isLocal,
+		Logger:      logger,
+	})
+	authn := &authenticator{users: s.currentUsers, throttle: s.thr}
+
+	var tlsConfig *tls.Config
+	if cfg.TLSEnabled() {
+		cs, err := newCertSource(cfg.TLSCert, cfg.TLSKey, cfg.Hostname)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		s.certs = cs
+		tlsConfig = cs.config()
+	}
+
+	s.smtp = &smtp.Server{
+		Hostname: cfg.Hostname,
+		Backend: &delivery.Backend{
+			Store:    st,
+			Router:   router,
+			Auth:     authn,
+			Hostname: cfg.Hostname,
+			Logger:   logger,
+		},
+		Logger:            logger.With("proto", "smtp"),
+		MaxMessageBytes:   int64(cfg.MaxMessageSize),
+		MaxRecipients:     cfg.MaxRecipients,
+		MaxLineLength:     cfg.MaxLineLength,
+		MaxErrors:         cfg.MaxErrors,
+		CommandTimeout:    cfg.SMTPCommandTimeout,
+		DataTimeout:       cfg.SMTPDataTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		TLSConfig:         tlsConfig,
+		AllowInsecureAuth: cfg.AllowInsecureAuth,
+		IsLocal:           isLocal,
+		RequireAuth:       cfg.SMTPRequireAuth,
+		AuthEnabled:       true,
+	}
+	s.pop3 = &pop3.Server{
+		Logger:            logger.With("proto", "pop3"),
+		Backend:           &pop3Backend{auth: authn, store: st, log: logger},
+		Hostname:          cfg.Hostname,
+		LoginTimeout:      cfg.POP3LoginTimeout,
+		IdleTimeout:       cfg.POP3IdleTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		MaxErrors:         cfg.MaxErrors,
+		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		TLSConfig:         tlsConfig,
+		AllowInsecureAuth: cfg.AllowInsecureAuth,
+		IsLocal:           isLocal,
+	}
+	return s, nil
+}
+
+func (s *Server) currentUsers() *auth.Users {
+	if s.users != nil {
+		return s.users.Current()
+	}
+	return s.single
+}
+
+// Start opens every configured listener and serves them in the background.
+// On error, whatever was opened is closed again.
+func (s *Server) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	type lc struct {
+		name, addr string
+		tls        bool
+		serve      func(net.Listener) error
+	}
+	specs := []lc{
+		{"smtp", s.cfg.SMTPAddr, false, s.smtp.Serve},
+		{"smtps", s.cfg.SMTPSAddr, true, s.smtp.Serve},
+		{"pop3", s.cfg.POP3Addr, false, s.pop3.Serve},
+		{"pop3s", s.cfg.POP3SAddr, true, s.pop3.Serve},
+	}
+	var opened []net.Listener
+	for _, sp := range specs {
+		if sp.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", sp.addr)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			cancel()
+			return fmt.Errorf("--%s-addr: %w", sp.name, err)
+		}
+		opened = append(opened, l)
+		reply := ""
+		switch {
+		case sp.tls:
+		case strings.HasPrefix(sp.name, "smtp"):
+			reply = "421 4.7.0 " + s.cfg.Hostname + " Too many failed logins from your address, try later\r\n"
+		default:
+			reply = "-ERR [AUTH] Too many failed logins from your address, try later\r\n"
+		}
+		l = &blockListener{Listener: l, blocked: s.thr.Blocked, reply: reply, log: s.log.With("proto", sp.name)}
+		if sp.tls {
+			l = tls.NewListener(l, s.certs.config())
+		}
+		s.mu.Lock()
+		s.listeners[sp.name] = l
+		s.mu.Unlock()
+		s.log.Info("listening", "proto", sp.name, "addr", l.Addr().String())
+	}
+	for _, sp := range specs {
+		l := s.Listener(sp.name)
+		if l == nil {
+			continue
+		}
+		serve := sp.serve
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) {
+				s.log.Error("listener failed", "addr", l.Addr().String(), "err", err)
+			}
+		}()
+	}
+
+	if s.users != nil {
+		go s.users.Watch(ctx)
+	} else {
+		s.log.Warn("no --users-file: every recipient goes to the default user, whose credentials are the defaults unless --user/--password are set", "user", auth.CanonicalName(s.cfg.DefaultUser))
+	}
+	// Leftovers of deliveries cut off by a crash: never visible, but they
+	// take space. Only tmp/ directories are read.
+	go func() {
+		if n, err := s.store.CleanAllTmp(); err != nil {
+			s.log.Warn("cleaning tmp", "err", err)
+		} else if n > 0 {
+			s.log.Info("removed incomplete deliveries from tmp", "files", n)
+		}
+	}()
+	return nil
+}
+
+// Listener returns the listener of "smtp", "smtps", "pop3" or "pop3s", or
+// nil when that one is not open.
+func (s *Server) Listener(name string) net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listeners[name]
+}
+
+// Reload re-reads the users file and the TLS certificate (SIGHUP). Errors
+// leave the old ones in use.
+func (s *Server) Reload() error {
+	var errs []error
+	if s.users != nil {
+		if err := s.users.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.certs != nil {
+		if err := s.certs.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.log.Error("reload failed; keeping the previous configuration", "err", err)
+	} else {
+		s.log.Info("reloaded users and TLS certificate")
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets sessions finish what they are doing until
+// ctx ends, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var smtpErr, pop3Err error
+	wg.Add(2)
+	go func() { defer wg.Done(); smtpErr = s.smtp.Shutdown(ctx) }()
+	go func() { defer wg.Done(); pop3Err = s.pop3.Shutdown(ctx) }()
+	wg.Wait()
+	s.wg.Wait()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	return errors.Join(smtpErr, pop3Err)
+}
+
+// authenticator checks credentials against the current users with the
+// shared failed-login throttle (SMTP AUTH and POP3 alike).
+type authenticator struct {
+	users    func() *auth.Users
+	throttle *auth.Throttle
+}
+
+func (a *authenticator) Check(ctx context.Context, ip netip.Addr, username, password string) error {
+	if a.throttle.Blocked(ip) {
+		return delivery.ErrBlocked
+	}
+	if err := a.throttle.Check(ctx, ip, a.users().Verify(username, password)); err != nil {
+		return delivery.ErrBadCredentials
+	}
+	return nil
+}
+
+// pop3Backend opens maildrops for the POP3 engine.
+type pop3Backend struct {
+	auth  *authenticator
+	store store.Store
+	log   *slog.Logger
+}
+
+func (b *pop3Backend) Login(ctx context.Context, c pop3.ConnInfo, username, password string) (pop3.Maildrop, error) {
+	switch err := b.auth.Check(ctx, c.RemoteIP, username, password); {
+	case errors.Is(err, delivery.ErrBlocked):
+		return nil, pop3.ErrBlocked
+	case errors.Is(err, delivery.ErrBadCredentials):
+		return nil, pop3.ErrAuthFailed
+	case err != nil:
+		return nil, err
+	}
+	md, err := b.store.OpenMaildrop(auth.CanonicalName(username))
+	if errors.Is(err, store.ErrLocked) {
+		return nil, pop3.ErrInUse
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open maildrop %s: %w", username, err)
+	}
+	msgs := md.Messages()
+	out := make([]pop3.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = pop3.Message{UID: m.ID, Size: m.Size}
+	}
+	return &maildrop{Maildrop: md, msgs: out}, nil
+}
+
+// maildrop adapts a store.Maildrop to the POP3 engine's interface.
+type maildrop struct {
+	store.Maildrop
+	msgs []pop3.Message
+}
+
+func (m *maildrop) Messages() []pop3.Message { return m.msgs }
+
+// blockListener refuses connections from clients over the failed-login cap
+// before any protocol starts (DESIGN.md: the cap's log line is what an
+// operator feeds to fail2ban). Plain listeners get a one-line reply in the
+// protocol's words; implicit-TLS listeners are closed silently.
+type blockListener struct {
+	net.Listener
+	blocked func(netip.Addr) bool
+	reply   string // "" to close without a word
+	log     *slog.Logger
+}
+
+func (l *blockListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := textio.AddrIP(c.RemoteAddr())
+		if !l.blocked(ip) {
+			return c, nil
+		}
+		l.log.Warn("connection refused: too many failed logins", "ip", ip.String())
+		go func() {
+			if l.reply != "" {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				c.Write([]byte(l.reply))
+			}
+			c.Close()
+		}()
+	}
+}

@@ -1,0 +1,341 @@
+package store
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// lockName is the lock file of a mailbox, in root/<mailbox>/ beside tmp,
+// new and cur, where Maildir readers do not look. It is never removed:
+// removing a lock file while another process waits on it breaks the lock.
+const lockName = ".postoffice.lock"
+
+// message is one entry of a maildrop snapshot.
+type message struct {
+	MessageInfo
+	sub     string // subdirectory: "new" or "cur"
+	name    string // file name
+	base    string // name without its ":2,..." info suffix
+	foreign bool   // not written by Deliver: normalize on Open
+	order   int64  // sort key: id time (ours) or mtime (foreign), in ns
+}
+
+// maildrop is the Maildrop of a Maildir mailbox.
+type maildrop struct {
+	m     *Maildir
+	dir   string // root/<mailbox>
+	lock  *os.File
+	msgs  []message
+	infos []MessageInfo
+
+	mu      sync.Mutex
+	closed  bool
+	removed []bool
+}
+
+// OpenMaildrop implements Store. It creates the mailbox directories if
+// needed, takes a non-blocking exclusive flock on root/<mailbox>/
+// .postoffice.lock (RFC 1939 §8: the server should take an exclusive-access
+// lock on the maildrop; a second session gets ErrLocked, whether in this
+// process or another) and snapshots new/ and cur/.
+//
+// The snapshot lists regular files only, skipping names starting with '.'.
+// Order, oldest first: by a time key, then file name, then directory. The
+// time key of a file named by us (<id>.eml, optionally with a ":2,<flags>"
+// suffix) is the time in its id, so our files sort exactly by id; that of a
+// foreign file is its modification time. A message seen twice (a reader moved
+// it from new/ to cur/ between the two directory reads) is listed once.
+//
+// Sizes: our files hold CRLF text ending in CRLF, so Size is the file size.
+// A foreign file is read once to compute the size of its normal form (see
+// normalize.go). UIDs: ours is the id; a foreign file's is its name without
+// the ":2," suffix when that is 1-70 characters of 0x21-0x7E (RFC 1939 §7),
+// else the first 40 hex digits of the SHA-256 of that name; both are stable
+// across sessions.
+func (m *Maildir) OpenMaildrop(mailbox string) (_ Maildrop, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("open maildrop %q: %w", mailbox, noSpace(err))
+		}
+	}()
+	if !ValidMailboxName(mailbox) {
+		return nil, ErrBadMailbox
+	}
+	if err := m.ensureMailbox(mailbox); err != nil {
+		return nil, err
+	}
+	dir := m.mailboxDir(mailbox)
+	lf, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, filePerm)
+	if err != nil {
+		m.forget(mailbox, err)
+		return nil, err
+	}
+	if err := tryLock(lf); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	msgs, err := snapshot(dir)
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	md := &maildrop{m: m, dir: dir, lock: lf, msgs: msgs,
+		infos: make([]MessageInfo, len(msgs)), removed: make([]bool, len(msgs))}
+	for i := range msgs {
+		md.infos[i] = msgs[i].MessageInfo
+	}
+	return md, nil
+}
+
+// baseName returns a message file name without its Maildir info suffix.
+func baseName(name string) string {
+	if i := strings.Index(name, ":2,"); i >= 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// foreignUID returns the UID of a foreign message file with base name base.
+func foreignUID(base string) string {
+	ok := len(base) >= 1 && len(base) <= 70
+	for i := 0; ok && i < len(base); i++ {
+		ok = base[i] >= 0x21 && base[i] <= 0x7e
+	}
+	if ok {
+		return base
+	}
+	sum := sha256.Sum256([]byte(base))
+	return hex.EncodeToString(sum[:20])
+}
+
+// snapshot lists the messages in dir/new and dir/cur (see OpenMaildrop).
+func snapshot(dir string) ([]message, error) {
+	var msgs []message
+	var scanBuf []byte // shared by the scans of foreign files
+	for _, sub := range []string{subNew, subCur} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+				continue
+			}
+			msg, ok, err := scanMessage(dir, sub, e, &scanBuf)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				msgs = append(msgs, msg)
+			}
+		}
+	}
+	slices.SortFunc(msgs, func(a, b message) int {
+		return cmp.Or(cmp.Compare(a.order, b.order),
+			strings.Compare(a.name, b.name), strings.Compare(a.sub, b.sub))
+	})
+	seen := make(map[string]struct{}, len(msgs))
+	out := msgs[:0]
+	for _, msg := range msgs {
+		if _, dup := seen[msg.ID]; dup {
+			continue
+		}
+		seen[msg.ID] = struct{}{}
+		out = append(out, msg)
+	}
+	return out, nil
+}
+
+// scanMessage describes one directory entry. ok is false when the file
+// vanished meanwhile. *buf is the scan buffer, allocated on first need.
+func scanMessage(dir, sub string, e fs.DirEntry, buf *[]byte) (msg message, ok bool, err error) {
+	name := e.Name()
+	msg = message{sub: sub, name: name, base: baseName(name)}
+	fi, err := e.Info()
+	if errors.Is(err, fs.ErrNotExist) {
+		return msg, false, nil
+	}
+	if err != nil {
+		return msg, false, err
+	}
+	if id, ours := ourFileID(name); ours {
+		msg.ID, msg.Size, msg.order = id, fi.Size(), idTime(id)
+		return msg, true, nil
+	}
+	msg.foreign = true
+	msg.ID = foreignUID(msg.base)
+	msg.order = fi.ModTime().UnixNano()
+	f, err := os.Open(filepath.Join(dir, sub, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return msg, false, nil
+	}
+	if err != nil {
+		return msg, false, err
+	}
+	defer f.Close()
+	if *buf == nil {
+		*buf = make([]byte, normBufSize)
+	}
+	msg.Size, err = normalizedSize(f, *buf)
+	if err != nil {
+		return msg, false, err
+	}
+	return msg, true, nil
+}
+
+// Messages implements Maildrop.
+func (md *maildrop) Messages() []MessageInfo { return md.infos }
+
+// messageFile is an open message: the normalized, size-exact content of
+// the file it closes.
+type messageFile struct {
+	io.Reader
+	f *os.File
+}
+
+func (mf *messageFile) Close() error { return mf.f.Close() }
+
+// Open implements Maildrop. A message whose file has gone (removed by
+// another tool, or committed) gives ErrNotFound; one that a mail reader moved
+// from new/ to cur/ or renamed with other flags is found by its base name.
+func (md *maildrop) Open(i int) (io.ReadCloser, error) {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return nil, fmt.Errorf("open message %d: maildrop closed", i)
+	}
+	if i < 0 || i >= len(md.msgs) || md.removed[i] {
+		return nil, fmt.Errorf("open message %d: %w", i, ErrNotFound)
+	}
+	msg := &md.msgs[i]
+	f, err := os.Open(filepath.Join(md.dir, msg.sub, msg.name))
+	if errors.Is(err, fs.ErrNotExist) {
+		if sub, name, ok := md.locate(msg.base, nil); ok {
+			f, err = os.Open(filepath.Join(md.dir, sub, name))
+		}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open message %s: %w", msg.ID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open message %s: %w", msg.ID, err)
+	}
+	var r io.Reader = f
+	if msg.foreign {
+		// The normal form is never shorter than the file.
+		r = newCRLFReader(f, msg.Size)
+	}
+	return &messageFile{Reader: &exactReader{r: r, left: msg.Size}, f: f}, nil
+}
+
+// locate finds, by its base name, a message file that is no longer where
+// the snapshot saw it: a mail reader may have moved it from new/ to cur/ or
+// changed its ":2," flags. index, when non-nil, caches the directory listing
+// for several lookups.
+func (md *maildrop) locate(base string, index *map[string][2]string) (sub, name string, ok bool) {
+	var idx map[string][2]string
+	if index != nil && *index != nil {
+		idx = *index
+	} else {
+		idx = make(map[string][2]string)
+		for _, s := range []string{subNew, subCur} {
+			entries, err := os.ReadDir(filepath.Join(md.dir, s))
+			if err != nil {
+				continue
+			}
+			for _, e := range entries {
+				if n := e.Name(); !strings.HasPrefix(n, ".") && e.Type().IsRegular() {
+					idx[baseName(n)] = [2]string{s, n}
+				}
+			}
+		}
+		if index != nil {
+			*index = idx
+		}
+	}
+	loc, ok := idx[base]
+	return loc[0], loc[1], ok
+}
+
+// Commit implements Maildrop: it unlinks the files of the given messages
+// (RFC 1939 §6: only in the UPDATE state, i.e. at QUIT), finding a moved file
+// by its base name, then fsyncs every directory it removed from, and returns
+// only then. A file already gone is not an error. Indexes out of range fail
+// the whole call before anything is removed.
+func (md *maildrop) Commit(indexes []int) error {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return errors.New("commit: maildrop closed")
+	}
+	for _, i := range indexes {
+		if i < 0 || i >= len(md.msgs) {
+			return fmt.Errorf("commit: message index %d: %w", i, ErrNotFound)
+		}
+	}
+	var (
+		errs  []error
+		dirs  = make(map[string]bool)
+		index map[string][2]string
+	)
+	for _, i := range indexes {
+		if md.removed[i] {
+			continue
+		}
+		msg := &md.msgs[i]
+		sub := msg.sub
+		err := os.Remove(filepath.Join(md.dir, sub, msg.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			var name string
+			var ok bool
+			if sub, name, ok = md.locate(msg.base, &index); ok {
+				err = os.Remove(filepath.Join(md.dir, sub, name))
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		if err == nil {
+			dirs[sub] = true
+		}
+		md.removed[i] = true
+	}
+	// Make the removals durable, even after a partial failure.
+	for _, sub := range []string{subNew, subCur} {
+		if dirs[sub] {
+			if err := md.m.syncers.get(filepath.Join(md.dir, sub)).Sync(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("commit %s: %w", filepath.Base(md.dir), err)
+	}
+	return nil
+}
+
+// Close implements Maildrop: it releases the lock. It is idempotent.
+func (md *maildrop) Close() error {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return nil
+	}
+	md.closed = true
+	return md.lock.Close()
+}
