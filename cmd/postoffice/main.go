@@ -5,6 +5,9 @@
 //
 //	postoffice [serve] [flags]     run the server (the default)
 //	postoffice user add|passwd|del|list ...
+//	postoffice config [--all] [flags]
+//	postoffice check [flags]
+//	postoffice mailbox list|show|purge [flags] [USER]
 //	postoffice version
 package main
 
@@ -39,6 +42,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args, stderr)
 	case "user":
 		return runUser(args, stdin, stdout, stderr)
+	case "config":
+		return runConfig(args, stdout, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
+	case "mailbox":
+		return runMailbox(args, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -53,6 +62,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 const topUsage = `Usage:
   postoffice [serve] [flags]               run the SMTP and POP3 server (default)
   postoffice user add|passwd|del|list ...  manage the users file
+  postoffice config [--all] [flags]        print the effective configuration (TOML)
+  postoffice check [flags]                 check configuration, files, ports, mailbox directory
+  postoffice mailbox list|show|purge ...   inspect or empty mailboxes
   postoffice version                       print version information
 
 Run "postoffice serve --help" for the server's flags.

@@ -1,7 +1,7 @@
-// Package config builds Postoffice's one Config from command-line flags and
-// POSTOFFICE_* environment variables, and validates it. Precedence: a flag
-// given on the command line, then its environment variable, then the
-// default.
+// Package config builds Postoffice's one Config from command-line flags,
+// POSTOFFICE_* environment variables and an optional TOML file, and
+// validates it. Precedence: a flag given on the command line, then its
+// environment variable, then the file, then the default.
 package config
 
 import (
@@ -65,7 +65,29 @@ type Config struct {
 
 	LogFormat string
 	LogLevel  string
+
+	// HTTPAddr is the HTTP listener of /metrics, /healthz and /readyz;
+	// empty disables it.
+	HTTPAddr string
+
+	// WebAdmin is a user who sees every mailbox in the web inbox (served
+	// on HTTPAddr); WebDisable turns the web inbox off (the operations
+	// endpoints stay).
+	WebAdmin   string
+	WebDisable bool
+
+	// Retention (off when both are zero): see store.RetentionPolicy.
+	RetentionMaxAge      time.Duration
+	RetentionMaxMessages int
+	RetentionInterval    time.Duration
+
+	// ConfigFile is the TOML file the settings were read from ("" for
+	// none). See file.go.
+	ConfigFile string
 }
+
+// DefaultHTTPAddr is the default --http-addr.
+const DefaultHTTPAddr = "127.0.0.1:8025"
 
 // Size is a byte count that parses "25MiB", "512KB", "1048576".
 type Size int64
@@ -200,6 +222,8 @@ func Default() Config {
 		AuthWindow:          15 * time.Minute,
 		LogFormat:           "text",
 		LogLevel:            "info",
+		HTTPAddr:            DefaultHTTPAddr,
+		RetentionInterval:   time.Minute,
 	}
 }
 
@@ -244,6 +268,13 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.AuthWindow, "auth-window", c.AuthWindow, "window of --auth-max-failures")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address of /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&c.WebAdmin, "web-admin", c.WebAdmin, "user who sees every mailbox in the web inbox (others see their own)")
+	fs.BoolVar(&c.WebDisable, "web-disable", c.WebDisable, "do not serve the web inbox and its JSON API on --http-addr")
+	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
+	fs.IntVar(&c.RetentionMaxMessages, "retention-max-messages", c.RetentionMaxMessages, "keep at most this many messages per mailbox, removing the oldest (0: no limit)")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
+	fs.StringVar(&c.ConfigFile, configFlag, c.ConfigFile, "TOML configuration file; its keys are the flag names (flags and environment win over it)")
 	return fs
 }
 
@@ -256,20 +287,58 @@ func EnvName(flagName string) string {
 // Parse builds a Config from the defaults, the environment (looked up with
 // getenv) and args. It returns flag.ErrHelp for -h/--help.
 func Parse(name string, args []string, getenv func(string) string, output io.Writer) (Config, error) {
+	c, rest, err := ParseArgs(name, args, getenv, output, nil)
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	return c, err
+}
+
+// ParseArgs is Parse for commands that take arguments after the flags and
+// flags of their own: extra, if not nil, adds those to the flag set. It
+// returns the arguments after the flags. A validation error is returned
+// with the Config as parsed, so that a caller reporting every problem
+// (postoffice check) can go on.
+func ParseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
+	c, rest, err := parseArgs(name, args, getenv, output, extra)
+	if err != nil {
+		return c, rest, err
+	}
+	return c, rest, c.Validate()
+}
+
+func parseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
 	c := Default()
 	fs := c.FlagSet(name, output)
+	// Only the server's settings come from the environment and the file;
+	// a command's own flags (extra) only from its command line.
+	own := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { own[f.Name] = true })
+	if extra != nil {
+		extra(fs)
+	}
 	fs.Usage = func() { Usage(fs, name) }
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		return c, nil, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+	rest := fs.Args()
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set[configFlag] {
+		if v, ok := lookup(getenv, EnvName(configFlag)); ok {
+			c.ConfigFile = v
+		}
+	}
+	var file map[string]fileValue
+	if c.ConfigFile != "" {
+		var err error
+		if file, err = readFile(c.ConfigFile, func(name string) bool { return own[name] }); err != nil {
+			return c, rest, err
+		}
+	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if set[f.Name] || f.Name == configFlag || !own[f.Name] {
 			return
 		}
 		env := EnvName(f.Name)
@@ -277,12 +346,18 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: invalid value %q: %v", env, v, err))
 			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := fs.Set(f.Name, v.value); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: %s: invalid value %q: %v", c.ConfigFile, v.line, f.Name, v.value, err))
+			}
 		}
 	})
 	if len(errs) > 0 {
-		return c, errs[0]
+		return c, rest, errs[0]
 	}
-	return c, c.Validate()
+	return c, rest, nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {
@@ -319,6 +394,7 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ name, v string }{
 		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+		{"http-addr", c.HTTPAddr},
 	} {
 		if a.v == "" {
 			continue
@@ -404,6 +480,17 @@ func (c *Config) Validate() error {
 	if c.AuthDelay < 0 || c.AuthMaxDelay < c.AuthDelay {
 		return bad("auth-max-delay", "must be at least --auth-delay (%s)", c.AuthDelay)
 	}
+	if c.WebAdmin != "" && !validWebUser(c.WebAdmin) {
+		return bad("web-admin", "%q is not a valid user name", c.WebAdmin)
+	}
+	switch {
+	case c.RetentionMaxAge < 0:
+		return bad("retention-max-age", "must not be negative (0 means keep forever)")
+	case c.RetentionMaxMessages < 0:
+		return bad("retention-max-messages", "must not be negative (0 means no limit)")
+	case c.RetentionInterval <= 0:
+		return bad("retention-interval", "must be positive")
+	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
@@ -432,3 +519,17 @@ func isLoopbackAddr(hostport string) bool {
 
 // TLSEnabled reports whether a certificate is configured.
 func (c *Config) TLSEnabled() bool { return c.TLSCert != "" || c.TLSSelfSigned }
+
+// validWebUser reports whether name can be a user name (letters, digits,
+// '.', '_', '-'; see auth.ValidName, which config may not import).
+func validWebUser(name string) bool {
+	if name == "" || len(name) > 64 || name[0] == '.' || name[0] == '-' || strings.Contains(name, "..") {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}

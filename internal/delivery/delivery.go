@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"postoffice/internal/smtp"
 	"postoffice/internal/store"
@@ -221,7 +222,7 @@ func withProtocol(env *smtp.Envelope) string {
 // addrLiteral is the TCP-info of the Received "from" clause: the client's
 // address as an RFC 5321 §4.1.3 address literal.
 func addrLiteral(env *smtp.Envelope) string {
-	ip := env.Conn.RemoteIP
+	ip := env.Conn.RemoteIP.WithZone("") // a zone is not RFC 5321 address-literal syntax
 	if !ip.IsValid() {
 		return "unknown"
 	}
@@ -263,5 +264,11 @@ func sanitize(s string) string {
 		}
 		b.WriteByte(c)
 	}
-	return b.String()
+	out := b.String()
+	// Cut at a character boundary, not inside a UTF-8 sequence: the header
+	// must stay valid UTF-8 (RFC 6532 §3.2).
+	for len(out) < len(s) && len(out) > 0 && !utf8.RuneStart(s[len(out)]) {
+		out = out[:len(out)-1]
+	}
+	return out
 }

@@ -366,6 +366,7 @@ func (ss *session) cmdRetr(cmd command) {
 	}
 	if ss.sendMessage(i, -1, "%d octets", ss.msgs[i].Size) {
 		ss.retrieved++
+		ss.srv.observer().Retrieved(ss.msgs[i].Size)
 	}
 }
 

@@ -91,6 +91,9 @@ type Server struct {
 	// IsLocal reports whether a client address counts as local, where
 	// plaintext login is allowed without TLS. Nil means IsLoopback.
 	IsLocal func(netip.Addr) bool
+	// Observer receives connection and retrieval events (metrics); nil
+	// observes nothing.
+	Observer Observer
 
 	initOnce sync.Once
 	ctx      context.Context // cancelled when Shutdown gives up waiting
@@ -255,6 +258,11 @@ func (s *Server) isClosing() bool {
 // refuse answers -ERR [SYS/TEMP] text on a connection we will not serve and
 // closes it.
 func (s *Server) refuse(c net.Conn, text string) {
+	if text == msgTooManyConns {
+		s.observer().ConnRejected("limit")
+	} else {
+		s.observer().ConnRejected("shutdown")
+	}
 	c.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
 	c.Write([]byte("-ERR [" + codeSysTemp + "] " + text + "\r\n"))
 	c.Close()

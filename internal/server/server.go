@@ -11,18 +11,24 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"postoffice/internal/auth"
 	"postoffice/internal/config"
 	"postoffice/internal/delivery"
+	"postoffice/internal/metrics"
 	"postoffice/internal/pop3"
 	"postoffice/internal/smtp"
 	"postoffice/internal/store"
 	"postoffice/internal/textio"
+	"postoffice/internal/web"
 )
 
 // Server is a running Postoffice.
@@ -38,8 +44,15 @@ type Server struct {
 	smtp *smtp.Server
 	pop3 *pop3.Server
 
+	metrics  *metrics.Metrics
+	mux      *http.ServeMux // see http.go
+	http     *http.Server   // nil when --http-addr is empty
+	draining atomic.Bool    // Shutdown has begun: not ready
+	pruner   *pruner        // nil when retention is off
+	web      *web.Handler   // nil with --web-disable; see http.go
+
 	mu        sync.Mutex
-	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s
+	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s, http
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
@@ -52,13 +65,17 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}}
+	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}, metrics: metrics.New()}
 
-	st, err := store.NewMaildir(cfg.MailboxDir, store.MaildirOptions{Logger: logger})
+	st, err := store.NewMaildir(cfg.MailboxDir, store.MaildirOptions{
+		Logger:    logger,
+		FsyncDone: func(_ string, took time.Duration, err error) { s.metrics.Fsync(took, err) },
+	})
 	if err != nil {
 		return nil, fmt.Errorf("--mailbox-dir: %w", err)
 	}
 	s.store = st
+	metered := &meteredStore{Store: st, m: s.metrics}
 
 	router := &delivery.Router{CatchAll: auth.CanonicalName(cfg.CatchAll), Domains: cfg.Domains}
 	if cfg.UsersFile != "" {
@@ -97,7 +114,8 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		Exempt:      isLocal,
 		Logger:      logger,
 	})
-	authn := &authenticator{users: s.currentUsers, throttle: s.thr}
+	smtpAuth := &authenticator{users: s.currentUsers, throttle: s.thr, m: s.metrics, proto: "smtp"}
+	pop3Auth := &authenticator{users: s.currentUsers, throttle: s.thr, m: s.metrics, proto: "pop3"}
 
 	var tlsConfig *tls.Config
 	if cfg.TLSEnabled() {
@@ -112,9 +130,9 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	s.smtp = &smtp.Server{
 		Hostname: cfg.Hostname,
 		Backend: &delivery.Backend{
-			Store:    st,
+			Store:    metered,
 			Router:   router,
-			Auth:     authn,
+			Auth:     smtpAuth,
 			Hostname: cfg.Hostname,
 			Logger:   logger,
 		},
@@ -132,10 +150,11 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		IsLocal:           isLocal,
 		RequireAuth:       cfg.SMTPRequireAuth,
 		AuthEnabled:       true,
+		Observer:          s.metrics.Observer("smtp"),
 	}
 	s.pop3 = &pop3.Server{
 		Logger:            logger.With("proto", "pop3"),
-		Backend:           &pop3Backend{auth: authn, store: st, log: logger},
+		Backend:           &pop3Backend{auth: pop3Auth, store: metered, log: logger, m: s.metrics},
 		Hostname:          cfg.Hostname,
 		LoginTimeout:      cfg.POP3LoginTimeout,
 		IdleTimeout:       cfg.POP3IdleTimeout,
@@ -145,6 +164,11 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
 		IsLocal:           isLocal,
+		Observer:          s.metrics.Observer("pop3"),
+	}
+	s.mux = s.newMux()
+	if policy := s.retentionPolicy(); policy.Enabled() {
+		s.pruner = newPruner(st, policy, cfg.RetentionInterval, logger, s.metrics)
 	}
 	return s, nil
 }
@@ -194,7 +218,8 @@ func (s *Server) Start() error {
 		default:
 			reply = "-ERR [AUTH] Too many failed logins from your address, try later\r\n"
 		}
-		l = &blockListener{Listener: l, blocked: s.thr.Blocked, reply: reply, log: s.log.With("proto", sp.name)}
+		l = &blockListener{Listener: l, blocked: s.thr.Blocked, reply: reply, log: s.log.With("proto", sp.name),
+			proto: sp.name, m: s.metrics, received: s.metrics.BytesReceived(sp.name)}
 		if sp.tls {
 			l = tls.NewListener(l, s.certs.config())
 		}
@@ -202,6 +227,15 @@ func (s *Server) Start() error {
 		s.listeners[sp.name] = l
 		s.mu.Unlock()
 		s.log.Info("listening", "proto", sp.name, "addr", l.Addr().String())
+	}
+	if err := s.startHTTP(); err != nil {
+		for _, sp := range specs {
+			if l := s.Listener(sp.name); l != nil {
+				l.Close()
+			}
+		}
+		cancel()
+		return err
 	}
 	for _, sp := range specs {
 		l := s.Listener(sp.name)
@@ -216,6 +250,12 @@ func (s *Server) Start() error {
 				s.log.Error("listener failed", "addr", l.Addr().String(), "err", err)
 			}
 		}()
+	}
+	// Mailbox gauges: filled from disk in the background, then kept by
+	// store events.
+	go s.trackMailboxes(ctx)
+	if s.pruner != nil {
+		go s.pruner.run(ctx)
 	}
 
 	if s.users != nil {
@@ -235,8 +275,8 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Listener returns the listener of "smtp", "smtps", "pop3" or "pop3s", or
-// nil when that one is not open.
+// Listener returns the listener of "smtp", "smtps", "pop3", "pop3s" or
+// "http", or nil when that one is not open.
 func (s *Server) Listener(name string) net.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,8 +307,11 @@ func (s *Server) Reload() error {
 }
 
 // Shutdown stops accepting, lets sessions finish what they are doing until
-// ctx ends, then closes the rest.
+// ctx ends, then closes the rest. /readyz answers 503 from the start of
+// Shutdown; the HTTP listener closes last, once the sessions are gone and
+// the retention pruner has stopped.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
 	var wg sync.WaitGroup
 	var smtpErr, pop3Err error
 	wg.Add(2)
@@ -279,24 +322,48 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	return errors.Join(smtpErr, pop3Err)
+	if s.pruner != nil {
+		s.pruner.wait()
+	}
+	return errors.Join(smtpErr, pop3Err, s.stopHTTP(ctx))
+}
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Store returns the mailbox store.
+func (s *Server) Store() *store.Maildir { return s.store }
+
+// retentionPolicy is the policy of the retention flags.
+func (s *Server) retentionPolicy() store.RetentionPolicy {
+	return store.RetentionPolicy{MaxAge: s.cfg.RetentionMaxAge, MaxMessages: s.cfg.RetentionMaxMessages}
 }
 
 // authenticator checks credentials against the current users with the
-// shared failed-login throttle (SMTP AUTH and POP3 alike).
+// shared failed-login throttle (SMTP AUTH and POP3 alike); there is one per
+// protocol so that failures are counted by protocol.
 type authenticator struct {
 	users    func() *auth.Users
 	throttle *auth.Throttle
+	m        *metrics.Metrics
+	proto    string
 }
 
+// Check is auth.Throttle.Check spelled out, to count failures, penalties
+// and blocks.
 func (a *authenticator) Check(ctx context.Context, ip netip.Addr, username, password string) error {
 	if a.throttle.Blocked(ip) {
 		return delivery.ErrBlocked
 	}
-	if err := a.throttle.Check(ctx, ip, a.users().Verify(username, password)); err != nil {
-		return delivery.ErrBadCredentials
+	if a.users().Verify(username, password) {
+		a.throttle.Success(ip)
+		return nil
 	}
-	return nil
+	wasBlocked := a.throttle.Blocked(ip)
+	penalty := a.throttle.Failure(ip)
+	a.m.AuthFailure(a.proto, penalty, !wasBlocked && a.throttle.Blocked(ip))
+	a.throttle.Wait(ctx, penalty)
+	return delivery.ErrBadCredentials
 }
 
 // pop3Backend opens maildrops for the POP3 engine.
@@ -304,39 +371,58 @@ type pop3Backend struct {
 	auth  *authenticator
 	store store.Store
 	log   *slog.Logger
+	m     *metrics.Metrics
 }
 
 func (b *pop3Backend) Login(ctx context.Context, c pop3.ConnInfo, username, password string) (pop3.Maildrop, error) {
 	switch err := b.auth.Check(ctx, c.RemoteIP, username, password); {
 	case errors.Is(err, delivery.ErrBlocked):
+		b.m.POP3Login("blocked")
 		return nil, pop3.ErrBlocked
 	case errors.Is(err, delivery.ErrBadCredentials):
+		b.m.POP3Login("failed")
 		return nil, pop3.ErrAuthFailed
 	case err != nil:
+		b.m.POP3Login("error")
 		return nil, err
 	}
 	md, err := b.store.OpenMaildrop(auth.CanonicalName(username))
 	if errors.Is(err, store.ErrLocked) {
+		b.m.POP3Login("in_use")
 		return nil, pop3.ErrInUse
 	}
 	if err != nil {
+		b.m.POP3Login("error")
 		return nil, fmt.Errorf("open maildrop %s: %w", username, err)
 	}
+	b.m.POP3Login("ok")
 	msgs := md.Messages()
 	out := make([]pop3.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = pop3.Message{UID: m.ID, Size: m.Size}
 	}
-	return &maildrop{Maildrop: md, msgs: out}, nil
+	return &maildrop{Maildrop: md, msgs: out, m: b.m}, nil
 }
 
 // maildrop adapts a store.Maildrop to the POP3 engine's interface.
 type maildrop struct {
 	store.Maildrop
 	msgs []pop3.Message
+	m    *metrics.Metrics
 }
 
 func (m *maildrop) Messages() []pop3.Message { return m.msgs }
+
+// Commit counts the messages a POP3 QUIT removes.
+func (m *maildrop) Commit(indexes []int) error {
+	err := m.Maildrop.Commit(indexes)
+	if err != nil {
+		m.m.StoreError("commit")
+		return err
+	}
+	m.m.POP3Deleted(len(indexes))
+	return nil
+}
 
 // blockListener refuses connections from clients over the failed-login cap
 // before any protocol starts (DESIGN.md: the cap's log line is what an
@@ -347,6 +433,10 @@ type blockListener struct {
 	blocked func(netip.Addr) bool
 	reply   string // "" to close without a word
 	log     *slog.Logger
+
+	proto    string             // metrics label
+	m        *metrics.Metrics   // connections accepted, refused
+	received prometheus.Counter // octets read
 }
 
 func (l *blockListener) Accept() (net.Conn, error) {
@@ -357,8 +447,10 @@ func (l *blockListener) Accept() (net.Conn, error) {
 		}
 		ip := textio.AddrIP(c.RemoteAddr())
 		if !l.blocked(ip) {
-			return c, nil
+			l.m.ConnOpened(l.proto)
+			return &countingConn{Conn: c, l: l}, nil
 		}
+		l.m.ConnRejected(l.proto, "blocked")
 		l.log.Warn("connection refused: too many failed logins", "ip", ip.String())
 		go func() {
 			if l.reply != "" {

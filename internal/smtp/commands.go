@@ -322,6 +322,7 @@ func (s *session) cmdData(arg string) {
 
 // finishMessage answers the end of a message (DATA or BDAT LAST).
 func (s *session) finishMessage(env *Envelope, id string, err error, tooBig bool, size int64) {
+	defer func() { s.srv.observer().MessageReply(s.lastCode, size) }()
 	switch {
 	case tooBig:
 		if err == nil {

@@ -86,6 +86,7 @@ func (s *session) replyError(e *Error) {
 // of a failed transaction are being discarded (RFC 3030 §2 says the server
 // must accept those).
 func (s *session) count(code int) {
+	s.lastCode = code
 	if code >= 500 && !s.noCount {
 		s.errors++
 	}

@@ -56,6 +56,10 @@ type Server struct {
 	RequireAuth       bool // MAIL needs an authenticated session (530 5.7.0)
 	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
 
+	// Observer receives connection and transaction events (metrics); nil
+	// observes nothing.
+	Observer Observer
+
 	initOnce   sync.Once
 	baseCtx    context.Context // canceled when Shutdown gives up waiting
 	cancelBase context.CancelFunc
@@ -194,6 +198,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		release, err := s.Limiter.Acquire(c.RemoteAddr())
 		if err != nil {
 			s.logger().Warn("connection refused", "remote_ip", textio.AddrIP(c.RemoteAddr()), "err", err)
+			s.observer().ConnRejected("limit")
 			refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.7.0 %s Too many connections, try again later\r\n", host))
 			return
 		}
@@ -204,6 +209,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
+		s.observer().ConnRejected("shutdown")
 		refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down\r\n", host))
 		return
 	}

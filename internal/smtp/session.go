@@ -46,6 +46,8 @@ type session struct {
 	noCount bool // replies do not count toward MaxErrors (see count)
 	closing bool // close after the queued replies are sent
 
+	lastCode int // code of the last reply queued (for the Observer)
+
 	mu      sync.Mutex
 	idle    bool // waiting for a command
 	stopped bool // Shutdown asked this session to end
@@ -218,6 +220,7 @@ func (s *session) dispatch(line []byte) {
 		s.cmdHelo(arg, true)
 	case "MAIL":
 		s.cmdMail(arg)
+		s.srv.observer().MailReply(s.lastCode)
 	case "RCPT":
 		s.cmdRcpt(arg)
 	case "DATA":

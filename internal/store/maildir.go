@@ -54,6 +54,11 @@ type MaildirOptions struct {
 	// tests and metrics count directory fsyncs; it must be quick and safe for
 	// concurrent use. File data fsyncs are not reported.
 	FsyncHook func(dir string)
+
+	// FsyncDone, if set, is called after each directory fsync that
+	// FsyncHook announces, with how long the fsync took and its error
+	// (metrics: fsync latency). Same rules as FsyncHook.
+	FsyncDone func(dir string, took time.Duration, err error)
 }
 
 // Maildir is a Store keeping one standard Maildir per mailbox under a root
@@ -66,6 +71,7 @@ type Maildir struct {
 	syncers syncerSet
 	known   sync.Map // mailbox name -> struct{}: its directories exist durably
 	bufs    sync.Pool
+	hub     eventHub // see Subscribe
 }
 
 var _ Store = (*Maildir)(nil)
@@ -82,12 +88,18 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	hook := opts.FsyncHook
+	hook, done := opts.FsyncHook, opts.FsyncDone
 	m.syncers.fsync = func(dir string) error {
 		if hook != nil {
 			hook(dir)
 		}
-		return syncDir(dir)
+		if done == nil {
+			return syncDir(dir)
+		}
+		t0 := time.Now()
+		err := syncDir(dir)
+		done(dir, time.Since(t0), err)
+		return err
 	}
 	m.bufs.New = func() any {
 		b := make([]byte, copyBufSize)
@@ -479,6 +491,9 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	}
 	if cerr := f.Close(); cerr != nil {
 		m.log.Warn("maildir: close tmp file", "id", id, "err", cerr)
+	}
+	for _, mb := range boxes {
+		m.Publish(Event{Kind: EventArrived, Mailbox: mb, IDs: []string{id}})
 	}
 	return nil
 }

@@ -291,6 +291,7 @@ func (md *maildrop) Commit(indexes []int) error {
 		errs  []error
 		dirs  = make(map[string]bool)
 		index map[string][2]string
+		gone  []string // ids removed by this call, for the event
 	)
 	for _, i := range indexes {
 		if md.removed[i] {
@@ -312,6 +313,7 @@ func (md *maildrop) Commit(indexes []int) error {
 		}
 		if err == nil {
 			dirs[sub] = true
+			gone = append(gone, msg.ID)
 		}
 		md.removed[i] = true
 	}
@@ -323,6 +325,7 @@ func (md *maildrop) Commit(indexes []int) error {
 			}
 		}
 	}
+	md.m.Publish(Event{Kind: EventDeleted, Mailbox: filepath.Base(md.dir), IDs: gone})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("commit %s: %w", filepath.Base(md.dir), err)
 	}

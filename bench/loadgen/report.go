@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Record is one line of the results file bench/run.sh writes: a Result
+// tagged with the server and case it measured, or a metric (mode "metric",
+// Value) such as peak RSS or CPU seconds.
+type Record struct {
+	Result
+	Server string  `json:"server"`
+	Case   string  `json:"case"`
+	Value  float64 `json:"value,omitempty"`
+}
+
+// freePorts prints n free loopback TCP ports, one per line. They are free
+// when probed; run.sh starts its servers right after.
+func freePorts(n int) error {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ls = append(ls, l)
+		fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	}
+	return nil
+}
+
+// median returns the median of v (the mean of the middle two for even
+// counts), or NaN-free 0 for no values.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// report reads the records of path and writes the markdown tables of
+// medians and the ratios of Postoffice against the issue's targets.
+func report(path string, w io.Writer) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	type key struct{ server, cs string }
+	rate := map[key][]float64{}   // msgs/s
+	p50 := map[key][]float64{}    // ms
+	maxLat := map[key][]float64{} // ms
+	errs := map[key]int64{}
+	metric := map[key]float64{}
+	var servers []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return fmt.Errorf("%s: %w", line, err)
+		}
+		if !slices.Contains(servers, r.Server) {
+			servers = append(servers, r.Server)
+		}
+		k := key{r.Server, r.Case}
+		if r.Mode == "metric" {
+			metric[k] = r.Value
+			continue
+		}
+		rate[k] = append(rate[k], r.MsgsPerSec)
+		p50[k] = append(p50[k], r.P50ms)
+		maxLat[k] = append(maxLat[k], r.MaxMs)
+		errs[k] += r.Errors
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	cell := func(k key) string {
+		v, ok := rate[k]
+		if !ok {
+			return "–"
+		}
+		s := fmt.Sprintf("%s", commas(median(v)))
+		if errs[k] > 0 {
+			s += fmt.Sprintf(" (%d err)", errs[k])
+		}
+		return s
+	}
+	mcell := func(k key, unit string, prec int) string {
+		v, ok := metric[k]
+		if !ok {
+			return "–"
+		}
+		return strconv.FormatFloat(v, 'f', prec, 64) + unit
+	}
+	fmt.Fprintln(w, "SMTP, messages per second acknowledged with 250 (median of runs):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| server | 2 KB, 1 conn | 2 KB, 8 conns | 2 KB, 64 conns | 1 MB, 8 conns | peak RSS after 2 KB | peak RSS after 1 MB | CPU s / 1,000 2 KB msgs |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, s := range servers {
+		if _, ok := rate[key{s, "smtp-2k-1"}]; !ok {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
+			cell(key{s, "smtp-2k-1"}), cell(key{s, "smtp-2k-8"}), cell(key{s, "smtp-2k-64"}), cell(key{s, "smtp-1m-8"}),
+			mcell(key{s, "rss-2k"}, " MB", 0), mcell(key{s, "rss-1m"}, " MB", 0), mcell(key{s, "cpu-per-1000"}, "", 3))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "POP3 (median of runs; login+STAT in milliseconds, median / slowest):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| server | RETR 5,000 × 2 KB, msg/s | RETR+DELE 5,000, msg/s | login+STAT 1,000 | login+STAT 10,000 | login+STAT 100,000 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	lat := func(k key) string {
+		v, ok := p50[k]
+		if !ok {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f / %.1f ms", median(v), slices.Max(maxLat[k]))
+	}
+	for _, s := range servers {
+		if _, ok := rate[key{s, "pop3-retr"}]; !ok {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", s,
+			cell(key{s, "pop3-retr"}), cell(key{s, "pop3-retr-dele"}),
+			lat(key{s, "pop3-stat-1000"}), lat(key{s, "pop3-stat-10000"}), lat(key{s, "pop3-stat-100000"}))
+	}
+
+	// Ratios of Postoffice to the peers, against the issue's targets.
+	const po = "postoffice"
+	type target struct {
+		cs, peer string
+		min      float64
+	}
+	targets := []target{
+		{"smtp-2k-8", "mailpit", 2}, {"smtp-2k-8", "aiosmtpd-nofsync", 1.5},
+		{"smtp-2k-64", "mailpit", 2}, {"smtp-2k-64", "aiosmtpd-nofsync", 1.5},
+		{"smtp-2k-1", "mailpit", 1.25}, {"smtp-2k-1", "aiosmtpd-fsync", 1.4},
+		{"smtp-1m-8", "smtp-sink", 0.9},
+		{"pop3-retr", "dovecot", 1.2}, {"pop3-retr-dele", "dovecot", 1},
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Targets (ratio of Postoffice's median to the peer's, same run):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | peer | target | measured | verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, t := range targets {
+		a, b := rate[key{po, t.cs}], rate[key{t.peer, t.cs}]
+		if len(a) == 0 || len(b) == 0 || median(b) == 0 {
+			fmt.Fprintf(w, "| %s | %s | ≥ %.2f× | – | not measured |\n", t.cs, t.peer, t.min)
+			continue
+		}
+		r := median(a) / median(b)
+		verdict := "met"
+		if r < t.min {
+			verdict = fmt.Sprintf("NOT met (%.0f%% short)", (1-r/t.min)*100)
+		}
+		fmt.Fprintf(w, "| %s | %s | ≥ %.2f× | %.2f× | %s |\n", t.cs, t.peer, t.min, r, verdict)
+	}
+	if a, ok := metric[key{po, "rss-1m"}]; ok {
+		b := metric[key{po, "rss-2k"}]
+		verdict := "met"
+		if a > 2*b {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "| peak RSS 1 MB vs 2 KB | postoffice | ≤ 2× | %.2f× | %s |\n", a/b, verdict)
+	}
+	if a, ok := metric[key{po, "cpu-per-1000"}]; ok {
+		b, okb := metric[key{"mailpit", "cpu-per-1000"}]
+		switch {
+		case !okb:
+			fmt.Fprintf(w, "| CPU s / 1,000 msgs | mailpit | ≤ mailpit | %.3f s | mailpit not measured |\n", a)
+		case a <= b:
+			fmt.Fprintf(w, "| CPU s / 1,000 msgs | mailpit | ≤ %.3f s | %.3f s | met |\n", b, a)
+		default:
+			fmt.Fprintf(w, "| CPU s / 1,000 msgs | mailpit | ≤ %.3f s | %.3f s | NOT met |\n", b, a)
+		}
+	}
+	return nil
+}
+
+// commas formats v rounded to an integer with thousands separators (or
+// with one decimal below 100).
+func commas(v float64) string {
+	if v < 100 {
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	s := strconv.FormatInt(int64(v+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}

@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// smtpReply reads one SMTP reply (all its lines) and returns the last line.
+func smtpReply(c net.Conn, r *bufio.Reader) (string, error) {
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			return l, err
+		}
+		if len(l) < 4 || l[3] != '-' {
+			return strings.TrimRight(l, "\r\n"), nil
+		}
+	}
+}
+
+// deliverMany delivers n messages (bodies from body(i), CRLF text without
+// the final dot) over workers concurrent SMTP sessions and returns the
+// queue ids by message index. Safe to call from the test goroutine only.
+func deliverMany(t *testing.T, addr string, n, workers int, body func(i int) string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- func() error {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				r := bufio.NewReader(c)
+				step := func(send, want string) (string, error) {
+					if send != "" {
+						c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+						if _, err := c.Write([]byte(send)); err != nil {
+							return "", err
+						}
+					}
+					l, err := smtpReply(c, r)
+					if err != nil {
+						return "", err
+					}
+					if !strings.HasPrefix(l, want) {
+						return "", fmt.Errorf("after %.40q got %q, want %s", send, l, want)
+					}
+					return l, nil
+				}
+				if _, err := step("", "220"); err != nil {
+					return err
+				}
+				if _, err := step("EHLO bulk.test\r\n", "250"); err != nil {
+					return err
+				}
+				for i := w; i < n; i += workers {
+					if _, err := step("MAIL FROM:<bulk@test>\r\n", "250"); err != nil {
+						return err
+					}
+					if _, err := step("RCPT TO:<user@test>\r\n", "250"); err != nil {
+						return err
+					}
+					if _, err := step("DATA\r\n", "354"); err != nil {
+						return err
+					}
+					l, err := step(body(i)+".\r\n", "250 2.0.0")
+					if err != nil {
+						return err
+					}
+					m := queuedRe.FindStringSubmatch(l)
+					if m == nil {
+						return fmt.Errorf("no queue id in %q", l)
+					}
+					ids[i] = m[1]
+				}
+				_, err = step("QUIT\r\n", "221")
+				return err
+			}()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("delivering: %v", err)
+		}
+	}
+	return ids
+}
+
+// readMailFiles returns the content of every message file of user by file
+// name (new/ and cur/).
+func readMailFiles(t *testing.T, dir, user string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, f := range mailFiles(t, dir, user) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(f)] = b
+	}
+	return out
+}
+
+// countFiles returns the number of entries in dir (0 if it does not exist).
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// procStatusKB returns a "<key>: <n> kB" field of /proc/<pid>/status (e.g.
+// VmRSS, VmHWM) in kB, or -1 when it cannot be read (not Linux).
+func procStatusKB(pid int, key string) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key+":"); ok {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// waitFor polls cond every 10ms until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startFault starts the binary like start, with the HTTP listener off so
+// that fault tests never contend for its fixed default port.
+func startFault(t *testing.T, dir string, extra ...string) *proc {
+	t.Helper()
+	return start(t, dir, append([]string{"--http-addr="}, extra...)...)
+}

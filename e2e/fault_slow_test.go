@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A client trickling one byte per second. The SMTP timeouts bound each wait
+// for the client (RFC 5321 §4.5.3.2; Postfix's smtpd_timeout works the
+// same), so a command trickled a byte at a time within the timeout is
+// answered; the trickler holds only its own connection slot while others are
+// served, and once it stalls longer than --smtp-command-timeout mid-line it
+// is dropped with 421 4.4.2.
+func TestFaultTricklingClient(t *testing.T) {
+	p := startFault(t, "", "--smtp-command-timeout", "2s")
+	c := dial(t, p.Addr("smtp"))
+	c.expect("220 *")
+	done := make(chan error, 1)
+	go func() {
+		for _, b := range []byte("NOOP\r\nNO") {
+			c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.c.Write([]byte{b}); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		done <- nil // then stall mid-line
+	}()
+	// Someone else is served while the trickle goes on.
+	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: meanwhile\r\n\r\nok\r\n")
+	began := time.Now()
+	c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	rest, err := io.ReadAll(c.r)
+	if err != nil && !isConnReset(err) {
+		t.Fatalf("stalled client not dropped: %v after %q", err, rest)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("trickling: %v", err)
+	}
+	if !glob("250 2.0.0 *\r\n421 4.4.2 *\r\n", string(rest)) {
+		t.Fatalf("trickling client got %q, want 250 for the trickled NOOP, then 421 4.4.2", rest)
+	}
+	t.Logf("trickled NOOP answered, stalled client dropped %v after the first byte", time.Since(began).Round(100*time.Millisecond))
+}
+
+func isConnReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// A client that pipelines NOOPs without end and never reads a reply fills
+// the socket buffers; the server's write then times out (--write-timeout)
+// and it drops the client instead of blocking forever. Others are served.
+func TestFaultClientNeverReads(t *testing.T) {
+	p := startFault(t, "", "--write-timeout", "2s")
+	conn, err := net.Dial("tcp", p.Addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	chunk := []byte(strings.Repeat("NOOP\r\n", 10000))
+	start := time.Now()
+	var werr error
+	for written := 0; written < 1<<30; written += len(chunk) {
+		conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if _, werr = conn.Write(chunk); werr != nil {
+			break
+		}
+	}
+	if werr == nil || !isConnReset(werr) {
+		t.Fatalf("writing without reading: %v, want the server to drop the connection", werr)
+	}
+	t.Logf("server dropped the non-reading client after %v", time.Since(start).Round(100*time.Millisecond))
+	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: still here\r\n\r\nok\r\n")
+}
+
+// 1,000 idle connections: the server keeps serving others, answers 421
+// beyond --max-connections, frees the slots when the idle clients go, and
+// its memory stays bounded.
+func TestFaultThousandIdleConnections(t *testing.T) {
+	const idle = 1000
+	p := startFault(t, "", "--max-connections", "1005")
+	pid := p.cmd.Process.Pid
+	rssBefore := procStatusKB(pid, "VmRSS")
+	conns := make([]net.Conn, 0, idle)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	buf := make([]byte, 512)
+	for range idle {
+		c, err := net.Dial("tcp", p.Addr("smtp"))
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if n, err := c.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "220 ") {
+			t.Fatalf("idle connection %d: %q, %v", len(conns), buf[:n], err)
+		}
+	}
+	rssIdle := procStatusKB(pid, "VmRSS")
+
+	// Others are still served: SMTP (4 slots left) and POP3.
+	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: busy\r\n\r\nok\r\n")
+	pc := login(t, p.Addr("pop3"), "user", "pass")
+	pc.send("STAT\r\n")
+	pc.expect("+OK 1 *")
+
+	// Over the cap: 421.
+	var extra []*textConn
+	for range 10 {
+		extra = append(extra, dial(t, p.Addr("smtp")))
+	}
+	refused := 0
+	for _, c := range extra {
+		if l := c.line(); strings.HasPrefix(l, "421 ") {
+			refused++
+		} else if !strings.HasPrefix(l, "220 ") {
+			t.Fatalf("over the cap: %q", l)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no 421 beyond --max-connections")
+	}
+	for _, c := range extra {
+		c.c.Close()
+	}
+
+	// The idle clients go; the slots come back.
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	if !waitFor(20*time.Second, func() bool {
+		c, err := net.Dial("tcp", p.Addr("smtp"))
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _ := c.Read(buf)
+		return strings.HasPrefix(string(buf[:n]), "220 ")
+	}) {
+		t.Fatal("slots not freed after the idle clients left")
+	}
+	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: after\r\n\r\nok\r\n")
+	t.Logf("server VmRSS: %d kB at start, %d kB with %d idle SMTP connections (%.1f kB each), VmHWM %d kB",
+		rssBefore, rssIdle, idle, float64(rssIdle-rssBefore)/idle, procStatusKB(pid, "VmHWM"))
+	// A generous bound, not a benchmark: the race detector's shadow memory
+	// multiplies the per-goroutine cost about tenfold.
+	limit := 200 << 10
+	if raceEnabled {
+		limit = 600 << 10
+	}
+	if rssIdle > limit {
+		t.Fatalf("VmRSS %d kB with %d idle connections, want < %d MB", rssIdle, idle, limit>>10)
+	}
+}

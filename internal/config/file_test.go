@@ -1,0 +1,150 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "postoffice.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPrecedenceTable: flag > env > file > default, for each kind of
+// value, with the file named by --config or POSTOFFICE_CONFIG.
+func TestPrecedenceTable(t *testing.T) {
+	file := writeFile(t, `# test
+smtp-addr = "127.0.0.1:1001"
+pop3-addr = "127.0.0.1:1002"
+max-message-size = 2097152
+max-recipients = 7
+smtp-require-auth = true
+domain = ["A.example", "b.example"]
+retention-max-age = "48h"
+http-addr = "127.0.0.1:1003"
+`)
+	env := map[string]string{
+		"POSTOFFICE_POP3_ADDR":      "127.0.0.1:2002",
+		"POSTOFFICE_MAX_RECIPIENTS": "8",
+	}
+	args := []string{"--config", file, "--max-recipients", "9", "--http-addr", ""}
+	c, err := Parse("t", args, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"file beats default", c.SMTPAddr, "127.0.0.1:1001"},
+		{"env beats file", c.POP3Addr, "127.0.0.1:2002"},
+		{"flag beats env and file", c.MaxRecipients, 9},
+		{"empty flag beats file", c.HTTPAddr, ""},
+		{"file size as a number", c.MaxMessageSize, Size(2 << 20)},
+		{"file bool", c.SMTPRequireAuth, true},
+		{"file array", strings.Join(c.Domains, ","), "a.example,b.example"},
+		{"file duration", c.RetentionMaxAge, 48 * time.Hour},
+		{"default stays", c.MaxErrors, 10},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+
+	// The file named by the environment.
+	env = map[string]string{"POSTOFFICE_CONFIG": file}
+	c, err = Parse("t", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPAddr != "127.0.0.1:1001" || c.ConfigFile != file {
+		t.Errorf("POSTOFFICE_CONFIG not read: %+v", c)
+	}
+}
+
+func TestFileErrorsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want string
+	}{
+		{"smtp-addr = \"127.0.0.1:25\"\n\nsmtp-adr = \"x\"\n", ":3: unknown key \"smtp-adr\""},
+		{"# c\nsmtp_addr = \"127.0.0.1:25\"\n", ":2: unknown key \"smtp_addr\" (keys are flag names with dashes: smtp-addr)"},
+		{"[smtp]\naddr = 1\n", ":1: unknown key \"smtp\""},
+		{"config = \"other.toml\"\n", ":1: unknown key \"config\""},
+		{"\n\nmax-recipients = \"many\"\n", ":3: max-recipients: invalid value \"many\""},
+		{"max-recipients = 1.5\n", ":1: max-recipients: unsupported value type"},
+		{"smtp-addr = \n", ":1:"},
+	} {
+		p := writeFile(t, tc.text)
+		_, err := Parse("t", []string{"--config", p}, env(nil), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.text, err, p+tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: error is not one line: %q", tc.text, err)
+		}
+	}
+	if _, err := Parse("t", []string{"--config", "/nonexistent/po.toml"}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "--config") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestWriteTOMLRoundTripsAndMasks(t *testing.T) {
+	c, err := Parse("t", []string{"--password", "s3cret", "--max-message-size", "10MiB", "--domain", "a.test,b.test",
+		"--smtp-require-auth", "--retention-max-messages", "5", "--smtp-data-timeout", "90s"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := c.WriteTOML(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	if strings.Contains(text, "s3cret") || !strings.Contains(text, `password = "********"`) {
+		t.Errorf("password not masked:\n%s", text)
+	}
+	for _, want := range []string{`max-message-size = "10MiB"`, `domain = "a.test,b.test"`, `smtp-require-auth = true`,
+		`retention-max-messages = 5`, `smtp-data-timeout = "1m30s"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %s in:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "smtp-addr") {
+		t.Errorf("default printed without --all:\n%s", text)
+	}
+	// Read back (with the real password): same configuration.
+	p := writeFile(t, strings.Replace(text, "********", "s3cret", 1))
+	c2, err := Parse("t", []string{"--config", p}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	c2.ConfigFile = ""
+	var a, b strings.Builder
+	c.WriteTOML(&a, true)
+	c2.WriteTOML(&b, true)
+	if a.String() != b.String() {
+		t.Errorf("round trip differs:\n%s\n---\n%s", a.String(), b.String())
+	}
+	if !strings.Contains(a.String(), `smtp-addr = "127.0.0.1:2525"`) || !strings.Contains(a.String(), `http-addr = "127.0.0.1:8025"`) {
+		t.Errorf("--all lacks defaults:\n%s", a.String())
+	}
+}
+
+func TestRetentionValidation(t *testing.T) {
+	for _, args := range [][]string{
+		{"--retention-max-age", "-1h"}, {"--retention-max-messages", "-1"}, {"--retention-interval", "0s"},
+		{"--http-addr", "nope"},
+	} {
+		if _, err := Parse("t", args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err = %v", args, err)
+		}
+	}
+}

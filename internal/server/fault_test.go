@@ -1,0 +1,349 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"postoffice/internal/config"
+	"postoffice/internal/delivery"
+	"postoffice/internal/smtp"
+	"postoffice/internal/store"
+)
+
+// faultServer starts a whole server in-process on loopback port 0, without
+// the HTTP listener, on a fresh mailbox directory.
+func faultServer(t *testing.T) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.SMTPAddr, cfg.POP3Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
+	cfg.MailboxDir = filepath.Join(t.TempDir(), "mailbox")
+	cfg.Hostname = "mx.test"
+	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s
+}
+
+// faultConn is a raw line client.
+type faultConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func faultDial(t *testing.T, l net.Listener) *faultConn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &faultConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (f *faultConn) send(s string) {
+	f.t.Helper()
+	f.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(f.c, s); err != nil {
+		f.t.Fatalf("send: %v", err)
+	}
+}
+
+// expect reads one reply (the last line of a multi-line SMTP reply) and
+// checks its prefix.
+func (f *faultConn) expect(prefix string) string {
+	f.t.Helper()
+	for {
+		f.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		l, err := f.r.ReadString('\n')
+		if err != nil {
+			f.t.Fatalf("want %q: %v", prefix, err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if len(l) >= 4 && l[3] == '-' && l[0] >= '2' && l[0] <= '5' {
+			continue
+		}
+		if !strings.HasPrefix(l, prefix) {
+			f.t.Fatalf("got %q, want %q", l, prefix)
+		}
+		return l
+	}
+}
+
+// messageFiles counts the files of user's new/, cur/ and tmp/.
+func messageFiles(t *testing.T, s *Server, user string) (stored, tmp int) {
+	t.Helper()
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		ents, err := os.ReadDir(filepath.Join(s.cfg.MailboxDir, user, sub))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if sub == "tmp" {
+			tmp = len(ents)
+		} else {
+			stored += len(ents)
+		}
+	}
+	return
+}
+
+// waitGoroutines waits until the goroutine count is at most want.
+func waitGoroutines(want int) (int, bool) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= want {
+			return n, true
+		}
+		if time.Now().After(deadline) {
+			return n, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Clients that vanish in the middle of DATA, of a BDAT chunk, between BDAT
+// chunks and in the middle of a POP3 RETR leave no message (not even in
+// tmp/), no maildrop lock (the next login succeeds at once) and no
+// goroutine behind.
+func TestFaultClientVanishes(t *testing.T) {
+	s := faultServer(t)
+	smtpL, pop3L := s.Listener("smtp"), s.Listener("pop3")
+
+	// One big message to RETR, delivered through the server so that every
+	// lazily started goroutine (directory syncers, ...) exists before the
+	// baseline is taken.
+	c := faultDial(t, smtpL)
+	c.expect("220 ")
+	c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("250 ")
+	c.expect("354 ")
+	line := strings.Repeat("r", 998) + "\r\n"
+	c.send("Subject: big\r\n\r\n" + strings.Repeat(line, 2000) + ".\r\n")
+	c.expect("250 2.0.0 ")
+	c.send("QUIT\r\n")
+	c.expect("221 ")
+	c.c.Close()
+	p := faultDial(t, pop3L)
+	p.expect("+OK")
+	p.send("USER user\r\nPASS pass\r\nQUIT\r\n")
+	p.expect("+OK")
+	p.expect("+OK")
+	p.expect("+OK")
+	p.c.Close()
+	time.Sleep(200 * time.Millisecond)
+	baseline := runtime.NumGoroutine()
+
+	half := strings.Repeat(line, 100)
+	vanish := map[string]func(){
+		"mid-DATA": func() {
+			c := faultDial(t, smtpL)
+			c.expect("220 ")
+			c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+			for _, w := range []string{"250 ", "250 ", "250 ", "354 "} {
+				c.expect(w)
+			}
+			c.send("Subject: cut\r\n\r\n" + half)
+			c.c.Close()
+		},
+		"mid-BDAT-chunk": func() {
+			c := faultDial(t, smtpL)
+			c.expect("220 ")
+			c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\n")
+			for _, w := range []string{"250 ", "250 ", "250 "} {
+				c.expect(w)
+			}
+			c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", 2*len(half), half))
+			time.Sleep(20 * time.Millisecond) // let the server read into the chunk
+			c.c.Close()
+		},
+		"between-BDAT-chunks": func() {
+			c := faultDial(t, smtpL)
+			c.expect("220 ")
+			c.send(fmt.Sprintf("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nBDAT %d\r\n%s", len(half), half))
+			for _, w := range []string{"250 ", "250 ", "250 ", "250 "} {
+				c.expect(w)
+			}
+			c.c.Close()
+		},
+		"mid-RETR": func() {
+			p := faultDial(t, pop3L)
+			p.expect("+OK")
+			p.send("USER user\r\nPASS pass\r\nRETR 1\r\n")
+			p.expect("+OK")
+			p.expect("+OK maildrop")
+			p.expect("+OK")
+			buf := make([]byte, 10000)
+			io.ReadFull(p.r, buf)
+			p.c.Close()
+			// The lock is released: the next login gets in.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				q := faultDial(t, pop3L)
+				q.expect("+OK")
+				q.send("USER user\r\nPASS pass\r\n")
+				q.expect("+OK")
+				q.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				l, _ := q.r.ReadString('\n')
+				q.c.Close()
+				if strings.HasPrefix(l, "+OK maildrop") {
+					break
+				}
+				if !strings.HasPrefix(l, "-ERR [IN-USE]") || time.Now().After(deadline) {
+					t.Fatalf("login after a client vanished mid-RETR: %q", l)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		},
+	}
+	for round := range 5 {
+		for name, f := range vanish {
+			t.Run(fmt.Sprintf("%s/%d", name, round), func(t *testing.T) { f() })
+		}
+	}
+
+	// Nothing was stored, nothing is left in tmp/.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stored, tmp := messageFiles(t, s, "user")
+		if stored != 1 {
+			t.Fatalf("%d messages stored, want only the first one", stored)
+		}
+		if tmp == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files left in tmp/", tmp)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// No goroutine leaked: back to the baseline, with a little slack for
+	// the runtime's and the test framework's own.
+	n, ok := waitGoroutines(baseline + 3)
+	t.Logf("goroutines: baseline %d, after 20 vanished clients %d", baseline, n)
+	if !ok {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines leaked: %d, baseline %d\n%s", n, baseline, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// enospcStore is a Maildir whose message writes fail with ENOSPC while
+// full is set: the message source fails after a few octets with the error
+// a full disk gives, so the Maildir goes through its real failure path (the
+// same io.Copy that writes the tmp file) and maps it to ErrNoSpace.
+type enospcStore struct {
+	*store.Maildir
+	full atomic.Bool
+}
+
+func (e *enospcStore) Deliver(ctx context.Context, id string, boxes []string, r io.Reader) error {
+	if e.full.Load() {
+		r = io.MultiReader(io.LimitReader(r, 100), errReader{&os.PathError{Op: "write", Path: "tmp/" + id, Err: syscall.ENOSPC}})
+	}
+	return e.Maildir.Deliver(ctx, id, boxes, r)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// The disk-full path without a small filesystem (e2e
+// TestFaultDiskFullTmpfs is the real one, where a tmpfs can be mounted):
+// the store's writes fail with ENOSPC. The client gets 452 4.3.1 (RFC 3463
+// §3.4: mail system full), nothing is left in new/ or tmp/, the session
+// goes on, the stored mail stays readable, and delivery works again when
+// space returns.
+func TestFaultDiskFullInjected(t *testing.T) {
+	md, err := store.NewMaildir(filepath.Join(t.TempDir(), "mailbox"), store.MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &enospcStore{Maildir: md}
+	srv := &smtp.Server{
+		Hostname: "mx.test",
+		Backend:  &delivery.Backend{Store: st, Router: &delivery.Router{Single: "user"}, Hostname: "mx.test"},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+
+	c := faultDial(t, l)
+	c.expect("220 ")
+	c.send("EHLO x\r\n")
+	c.expect("250 ")
+	deliver := func(want string) {
+		t.Helper()
+		c.send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+		c.expect("250 ")
+		c.expect("250 ")
+		c.expect("354 ")
+		c.send("Subject: x\r\n\r\n" + strings.Repeat("body\r\n", 1000) + ".\r\n")
+		c.expect(want)
+	}
+	deliver("250 2.0.0 ")
+	st.full.Store(true)
+	deliver("452 4.3.1 ")
+	deliver("452 4.3.1 ")
+	files := func(sub string) int {
+		ents, err := os.ReadDir(filepath.Join(md.Root(), "user", sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	if n, tmp := files("new"), files("tmp"); n != 1 || tmp != 0 {
+		t.Fatalf("after 452: %d files in new/, %d in tmp/; want 1 and 0", n, tmp)
+	}
+	// Reads go on while the disk is full.
+	m, err := md.OpenMaildrop("user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := m.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	m.Close()
+	if err != nil || !strings.HasSuffix(string(b), strings.Repeat("body\r\n", 1000)) {
+		t.Fatalf("reading while full: %d octets, %v", len(b), err)
+	}
+	st.full.Store(false)
+	deliver("250 2.0.0 ")
+	if n := files("new"); n != 2 {
+		t.Fatalf("%d files in new/ after space returned, want 2", n)
+	}
+}

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"postoffice/internal/web"
+)
+
+// The HTTP listener (--http-addr): operations endpoints, and the root for
+// the web inbox.
+//
+//	/metrics   Prometheus exposition of the server's registry
+//	/healthz   200 {"status":"ok"} while the process serves HTTP at all
+//	/readyz    200 when every configured listener is open, the server is
+//	           not shutting down and a file can be created in the mailbox
+//	           directory; 503 with the failed checks otherwise
+//	/          the web inbox and its JSON API (internal/web, docs/api.md),
+//	           or 404 JSON with --web-disable
+
+// newMux returns the HTTP routes.
+func (s *Server) newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	// The web inbox (internal/web) serves everything else.
+	if !s.cfg.WebDisable {
+		h, err := web.New(web.Options{
+			Store:     s.store,
+			Users:     s.currentUsers,
+			UsersFile: s.users != nil,
+			Admin:     s.cfg.WebAdmin,
+			Throttle:  s.thr,
+			IsLocal:   s.cfg.TrustedNetworks.IsLocal,
+			Logger:    s.log.With("proto", "http"),
+		})
+		if err == nil {
+			s.web = h
+			mux.Handle("/", h)
+			return mux
+		}
+		s.log.Error("web inbox disabled", "err", err)
+	}
+	mux.HandleFunc("/", notFound)
+	return mux
+}
+
+// Handler returns the HTTP handler of --http-addr (tests serve it on their
+// own listener).
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// startHTTP opens --http-addr, if set, and serves the mux on it.
+func (s *Server) startHTTP() error {
+	if s.cfg.HTTPAddr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	if s.web != nil {
+		// End the web inbox's event streams, or Shutdown waits for them.
+		s.http.RegisterOnShutdown(s.web.Close)
+	}
+	s.mu.Lock()
+	s.listeners["http"] = l
+	s.mu.Unlock()
+	s.log.Info("listening", "proto", "http", "addr", l.Addr().String())
+	go func() {
+		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener failed", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopHTTP closes the HTTP listener and waits for requests in progress
+// until ctx ends.
+func (s *Server) stopHTTP(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Status string            `json:"status"` // "ok" or "unavailable"
+	Checks map[string]string `json:"checks"` // check name -> "ok" or the problem
+}
+
+// Ready runs the readiness checks: "listeners" (every configured listener
+// is open and the server is not shutting down) and "mailbox_dir" (a file
+// can be created and removed in it).
+func (s *Server) Ready() (ok bool, checks map[string]string) {
+	checks = map[string]string{"listeners": "ok", "mailbox_dir": "ok"}
+	ok = true
+	if s.draining.Load() {
+		checks["listeners"] = "shutting down"
+		ok = false
+	} else {
+		for _, l := range []struct{ name, addr string }{
+			{"smtp", s.cfg.SMTPAddr}, {"smtps", s.cfg.SMTPSAddr},
+			{"pop3", s.cfg.POP3Addr}, {"pop3s", s.cfg.POP3SAddr},
+		} {
+			if l.addr != "" && s.Listener(l.name) == nil {
+				checks["listeners"] = l.name + " is not listening"
+				ok = false
+				break
+			}
+		}
+	}
+	if err := probeWritable(s.store.Root()); err != nil {
+		checks["mailbox_dir"] = err.Error()
+		ok = false
+	}
+	return ok, checks
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ok, checks := s.Ready()
+	body := readiness{Status: "ok", Checks: checks}
+	code := http.StatusOK
+	if !ok {
+		body.Status, code = "unavailable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, body)
+}
+
+// probeWritable creates and removes a file in dir.
+func probeWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".postoffice-ready-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}

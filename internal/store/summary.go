@@ -1,0 +1,197 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+)
+
+// Summary is what a mailbox listing shows of one message: the envelope of
+// the list view, taken from the message header once and kept by the Index.
+type Summary struct {
+	// ID is the message id, the POP3 UIDL.
+	ID string
+	// From, To and Subject are the header fields decoded to UTF-8 (RFC 2047
+	// encoded words decoded; To includes Cc). Missing fields are empty.
+	From    string
+	To      []string
+	Subject string
+	// Date is the Date header field, zero when absent or unparseable.
+	Date time.Time
+	// Received is when the message arrived: the time in its id, or the
+	// modification time of a foreign file.
+	Received time.Time
+	// Size is the size POP3 reports (CRLF line ends).
+	Size int64
+	// Attachments reports whether the message seems to carry attachments:
+	// a MIME part with "Content-Disposition: attachment" or a file name
+	// within the first SummaryScanBytes of the message.
+	Attachments bool
+	// Seen is the Maildir "S" flag (a file in cur/ whose info has 'S').
+	Seen bool
+}
+
+// SummaryScanBytes bounds how much of a message is read to summarize it.
+const SummaryScanBytes = 256 << 10
+
+// maxHeaderField bounds one unfolded header field kept while summarizing.
+const maxHeaderField = 8 << 10
+
+// summarize reads the header of a message from r (at most
+// SummaryScanBytes in all) and fills the header fields of s. It tolerates
+// broken mail: lines without a colon end the header (the classic
+// "Subject: x\nHello" with no blank line), bare LF is accepted, and
+// undecodable encoded words are kept as they are.
+func summarize(r io.Reader, s *Summary, dec *mime.WordDecoder) error {
+	br := bufio.NewReaderSize(io.LimitReader(r, SummaryScanBytes), 16<<10)
+	var (
+		fields  []string // unfolded header fields
+		cur     []byte
+		inBody  bool
+		ctype   string
+		attach  bool
+		partHdr bool // inside a body part's header
+	)
+	flush := func() {
+		if len(cur) > 0 {
+			fields = append(fields, string(cur))
+			cur = cur[:0]
+		}
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// An over-long line: keep its start, skip the rest.
+			line = append([]byte(nil), line[:min(len(line), maxHeaderField)]...)
+			for err == bufio.ErrBufferFull {
+				_, err = br.ReadSlice('\n')
+			}
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if !inBody {
+			switch {
+			case len(line) == 0:
+				flush()
+				inBody = true
+			case line[0] == ' ' || line[0] == '\t':
+				if len(cur) > 0 && len(cur) < maxHeaderField {
+					cur = append(cur, ' ')
+					cur = append(cur, bytes.TrimLeft(line, " \t")...)
+				}
+			case bytes.IndexByte(line, ':') > 0 && !bytes.ContainsAny(line[:bytes.IndexByte(line, ':')], " \t"):
+				flush()
+				cur = append(cur, line[:min(len(line), maxHeaderField)]...)
+			default:
+				// Not a header line: the body starts here.
+				flush()
+				inBody = true
+			}
+			if inBody {
+				for _, f := range fields {
+					if k, v, ok := strings.Cut(f, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "content-type") {
+						ctype = strings.ToLower(strings.TrimSpace(v))
+					}
+				}
+				if !strings.HasPrefix(ctype, "multipart/") {
+					break
+				}
+			}
+		} else if !attach {
+			// Look for attachments in the part headers of a multipart body.
+			l := strings.ToLower(string(line[:min(len(line), 512)]))
+			switch {
+			case strings.HasPrefix(l, "--"):
+				partHdr = true
+			case len(l) == 0:
+				partHdr = false
+			case partHdr && (strings.HasPrefix(l, "content-disposition:") && strings.Contains(l, "attachment") ||
+				strings.Contains(l, "filename=") || strings.Contains(l, "filename*=")):
+				attach = true
+			}
+			if attach {
+				break
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				break
+			}
+			return err
+		}
+	}
+	flush()
+	s.Attachments = attach
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "from":
+			if s.From == "" {
+				s.From = decodeHeader(dec, v)
+			}
+		case "to", "cc":
+			s.To = append(s.To, splitAddresses(decodeHeader(dec, v))...)
+		case "subject":
+			if s.Subject == "" {
+				s.Subject = decodeHeader(dec, v)
+			}
+		case "date":
+			if t, err := mail.ParseDate(v); err == nil {
+				s.Date = t
+			}
+		}
+	}
+	return nil
+}
+
+// decodeHeader decodes the RFC 2047 encoded words of v and makes the
+// result valid UTF-8.
+func decodeHeader(dec *mime.WordDecoder, v string) string {
+	if d, err := dec.DecodeHeader(v); err == nil {
+		v = d
+	}
+	return strings.ToValidUTF8(v, "\uFFFD")
+}
+
+// splitAddresses splits an address list at the commas outside quotes and
+// angle brackets.
+func splitAddresses(v string) []string {
+	var out []string
+	quoted, angle, start := false, 0, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case '\\':
+			i++
+		case '<':
+			if !quoted {
+				angle++
+			}
+		case '>':
+			if !quoted && angle > 0 {
+				angle--
+			}
+		case ',':
+			if !quoted && angle == 0 {
+				if a := strings.TrimSpace(v[start:i]); a != "" {
+					out = append(out, a)
+				}
+				start = i + 1
+			}
+		}
+	}
+	if start < len(v) {
+		if a := strings.TrimSpace(v[start:]); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
