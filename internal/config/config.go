@@ -434,6 +434,7 @@ func (c *Config) Validate() error {
 		for _, a := range []struct{ name, v string }{
 			{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 			{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+			{"http-addr", webAddr(c)},
 		} {
 			if a.v != "" && !isLoopbackAddr(a.v) {
 				return bad(a.name, "%q is reachable from other hosts while the default credentials are in use: give --users-file, or --insecure to accept the risk", a.v)
@@ -502,6 +503,15 @@ func (c *Config) Validate() error {
 		return bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// webAddr is the address of the web inbox, "" when it is off: the web
+// inbox logs in with the same credentials as POP3.
+func webAddr(c *Config) string {
+	if c.WebDisable {
+		return ""
+	}
+	return c.HTTPAddr
 }
 
 // isLoopbackAddr reports whether a listen address binds loopback only.

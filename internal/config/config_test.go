@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,7 @@ func TestInvalidValuesNameTheSetting(t *testing.T) {
 		{[]string{"--catch-all", "bob"}, nil, "--catch-all"},
 		{[]string{"--smtp-addr", ":2525"}, nil, "--smtp-addr"},
 		{[]string{"--smtp-addr", "0.0.0.0:2525", "--pop3-addr", ""}, nil, "default credentials"},
+		{[]string{"--http-addr", "0.0.0.0:8025"}, nil, "--http-addr"},
 		{[]string{"--smtp-data-timeout", "0s"}, nil, "--smtp-data-timeout"},
 		{nil, map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "many"}, "POSTOFFICE_MAX_RECIPIENTS"},
 		{[]string{"--smtp-addr", "", "--pop3-addr", ""}, nil, "disabled"},
@@ -126,4 +128,18 @@ func TestParseSize(t *testing.T) {
 	if s := Size(25 << 20).String(); s != "25MiB" {
 		t.Errorf("String = %s", s)
 	}
+}
+
+// Every flag has a row in the README's flag table.
+func TestREADMEDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	c.FlagSet("x", io.Discard).VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(string(readme), "| `--"+f.Name+"`") && !strings.Contains(string(readme), ", `--"+f.Name+"`") {
+			t.Errorf("README.md has no table row for --%s", f.Name)
+		}
+	})
 }

@@ -197,7 +197,7 @@ func (x *Index) reconcile(b *boxIndex, full bool) error {
 	parsed := make([]*entry, len(todo))
 	var wg sync.WaitGroup
 	var next atomic.Int64
-	workers := min(len(todo), max(4, 2*runtime.GOMAXPROCS(0))) // I/O bound
+	workers := min(len(todo), max(2, runtime.GOMAXPROCS(0)))
 	for range workers {
 		wg.Add(1)
 		go func() {

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func deliverTest(t *testing.T, m *Maildir, mailbox, raw string) string {
+	t.Helper()
+	id := m.NewID()
+	if err := m.Deliver(context.Background(), id, []string{mailbox}, strings.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// The index follows changes made behind its back (a mail reader moving
+// files, another tool dropping one in) and keeps ids and sizes equal to
+// what POP3 reports.
+func TestIndexFollowsMaildir(t *testing.T) {
+	m, err := NewMaildir(t.TempDir(), MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex(m, IndexOptions{})
+	defer x.Close()
+	a := deliverTest(t, m, "u", "From: a@x\r\nSubject: first\r\n\r\nbody\r\n")
+	b := deliverTest(t, m, "u", "Subject: Test Email\nHello Bob,\n") // no blank line
+	res, err := x.List("u", Query{}, 0, 10)
+	if err != nil || res.Total != 2 || res.Messages[0].ID != b || res.Messages[1].ID != a {
+		t.Fatalf("list: %+v %v", res, err)
+	}
+	if res.Messages[0].Subject != "Test Email" {
+		t.Fatalf("broken header: %+v", res.Messages[0])
+	}
+	dir := filepath.Join(m.Root(), "u")
+	// A mail reader marks a read and moves it; another tool drops a file in
+	// with LF line ends.
+	if err := os.Rename(filepath.Join(dir, "new", a+".eml"), filepath.Join(dir, "cur", a+".eml:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cur", "foreign-1:2,"), []byte("Subject: dropped\n\nx\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(filepath.Join(dir, "cur", "foreign-1:2,"), old, old)
+	res, err = x.List("u", Query{}, 0, 10)
+	if err != nil || res.Total != 3 {
+		t.Fatalf("after external changes: %+v %v", res, err)
+	}
+	got := map[string]Summary{}
+	for _, s := range res.Messages {
+		got[s.ID] = s
+	}
+	if !got[a].Seen || got["foreign-1"].Subject != "dropped" {
+		t.Fatalf("summaries: %+v", got)
+	}
+	md, err := m.OpenMaildrop("u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mi := range md.Messages() {
+		if s, ok := got[mi.ID]; !ok || s.Size != mi.Size {
+			t.Errorf("POP3 %s size %d; index %+v", mi.ID, mi.Size, s)
+		}
+	}
+	// While POP3 holds the lock, Delete refuses; flags still change.
+	if _, err := x.Delete("u", []string{b}); err == nil || !strings.Contains(err.Error(), ErrLocked.Error()) {
+		t.Fatalf("delete under lock: %v", err)
+	}
+	if s, err := x.SetSeen("u", b, true); err != nil || !s.Seen {
+		t.Fatalf("set seen under POP3 lock: %+v %v", s, err)
+	}
+	md.Close()
+	if n, err := x.Delete("u", []string{b, "foreign-1", "nope"}); err != nil || len(n) != 2 {
+		t.Fatalf("delete: %v %v", n, err)
+	}
+	if err := x.Rebuild("u"); err != nil {
+		t.Fatal(err)
+	}
+	res, _ = x.List("u", Query{}, 0, 10)
+	if res.Total != 1 || res.Messages[0].ID != a {
+		t.Fatalf("after rebuild: %+v", res)
+	}
+	if _, err := x.List("../etc", Query{}, 0, 10); err != ErrBadMailbox {
+		t.Fatalf("bad mailbox: %v", err)
+	}
+}
+
+func TestParseQuery(t *testing.T) {
+	q, err := ParseQuery(`hello from:Alice subject:"two words" larger:1K is:unread has:attachment after:2024-01-02`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Words) != 1 || q.Words[0] != "hello" || q.From[0] != "alice" || q.Subject[0] != "two words" ||
+		q.Larger != 1024 || q.Seen == nil || *q.Seen || q.Attachments == nil || q.After.Day() != 2 {
+		t.Fatalf("%+v", q)
+	}
+	for _, bad := range []string{"x:y", "larger:k", "before:soon", "is:x", "has:y"} {
+		if _, err := ParseQuery(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
