@@ -141,7 +141,11 @@ func (s *session) serve() {
 			s.log.Info("write failed", "err", err)
 			return
 		}
+		// RFC 5321 §4.5.3.2.7 bounds the wait for a command; we bound the
+		// whole command line, so that trickled octets do not extend it.
+		s.conn.SetReadCap(time.Now().Add(s.srv.commandTimeout()))
 		line, err := s.conn.ReadLine(s.srv.maxLineLength())
+		s.conn.SetReadCap(time.Time{})
 		if !s.leaveIdle() {
 			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
 			break

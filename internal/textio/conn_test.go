@@ -191,3 +191,21 @@ func TestPendingIgnoresPartialLine(t *testing.T) {
 		t.Fatal("a partial line counted as a pending command")
 	}
 }
+
+// A read cap bounds the whole line: octets trickled within the per-read
+// timeout do not extend it.
+func TestReadCapBoundsTrickledLine(t *testing.T) {
+	c, w := pair(t, 2*time.Second)
+	c.SetReadCap(time.Now().Add(300 * time.Millisecond))
+	go func() {
+		for _, b := range []byte("NOOP\r\n") {
+			w.Write([]byte{b})
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	_, err := c.ReadLine(512)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a timeout before the trickled line completes", err)
+	}
+}
