@@ -217,9 +217,11 @@ func (ss *session) cmdStls(cmd command) {
 	ss.user = ""
 }
 
-// cmdCapa handles CAPA (RFC 2449 §5). It lists what is usable in the
-// current state: USER and SASL only where plaintext login is allowed now,
-// STLS only before login on a plain connection with TLS configured.
+// cmdCapa handles CAPA (RFC 2449 §5). USER and SASL are listed only where
+// plaintext login is allowed on this connection, STLS only on a plain
+// connection with TLS configured. The list is the same in both states:
+// RFC 2449 §5 says capabilities available in the AUTHORIZATION state MUST be
+// announced in both states.
 func (ss *session) cmdCapa(cmd command) {
 	if !ss.noArgs(cmd) {
 		return
@@ -230,14 +232,12 @@ func (ss *session) cmdCapa(cmd command) {
 	ss.line("RESP-CODES")
 	ss.line("AUTH-RESP-CODE")
 	ss.line("PIPELINING")
-	if ss.state == stateAuthorization {
-		if ss.plaintextAllowed() {
-			ss.line("USER")
-			ss.line("SASL PLAIN")
-		}
-		if ss.srv.TLSConfig != nil && !ss.info.TLS {
-			ss.line("STLS")
-		}
+	if ss.plaintextAllowed() {
+		ss.line("USER")
+		ss.line("SASL PLAIN")
+	}
+	if ss.srv.TLSConfig != nil && !ss.info.TLS {
+		ss.line("STLS")
 	}
 	ss.line("IMPLEMENTATION Postoffice")
 	ss.end()

@@ -19,9 +19,9 @@ import (
 //   - Refused plaintext login (no TLS, not local, not AllowInsecureAuth) is
 //     answered "-ERR [AUTH] Plaintext authentication disallowed on non-secure
 //     connections": RFC 3206 §5 [AUTH] says retrying the same way cannot help.
-//   - CAPA lists USER and SASL PLAIN only in the AUTHORIZATION state and only
-//     where plaintext login is allowed at that moment; STLS only before login
-//     on a plain connection with TLSConfig set. APOP is not offered.
+//   - CAPA lists USER and SASL PLAIN only where plaintext login is allowed
+//     on the connection, STLS only on a plain connection with TLSConfig set;
+//     the list is the same in both states (RFC 2449 §5). APOP is not offered.
 //   - PASS is accepted only as the command right after a successful USER.
 //   - Unknown, malformed and out-of-state commands, over-long lines, bad
 //     base64, [IN-USE] and backend errors count toward MaxErrors; failed

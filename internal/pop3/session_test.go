@@ -127,7 +127,8 @@ func TestTransactionState(t *testing.T) {
 	c.expect("+OK")
 	c.send("CAPA")
 	caps := c.expectMulti("+OK Capability list follows")
-	want := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION Postoffice"}
+	// RFC 2449 §5: what AUTHORIZATION offered is announced in TRANSACTION too.
+	want := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "USER", "SASL PLAIN", "IMPLEMENTATION Postoffice"}
 	if !reflect.DeepEqual(caps, want) {
 		t.Fatalf("CAPA %q, want %q", caps, want)
 	}

@@ -80,13 +80,18 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		case <-lost:
 			_, err = fmt.Fprint(w, "event: resync\ndata: {}\n\n")
 		case ev := <-ch:
+			// The stream was authorized at its start: send nothing more
+			// once its session logged out or its user was deleted.
+			if _, ok := h.who(r); !ok {
+				return
+			}
 			data, _ := json.Marshal(eventJSON{Mailbox: ev.Mailbox, IDs: ev.IDs})
 			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Kind, data)
 		}
 		if err == nil {
 			err = rc.Flush()
 		}
-		if err != nil {
+		if _, ok := h.who(r); !ok || err != nil {
 			return
 		}
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"html"
 	"net/url"
 	"regexp"
 	"strings"
@@ -65,7 +66,9 @@ func sanitizeHTML(body string, cids map[string]string, partURL func(path string)
 		}
 	})
 	out.HTML = p.Sanitize(body)
-	if !out.Remote && remoteInStyle.MatchString(out.HTML) {
+	// The sanitizer writes quotes in attribute values as &#39; and &#34;:
+	// look for url() in the unescaped text.
+	if !out.Remote && remoteInStyle.MatchString(html.UnescapeString(out.HTML)) {
 		out.Remote = true
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -38,11 +39,44 @@ type session struct {
 
 // sessionStore keeps sessions in memory; a restart logs everyone out.
 type sessionStore struct {
-	mu sync.Mutex
-	m  map[string]*session
+	mu     sync.Mutex
+	m      map[string]*session
+	logins map[netip.Prefix]int // login attempts in progress, by client
 }
 
-func newSessionStore() *sessionStore { return &sessionStore{m: make(map[string]*session)} }
+func newSessionStore() *sessionStore {
+	return &sessionStore{m: make(map[string]*session), logins: make(map[netip.Prefix]int)}
+}
+
+// maxLoginsInFlight bounds the concurrent login attempts of one client
+// (IPv4 address or IPv6 /64). The throttle counts a failure only once it
+// is checked, so without this bound a burst of parallel requests would all
+// be checked before the cap on failures could stop any of them; POP3 and
+// SMTP are bounded the same way by their per-IP connection caps.
+const maxLoginsInFlight = 2
+
+// beginLogin reserves a login attempt for ip; it reports false when the
+// client already has maxLoginsInFlight in progress. Call end when done.
+func (s *sessionStore) beginLogin(ip netip.Addr) (end func(), ok bool) {
+	ip = ip.Unmap()
+	key := netip.PrefixFrom(ip, ip.BitLen())
+	if ip.Is6() {
+		key, _ = ip.WithZone("").Prefix(64)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.logins[key] >= maxLoginsInFlight {
+		return nil, false
+	}
+	s.logins[key]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.logins[key]--; s.logins[key] <= 0 {
+			delete(s.logins, key)
+		}
+	}, true
+}
 
 // token returns 32 random octets, base64url.
 func token() string {
@@ -58,13 +92,24 @@ func (s *sessionStore) create(user string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
-		var oldest *session
+		// Evict the oldest anonymous session, and a logged-in one only
+		// when there is none: anyone can create anonymous sessions (GET
+		// /api/v1/session), and a flood of them must not log users out.
+		var oldest, oldestAnon *session
 		for id, o := range s.m {
-			if now.After(o.expires) {
+			switch {
+			case now.After(o.expires):
 				delete(s.m, id)
-			} else if oldest == nil || o.expires.Before(oldest.expires) {
+			case o.user == "":
+				if oldestAnon == nil || o.expires.Before(oldestAnon.expires) {
+					oldestAnon = o
+				}
+			case oldest == nil || o.expires.Before(oldest.expires):
 				oldest = o
 			}
+		}
+		if oldestAnon != nil {
+			oldest = oldestAnon
 		}
 		if len(s.m) >= maxSessions && oldest != nil {
 			delete(s.m, oldest.id)
@@ -130,9 +175,18 @@ func (h *Handler) noLogin(r *http.Request) bool {
 	return !h.opts.UsersFile && h.opts.IsLocal(clientIP(r)) && loopbackHost(r)
 }
 
-// who returns the principal of r, or false when r must log in first.
+// who returns the principal of r, or false when r must log in first. A
+// session whose user has since been removed from the users file counts as
+// logged out: deleting an account ends its web access at once, as it does
+// for SMTP and POP3.
 func (h *Handler) who(r *http.Request) (principal, bool) {
-	if ss := h.session(r); ss != nil && ss.user != "" {
+	ss := h.session(r)
+	if ss != nil && ss.user != "" {
+		if _, ok := h.opts.Users().Lookup(ss.user); !ok {
+			ss = nil
+		}
+	}
+	if ss != nil && ss.user != "" {
 		admin := h.opts.Admin != "" && ss.user == auth.CanonicalName(h.opts.Admin)
 		return principal{user: ss.user, admin: admin}, true
 	}
@@ -222,6 +276,22 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
+	if !h.opts.UsersFile && ip.IsLoopback() && !loopbackHost(r) {
+		// Against DNS rebinding: a page of another site whose name now
+		// resolves to 127.0.0.1 is refused the no-login access by its
+		// Host (see loopbackHost), and must not get in by logging in
+		// with the well-known default credentials instead.
+		writeError(w, http.StatusForbidden, "without a users file, open the inbox at http://localhost:PORT/ or http://127.0.0.1:PORT/")
+		return
+	}
+	if !h.opts.IsLocal(ip) {
+		end, ok := h.sessions.beginLogin(ip)
+		if !ok {
+			writeError(w, http.StatusTooManyRequests, "another login from your address is in progress, try again")
+			return
+		}
+		defer end()
+	}
 	if h.opts.Throttle.Blocked(ip) {
 		writeError(w, http.StatusTooManyRequests, "too many failed logins from your address, try later")
 		return
