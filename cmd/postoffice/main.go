@@ -79,6 +79,10 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postoffice: %v\n", err)
 		return 2
 	}
+	// Signals are caught before the listeners open: a SIGTERM that comes as
+	// soon as the server is reachable must drain it, not kill it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	logger := newLogger(cfg, stderr)
 	srv, err := server.New(cfg, logger)
 	if err != nil {
@@ -91,8 +95,6 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	logger.Info("postoffice started", "version", version(), "mailbox_dir", cfg.MailboxDir, "hostname", cfg.Hostname)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			srv.Reload()

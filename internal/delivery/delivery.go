@@ -139,8 +139,12 @@ func (b *Backend) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (st
 	for _, to := range env.To {
 		box, err := b.Router.Route(to)
 		if err != nil {
-			// The users file changed since RCPT: refuse rather than guess.
-			return "", err
+			// The users file changed since RCPT accepted this recipient:
+			// refuse rather than guess, but temporarily. The one reply to
+			// DATA covers every recipient, and a 5xx here would bounce the
+			// mail of the ones still valid; on retry the client's RCPT
+			// gets the precise answer.
+			return "", &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Recipients changed, try again later (conn " + env.Conn.ID + ")"}
 		}
 		boxes = append(boxes, box)
 	}
@@ -246,6 +250,10 @@ func tlsVersion(v uint16) string {
 // control characters, no CR/LF, and parentheses, angle brackets and
 // semicolons only where they cannot end a clause.
 func sanitize(s string) string {
+	// A header field is text (RFC 5322 §3.2.5; UTF-8 only per RFC 6532
+	// §3.2): octets of no valid UTF-8 sequence, which a HELO argument may
+	// hold, are replaced too.
+	s = strings.ToValidUTF8(s, "_")
 	clean := true
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f || c == '(' || c == ')' || c == ';' || c == '<' || c == '>' {

@@ -1,14 +1,17 @@
 package delivery
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"postoffice/internal/smtp"
+	"postoffice/internal/store"
 )
 
 type dir map[string]string
@@ -96,5 +99,53 @@ func TestTraceHeader(t *testing.T) {
 	env.ESMTP, env.SMTPUTF8 = true, true
 	if got := TraceHeader(env, "h", "i", when); !strings.Contains(got, "with UTF8SMTP id") {
 		t.Errorf("SMTPUTF8 session: %q", got)
+	}
+}
+
+// A recipient removed from the users file between RCPT and the end of DATA
+// used to fail the whole message with the router's 550 5.1.1, bouncing it
+// for every other recipient too; it is now a temporary 451 and nothing is
+// stored.
+func TestDataRecipientGoneAfterRcptIsTemporary(t *testing.T) {
+	st, err := store.NewMaildir(t.TempDir(), store.MaildirOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := dir{"alice": "alice", "bob": "bob"}
+	b := &Backend{Store: st, Router: &Router{Users: func() Directory { return users }}, Hostname: "mx.test"}
+	env := &smtp.Envelope{Conn: smtp.ConnInfo{ID: "C1"}, To: []string{"alice@x", "bob@x"}}
+	delete(users, "bob") // the users file was reloaded after RCPT
+	_, err = b.Data(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nhi\r\n"))
+	var se *smtp.Error
+	if !errors.As(err, &se) || se.Code != 451 || se.Enhanced != "4.3.0" {
+		t.Fatalf("Data = %v, want 451 4.3.0", err)
+	}
+	for _, mb := range []string{"alice", "bob"} {
+		md, err := st.OpenMaildrop(mb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(md.Messages())
+		md.Close()
+		if n != 0 {
+			t.Fatalf("%s has %d messages", mb, n)
+		}
+	}
+}
+
+// A HELO argument with octets that are not UTF-8 used to be copied into the
+// Received field as they were, making our own header invalid text.
+func TestTraceHeaderInvalidUTF8Helo(t *testing.T) {
+	env := &smtp.Envelope{Helo: "bad\xff\xfe.example", ESMTP: true, From: "a\xc3@b"}
+	got := TraceHeader(env, "mx.test", "ID", time.Unix(0, 0).UTC())
+	if !utf8.ValidString(got) {
+		t.Fatalf("trace header is not UTF-8: %q", got)
+	}
+	if !strings.Contains(got, "from bad_.example (") {
+		t.Fatalf("HELO not kept readable: %q", got)
+	}
+	env.Helo = "héllo.example" // valid UTF-8 stays as it is
+	if got := TraceHeader(env, "mx.test", "ID", time.Unix(0, 0).UTC()); !strings.Contains(got, "from héllo.example (") {
+		t.Fatalf("valid UTF-8 changed: %q", got)
 	}
 }

@@ -263,7 +263,7 @@ func (s *Server) refuse(c net.Conn, text string) {
 	} else {
 		s.observer().ConnRejected("shutdown")
 	}
-	c.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
+	c.SetDeadline(time.Now().Add(s.writeTimeout())) // a TLS conn reads the handshake before it can write
 	c.Write([]byte("-ERR [" + codeSysTemp + "] " + text + "\r\n"))
 	c.Close()
 }

@@ -214,9 +214,9 @@ func (s *Server) Start() error {
 		switch {
 		case sp.tls:
 		case strings.HasPrefix(sp.name, "smtp"):
-			reply = "421 4.7.0 " + s.cfg.Hostname + " Too many failed logins from your address, try later\r\n"
+			reply = "421 4.7.0 " + s.cfg.Hostname + " Too many failed logins from your address, try later"
 		default:
-			reply = "-ERR [AUTH] Too many failed logins from your address, try later\r\n"
+			reply = "-ERR [AUTH] Too many failed logins from your address, try later"
 		}
 		l = &blockListener{Listener: l, blocked: s.thr.Blocked, reply: reply, log: s.log.With("proto", sp.name),
 			proto: sp.name, m: s.metrics, received: s.metrics.BytesReceived(sp.name)}
@@ -451,11 +451,12 @@ func (l *blockListener) Accept() (net.Conn, error) {
 			return &countingConn{Conn: c, l: l}, nil
 		}
 		l.m.ConnRejected(l.proto, "blocked")
-		l.log.Warn("connection refused: too many failed logins", "ip", ip.String())
+		id := textio.NewID()
+		l.log.Warn("connection refused: too many failed logins", "conn", id, "ip", ip.String())
 		go func() {
 			if l.reply != "" {
 				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				c.Write([]byte(l.reply))
+				c.Write([]byte(l.reply + " (conn " + id + ")\r\n"))
 			}
 			c.Close()
 		}()

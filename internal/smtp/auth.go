@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-sasl"
 
@@ -132,7 +133,11 @@ func (s *session) authExchange(challenge string) ([]byte, bool) {
 		s.closing = true
 		return nil, false
 	}
+	// As for a command line (RFC 5321 §4.5.3.2.7), the whole response must
+	// arrive within the command timeout: trickled octets do not extend it.
+	s.conn.SetReadCap(time.Now().Add(s.srv.commandTimeout()))
 	line, err := s.conn.ReadLine(max(authLineLength, s.srv.maxLineLength()))
+	s.conn.SetReadCap(time.Time{})
 	switch {
 	case errors.Is(err, textio.ErrLineTooLong):
 		s.reply(codeSyntax, "5.5.6", "Error: authentication line too long")

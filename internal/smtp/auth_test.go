@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"testing"
+	"time"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
@@ -125,4 +126,39 @@ func TestAuthFailuresCount(t *testing.T) {
 	expect(t, c, "535 *")
 	expect(t, c, "421 4.7.0 * Too many errors*")
 	expectClosed(t, c)
+}
+
+// An AUTH response line trickled one octet at a time used to reset the
+// read deadline with every octet, so a client could hold a session forever
+// inside an AUTH exchange; the whole line must now come within
+// CommandTimeout, as a command line must.
+func TestAuthResponseTrickleTimesOut(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srv.CommandTimeout = 200 * time.Millisecond
+	c := dialGreeted(t, start(t, srv))
+	c.cmd("EHLO c", "250 *")
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	done := make(chan struct{})
+	ranOut := make(chan bool, 1)
+	go func() {
+		// 3 s of trickle, far past the 200 ms command timeout.
+		for range 60 {
+			select {
+			case <-done:
+				ranOut <- false
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := c.conn.Write([]byte("A")); err != nil {
+				ranOut <- false
+				return
+			}
+		}
+		ranOut <- true
+	}()
+	expect(t, c, "421 4.4.2 * Timeout exceeded*")
+	close(done)
+	if <-ranOut {
+		t.Fatal("the timeout fired only after the client stopped trickling")
+	}
 }

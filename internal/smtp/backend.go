@@ -46,7 +46,8 @@ type Backend interface {
 	// env.To holds the recipients accepted so far, not yet this one.
 	Rcpt(ctx context.Context, env *Envelope, to string) error
 	// Data stores the message read from r: dot-unstuffed, CRLF line ends,
-	// ending in CRLF, at most the configured size. It returns the queue id
+	// ending in CRLF, at most the configured size (BDAT data comes as the
+	// client sent it, so it may hold bare LFs and may end in one). It returns the queue id
 	// to put in "250 2.0.0 Ok: queued as <id>". When it returns nil the
 	// message must be durable. If r returns an error (client gone, size
 	// exceeded, timeout), Data must return an error wrapping it and store

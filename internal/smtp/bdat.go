@@ -67,10 +67,12 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 }
 
 // finish ends the message and returns the backend's result. The backend
-// contract says the data ends in CRLF; BDAT data is exact octets, so a
-// CRLF is appended when a non-empty message lacks it.
+// contract says the data ends in a line end; BDAT data is exact octets, so
+// a CRLF is appended when a non-empty message does not end in LF. A final
+// bare LF already ends the last line (the store writes it as CRLF):
+// appending CRLF after it would add an empty line to the message.
 func (b *bdatWriter) finish() dataResult {
-	if b.werr == nil && b.n > 0 && b.tail != [2]byte{'\r', '\n'} {
+	if b.werr == nil && b.n > 0 && b.tail[1] != '\n' {
 		if _, err := b.pw.Write([]byte("\r\n")); err != nil {
 			b.werr = err
 		}

@@ -153,3 +153,21 @@ func (c *client) sendExpect(s, pattern string) []string {
 	c.send(s)
 	return expect(c.t, c, pattern)
 }
+
+// A BDAT message whose last line ended in a bare LF used to get CRLF
+// appended after that LF, which the store turned into an extra empty line
+// at the end of the message.
+func TestBDATFinalBareLFGetsNoExtraLine(t *testing.T) {
+	be := newBackend()
+	c := bdatSession(t, testServer(t, be))
+	c.sendExpect("BDAT 7 LAST\r\nab\nc\nd\n", "250 2.0.0 Ok: queued as Q1")
+	if got := be.messages()[0].data; got != "ab\nc\nd\n" {
+		t.Fatalf("stored %q, want the octets as sent", got)
+	}
+	c.cmd("MAIL FROM:<a@b>", "250 *")
+	c.cmd("RCPT TO:<x@y>", "250 *")
+	c.sendExpect("BDAT 2 LAST\r\nab", "250 2.0.0 Ok: queued as Q2")
+	if got := be.messages()[1].data; got != "ab\r\n" {
+		t.Fatalf("stored %q, want CRLF appended", got)
+	}
+}

@@ -221,8 +221,15 @@ func (s *session) cmdVrfy(arg string) {
 // cmdStartTLS handles STARTTLS (RFC 3207).
 func (s *session) cmdStartTLS(arg string) {
 	switch {
-	case s.srv.TLSConfig == nil || s.tls != nil:
-		s.reply(codeTempAuthFailure, "4.7.0", "TLS not available")
+	case s.tls != nil:
+		// RFC 3207 §4: a client must not start TLS twice. 454 would say
+		// "temporary, try again"; this is a bad sequence (RFC 5321 §4.2.4).
+		s.reply(codeBadSequence, "5.5.1", "Error: TLS already active")
+		return
+	case s.srv.TLSConfig == nil:
+		// Not offered in EHLO: not implemented here (RFC 5321 §4.2.4), not
+		// the temporary 454 of RFC 3207 §4.
+		s.reply(codeNotImplemented, "5.5.1", "Error: STARTTLS not available")
 		return
 	case strings.TrimSpace(arg) != "":
 		s.reply(codeParamSyntax, "5.5.4", "Syntax: STARTTLS")

@@ -3,6 +3,7 @@ package smtp
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Reply codes used by the engine (RFC 5321 §4.2.2, §4.2.3).
@@ -46,6 +47,13 @@ func (s *session) reply(code int, enhanced, text string) {
 		w.WriteByte(' ')
 	}
 	w.WriteString(text)
+	// Every error reply names the connection, so that a user can find its
+	// log lines (CONVENTIONS.md, Logging).
+	if code >= 400 && !strings.Contains(text, "(conn ") {
+		w.WriteString(" (conn ")
+		w.WriteString(s.info.ID)
+		w.WriteByte(')')
+	}
 	w.WriteString("\r\n")
 	s.count(code)
 }

@@ -197,9 +197,10 @@ func (s *Server) ServeConn(c net.Conn) {
 	if s.Limiter != nil {
 		release, err := s.Limiter.Acquire(c.RemoteAddr())
 		if err != nil {
-			s.logger().Warn("connection refused", "remote_ip", textio.AddrIP(c.RemoteAddr()), "err", err)
+			id := textio.NewID()
+			s.logger().Warn("connection refused", "conn", id, "remote_ip", textio.AddrIP(c.RemoteAddr()), "err", err)
 			s.observer().ConnRejected("limit")
-			refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.7.0 %s Too many connections, try again later\r\n", host))
+			refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.7.0 %s Too many connections, try again later (conn %s)\r\n", host, id))
 			return
 		}
 		defer release()
@@ -226,9 +227,12 @@ func (s *Server) ServeConn(c net.Conn) {
 }
 
 // refuse writes a single reply to a connection that gets no session, and
-// closes it.
+// closes it. The deadline covers reads too: on an implicit-TLS listener the
+// write first runs the handshake, which waits for the client's hello; a
+// client that sends nothing must not hold the goroutine and its descriptor
+// past the limit it was refused by.
 func refuse(c net.Conn, timeout time.Duration, reply string) {
-	c.SetWriteDeadline(time.Now().Add(timeout))
+	c.SetDeadline(time.Now().Add(timeout))
 	c.Write([]byte(reply))
 	c.Close()
 }

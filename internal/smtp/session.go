@@ -152,8 +152,10 @@ func (s *session) serve() {
 		}
 		switch {
 		case errors.Is(err, textio.ErrLineTooLong):
-			// RFC 5321 §4.5.3.1.4: 500 for a command line too long.
-			s.reply(codeSyntax, "5.5.6", "Error: line too long")
+			// RFC 5321 §4.5.3.1.4: 500 for a command line too long. The
+			// enhanced code is a syntax error (RFC 3463 X.5.2): X.5.6 is
+			// registered for an AUTH exchange line only (RFC 4954 §6).
+			s.reply(codeSyntax, "5.5.2", "Error: line too long")
 		case err != nil:
 			s.readFailed("command", err)
 			return

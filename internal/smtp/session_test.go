@@ -138,7 +138,7 @@ func TestSequence(t *testing.T) {
 		{"VRFY user", map[string]string{"*": "252 2.5.0 *"}},
 		{"EXPN list", map[string]string{"*": "502 5.5.1 *"}},
 		{"HELP", map[string]string{"*": "214 2.0.0 *"}},
-		{"STARTTLS", map[string]string{"*": "454 4.7.0 TLS not available"}},
+		{"STARTTLS", map[string]string{"*": "502 5.5.1 Error: STARTTLS not available"}},
 		{"AUTH PLAIN AHVzZXIAcGFzcw==", map[string]string{
 			"connected": "503 5.5.1 Error: send EHLO first",
 			"mail":      "503 5.5.1 Error: MAIL transaction in progress",
@@ -248,11 +248,11 @@ func TestSyntaxErrors(t *testing.T) {
 		{[]step{{"EHLO c", "250 *"}, {"MAIL FROM:<a@b>", "250 *"}, {"RCPT TO:<b@c>", "250 *"}}, "DATA x", "501 5.5.4 *"},
 		{nil, "RSET x", "501 5.5.4 *"},
 		{nil, "VRFY", "501 5.5.4 *"},
-		{nil, "STARTTLS", "454 4.7.0 *"},
+		{nil, "STARTTLS", "502 5.5.1 *"},
 		{[]step{{"EHLO c", "250 *"}}, "AUTH", "501 5.5.4 *"},
 		{[]step{{"EHLO c", "250 *"}}, "AUTH CRAM-MD5", "504 5.5.4 *"},
-		{nil, strings.Repeat("x", 3000), "500 5.5.6 Error: line too long"},
-		{nil, "NOOP " + strings.Repeat("x", 2048), "500 5.5.6 Error: line too long"},
+		{nil, strings.Repeat("x", 3000), "500 5.5.2 Error: line too long"},
+		{nil, "NOOP " + strings.Repeat("x", 2048), "500 5.5.2 Error: line too long"},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			t.Parallel()
@@ -272,7 +272,7 @@ func TestLineLengthLimit(t *testing.T) {
 	c := dialGreeted(t, start(t, srv))
 	ok := "NOOP " + strings.Repeat("x", 512-5)
 	c.cmd(ok, "250 2.0.0 Ok")
-	c.cmd(ok+"x", "500 5.5.6 *")
+	c.cmd(ok+"x", "500 5.5.2 *")
 	c.cmd("NOOP", "250 2.0.0 Ok")
 }
 
@@ -527,7 +527,7 @@ func TestMaxErrors(t *testing.T) {
 	c.cmd("MAIL FROM:<a@b>", "503 *")
 	c.send("BAR\r\n")
 	lines, err := c.readReply()
-	if err != nil || lines[0] != "500 5.5.2 Error: command not recognized" {
+	if err != nil || !glob("500 5.5.2 Error: command not recognized (conn *)", lines[0]) {
 		t.Fatalf("%q %v", lines, err)
 	}
 	expect(t, c, "421 4.7.0 mx.test Too many errors, closing connection (conn *)")

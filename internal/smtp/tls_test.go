@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"postoffice/internal/textio"
 )
 
 // upgrade runs the client side of STARTTLS on c and returns a client over
@@ -42,7 +44,7 @@ func TestStartTLS(t *testing.T) {
 	if slices.Contains(lines, "250-STARTTLS") {
 		t.Fatal("STARTTLS offered again over TLS")
 	}
-	tc.cmd("STARTTLS", "454 4.7.0 *")
+	tc.cmd("STARTTLS", "503 5.5.1 Error: TLS already active")
 	tc.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
 	tc.cmd("MAIL FROM:<a@b>", "250 *")
 	tc.cmd("RCPT TO:<x@y>", "250 *")
@@ -105,7 +107,7 @@ func TestImplicitTLS(t *testing.T) {
 	if slices.Contains(lines, "250-STARTTLS") {
 		t.Fatal("STARTTLS offered on implicit TLS")
 	}
-	c.cmd("STARTTLS", "454 *")
+	c.cmd("STARTTLS", "503 5.5.1 Error: TLS already active")
 	c.cmd("MAIL FROM:<a@b>", "250 *")
 	c.cmd("RCPT TO:<x@y>", "250 *")
 	c.cmd("DATA", "354 *")
@@ -113,4 +115,34 @@ func TestImplicitTLS(t *testing.T) {
 	if be.messages()[0].env.TLS == nil {
 		t.Fatal("Envelope.TLS not set")
 	}
+}
+
+// A connection refused by the Limiter on an implicit-TLS listener used to
+// wait forever in the TLS handshake that the refusal's write starts: a
+// client that connects and sends nothing kept a goroutine and a descriptor
+// however far over the limit it was.
+func TestRefusedImplicitTLSConnectionIsClosed(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srvCfg, cliCfg := selfSigned(t)
+	srv.Limiter = &textio.Limiter{Max: 1}
+	srv.WriteTimeout = 200 * time.Millisecond
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(tls.NewListener(l, srvCfg))
+	t.Cleanup(func() { shutdown(t, srv) })
+
+	conn, err := tls.Dial("tcp", l.Addr().String(), cliCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c1 := &client{t: t, conn: conn, r: bufio.NewReader(conn)}
+	expect(t, c1, "220 *")
+
+	// Over the limit, and silent: the server must give up and close.
+	c2 := dial(t, l.Addr().String())
+	expectClosed(t, c2)
+	c1.cmd("NOOP", "250 *")
 }
