@@ -69,6 +69,7 @@ func report(path string, w io.Writer) error {
 	p50 := map[key][]float64{}    // ms
 	maxLat := map[key][]float64{} // ms
 	errs := map[key]int64{}
+	capped := map[key]bool{}
 	metric := map[key]float64{}
 	var servers []string
 	sc := bufio.NewScanner(f)
@@ -93,7 +94,11 @@ func report(path string, w io.Writer) error {
 		rate[k] = append(rate[k], r.MsgsPerSec)
 		p50[k] = append(p50[k], r.P50ms)
 		maxLat[k] = append(maxLat[k], r.MaxMs)
-		errs[k] += r.Errors
+		if strings.Contains(r.FirstError, "duration cap") {
+			capped[k] = true // the run hit -duration: its rate is of what completed
+		} else {
+			errs[k] += r.Errors
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -103,9 +108,12 @@ func report(path string, w io.Writer) error {
 		if !ok {
 			return "–"
 		}
-		s := fmt.Sprintf("%s", commas(median(v)))
+		s := commas(median(v))
 		if errs[k] > 0 {
 			s += fmt.Sprintf(" (%d err)", errs[k])
+		}
+		if capped[k] {
+			s += " (capped)"
 		}
 		return s
 	}
