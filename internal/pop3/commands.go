@@ -165,7 +165,7 @@ func (ss *session) login(user, pass, mech string) {
 	ss.msgs = drop.Messages()
 	ss.deleted = make([]bool, len(ss.msgs))
 	ss.state = stateTransaction
-	ss.guard.setReadLimit(time.Time{})
+	ss.guard.SetReadLimit(time.Time{})
 	n, size := ss.totals()
 	ss.log.Info("pop3 login", "user", user, "mech", mech, "messages", n, "octets", size)
 	ss.ok("maildrop locked and ready, %d messages (%d octets)", n, size)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +37,7 @@ type session struct {
 	srv   *Server
 	id    string
 	log   *slog.Logger
-	guard *guardConn
+	guard *textio.GuardConn
 	c     *textio.Conn
 	info  ConnInfo
 
@@ -76,7 +75,7 @@ func (s *Server) serve(c net.Conn) {
 		defer release()
 	}
 
-	g := &guardConn{Conn: c}
+	g := textio.NewGuardConn(c)
 	ss := &session{
 		srv:   s,
 		id:    id,
@@ -101,7 +100,7 @@ func (s *Server) serve(c net.Conn) {
 
 	log.Info("pop3 connect", "remote", remote.String(), "local", c.LocalAddr().String(), "host", s.Hostname)
 	// RFC 1939 §4: the AUTHORIZATION state, and the whole login, is bounded.
-	g.setReadLimit(ss.loginDeadline)
+	g.SetReadLimit(ss.loginDeadline)
 
 	if tc, ok := c.(*tls.Conn); ok {
 		if err := ss.handshake(tc); err != nil {
@@ -297,7 +296,7 @@ func (ss *session) releaseMaildrop() {
 // it if it is waiting for a command. Safe to call from any goroutine.
 func (ss *session) interrupt() {
 	ss.stopping.Store(true)
-	ss.guard.interrupt()
+	ss.guard.Interrupt()
 }
 
 // forceClose closes the connection under a running session. Safe to call
@@ -305,59 +304,4 @@ func (ss *session) interrupt() {
 func (ss *session) forceClose() {
 	ss.stopping.Store(true)
 	ss.guard.Conn.Close()
-}
-
-// guardConn sits under textio.Conn (and under a TLS layer started by STLS)
-// and caps every read deadline textio sets at a limit: the end of the
-// AUTHORIZATION state, or a moment in the past once Shutdown interrupted the
-// session. Because the cap applies to each deadline as it is set, a client
-// trickling one octet at a time cannot stretch the login phase, and an
-// interrupt cannot be lost between the check and the read.
-type guardConn struct {
-	net.Conn
-	mu          sync.Mutex
-	limit       time.Time // zero: no cap
-	interrupted bool
-}
-
-func (g *guardConn) capped(t time.Time) time.Time {
-	if g.interrupted {
-		return time.Unix(1, 0)
-	}
-	if !g.limit.IsZero() && (t.IsZero() || t.After(g.limit)) {
-		return g.limit
-	}
-	return t
-}
-
-// SetReadDeadline sets the read deadline, capped.
-func (g *guardConn) SetReadDeadline(t time.Time) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.Conn.SetReadDeadline(g.capped(t))
-}
-
-// SetDeadline sets both deadlines; the read side is capped.
-func (g *guardConn) SetDeadline(t time.Time) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err := g.Conn.SetWriteDeadline(t); err != nil {
-		return err
-	}
-	return g.Conn.SetReadDeadline(g.capped(t))
-}
-
-// setReadLimit caps read deadlines at t from now on; zero removes the cap.
-func (g *guardConn) setReadLimit(t time.Time) {
-	g.mu.Lock()
-	g.limit = t
-	g.mu.Unlock()
-}
-
-// interrupt makes any pending and every future read time out at once.
-func (g *guardConn) interrupt() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.interrupted = true
-	g.Conn.SetReadDeadline(time.Unix(1, 0))
 }

@@ -135,9 +135,9 @@ func (s *session) authExchange(challenge string) ([]byte, bool) {
 	}
 	// As for a command line (RFC 5321 §4.5.3.2.7), the whole response must
 	// arrive within the command timeout: trickled octets do not extend it.
-	s.conn.SetReadCap(time.Now().Add(s.srv.commandTimeout()))
+	s.guard.SetReadLimit(time.Now().Add(s.srv.commandTimeout()))
 	line, err := s.conn.ReadLine(max(authLineLength, s.srv.maxLineLength()))
-	s.conn.SetReadCap(time.Time{})
+	s.guard.SetReadLimit(time.Time{})
 	switch {
 	case errors.Is(err, textio.ErrLineTooLong):
 		s.reply(codeSyntax, "5.5.6", "Error: authentication line too long")

@@ -24,7 +24,7 @@ import (
 // greeted; STARTTLS returns to connected.
 type session struct {
 	srv   *Server
-	guard *guardConn
+	guard *textio.GuardConn
 	conn  *textio.Conn
 	log   *slog.Logger
 	info  ConnInfo
@@ -58,7 +58,7 @@ func newSession(srv *Server, c net.Conn) *session {
 	ctx, stop := context.WithCancel(srv.baseCtx)
 	s := &session{
 		srv:   srv,
-		guard: &guardConn{Conn: c},
+		guard: textio.NewGuardConn(c),
 		log:   srv.logger().With("conn", id),
 		host:  srv.hostname(),
 		ctx:   ctx,
@@ -82,7 +82,7 @@ func (s *session) shutdown() {
 	defer s.mu.Unlock()
 	s.stopped = true
 	if s.idle {
-		s.guard.abortReads()
+		s.guard.Interrupt()
 	}
 }
 
@@ -143,9 +143,9 @@ func (s *session) serve() {
 		}
 		// RFC 5321 §4.5.3.2.7 bounds the wait for a command; we bound the
 		// whole command line, so that trickled octets do not extend it.
-		s.conn.SetReadCap(time.Now().Add(s.srv.commandTimeout()))
+		s.guard.SetReadLimit(time.Now().Add(s.srv.commandTimeout()))
 		line, err := s.conn.ReadLine(s.srv.maxLineLength())
-		s.conn.SetReadCap(time.Time{})
+		s.guard.SetReadLimit(time.Time{})
 		if !s.leaveIdle() {
 			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
 			break

@@ -137,12 +137,6 @@ func (c *Conn) FlushIfIdle() error {
 	return c.W.Flush()
 }
 
-// SetReadCap bounds every read until the next call: no read waits past t,
-// however recently the peer sent something. A zero t removes the bound.
-// With it a whole command line must arrive in time, so a client trickling
-// one octet at a time cannot hold a session forever.
-func (c *Conn) SetReadCap(t time.Time) { c.dl.SetReadCap(t) }
-
 // Upgrade replaces the underlying connection (for STARTTLS/STLS). Input
 // buffered from the old connection is discarded: RFC 3207 §4.2 and RFC 2595
 // §4 require that nothing pipelined in plaintext after the upgrade command is
@@ -150,11 +144,9 @@ func (c *Conn) SetReadCap(t time.Time) { c.dl.SetReadCap(t) }
 // such input instead.
 func (c *Conn) Upgrade(nc net.Conn) {
 	read, write := c.dl.Timeouts()
-	readCap := c.dl.ReadCap()
 	c.raw = nc
 	c.dl = &deadlineConn{Conn: nc}
 	c.dl.SetTimeouts(read, write)
-	c.dl.SetReadCap(readCap)
 	c.R.Reset(c.dl)
 	c.W.Reset(c.dl)
 }
@@ -169,19 +161,6 @@ type deadlineConn struct {
 	net.Conn
 	mu          sync.Mutex
 	read, write time.Duration
-	readCap     time.Time
-}
-
-func (d *deadlineConn) SetReadCap(t time.Time) {
-	d.mu.Lock()
-	d.readCap = t
-	d.mu.Unlock()
-}
-
-func (d *deadlineConn) ReadCap() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.readCap
 }
 
 func (d *deadlineConn) SetTimeouts(read, write time.Duration) {
@@ -198,17 +177,10 @@ func (d *deadlineConn) Timeouts() (time.Duration, time.Duration) {
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
 	d.mu.Lock()
-	t, limit := d.read, d.readCap
+	t := d.read
 	d.mu.Unlock()
-	if t > 0 || !limit.IsZero() {
-		var dl time.Time
-		if t > 0 {
-			dl = time.Now().Add(t)
-		}
-		if !limit.IsZero() && (dl.IsZero() || limit.Before(dl)) {
-			dl = limit
-		}
-		if err := d.Conn.SetReadDeadline(dl); err != nil {
+	if t > 0 {
+		if err := d.Conn.SetReadDeadline(time.Now().Add(t)); err != nil {
 			return 0, err
 		}
 	}

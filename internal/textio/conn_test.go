@@ -192,20 +192,86 @@ func TestPendingIgnoresPartialLine(t *testing.T) {
 	}
 }
 
-// A read cap bounds the whole line: octets trickled within the per-read
-// timeout do not extend it.
-func TestReadCapBoundsTrickledLine(t *testing.T) {
-	c, w := pair(t, 2*time.Second)
-	c.SetReadCap(time.Now().Add(300 * time.Millisecond))
+// A read limit on the GuardConn under a Conn bounds the whole line:
+// octets trickled within the per-read timeout do not extend it.
+func TestGuardReadLimitBoundsTrickledLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	g := NewGuardConn(server)
+	c := NewConn(g, 2*time.Second, time.Second)
+	g.SetReadLimit(time.Now().Add(300 * time.Millisecond))
+	trickled := make(chan struct{})
 	go func() {
+		defer close(trickled)
 		for _, b := range []byte("NOOP\r\n") {
 			w.Write([]byte{b})
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	_, err := c.ReadLine(512)
+	_, err = c.ReadLine(512)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("err = %v, want a timeout before the trickled line completes", err)
+	}
+
+	// Without the limit the same trickle is read whole.
+	g.SetReadLimit(time.Time{})
+	<-trickled
+	c.ReadLine(512) // the rest of the first, cut-off line
+	go func() {
+		for _, b := range []byte("NOOP\r\n") {
+			w.Write([]byte{b})
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	if line, err := c.ReadLine(512); err != nil || string(line) != "NOOP" {
+		t.Fatalf("without a limit: %q, %v", line, err)
+	}
+}
+
+// Interrupt wakes a read that is already blocked.
+func TestGuardInterruptWakesBlockedRead(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	g := NewGuardConn(server)
+	c := NewConn(g, time.Minute, time.Second)
+	done := make(chan error, 1)
+	go func() { _, err := c.ReadLine(512); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	g.Interrupt()
+	select {
+	case err := <-done:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !g.Interrupted() {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Interrupt did not wake the read")
 	}
 }
