@@ -132,7 +132,7 @@ func (ss *session) login(user, pass, mech string) {
 		ss.quit = true
 		return
 	}
-	ctx, cancel := context.WithDeadline(ss.srv.ctx, ss.loginDeadline)
+	ctx, cancel := context.WithDeadline(ss.srv.lc.Context(), ss.loginDeadline)
 	drop, err := ss.srv.Backend.Login(ctx, ss.info, user, pass)
 	cancel()
 	if err == nil && drop == nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"postoffice/internal/textio"
@@ -95,23 +94,7 @@ type Server struct {
 	// observes nothing.
 	Observer Observer
 
-	initOnce sync.Once
-	ctx      context.Context // cancelled when Shutdown gives up waiting
-	cancel   context.CancelFunc
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	active    sync.WaitGroup // one per connection being served
-}
-
-func (s *Server) init() {
-	s.initOnce.Do(func() {
-		s.ctx, s.cancel = context.WithCancel(context.Background())
-		s.listeners = make(map[net.Listener]struct{})
-		s.sessions = make(map[*session]struct{})
-	})
+	lc textio.Lifecycle
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -175,84 +158,23 @@ func (s *Server) isLocal(ip netip.Addr) bool {
 // 8314 §3.3) pass a tls.NewListener: the handshake is done with a deadline
 // and the session counts as secure.
 func (s *Server) Serve(l net.Listener) error {
-	s.init()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	err := s.lc.Serve(l, s.logger(), s.serve)
+	if errors.Is(err, textio.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosing() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait and retry, as
-				// net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("pop3 accept failed, retrying", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		if !s.begin() {
-			c.Close()
-			return ErrServerClosed
-		}
-		go func() {
-			defer s.active.Done()
-			s.serve(c)
-		}()
-	}
-}
-
-// isTemporary reports whether an Accept error is worth retrying.
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return err
 }
 
 // ServeConn serves one client connection and returns when it is closed. It
 // closes c. Use it with connections accepted elsewhere; Shutdown covers
 // them too.
 func (s *Server) ServeConn(c net.Conn) {
-	s.init()
-	if !s.begin() {
+	if !s.lc.Begin() {
 		s.refuse(c, msgShuttingDown)
 		return
 	}
-	defer s.active.Done()
+	defer s.lc.End()
 	s.serve(c)
-}
-
-// begin counts a new connection unless the server is shutting down.
-func (s *Server) begin() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.active.Add(1)
-	return true
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
 }
 
 // refuse answers -ERR [SYS/TEMP] text on a connection we will not serve and
@@ -268,24 +190,6 @@ func (s *Server) refuse(c net.Conn, text string) {
 	c.Close()
 }
 
-// track registers a running session so Shutdown can reach it. It returns
-// false if the server is shutting down.
-func (s *Server) track(ss *session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.sessions[ss] = struct{}{}
-	return true
-}
-
-func (s *Server) untrack(ss *session) {
-	s.mu.Lock()
-	delete(s.sessions, ss)
-	s.mu.Unlock()
-}
-
 // Shutdown stops the server gracefully. It closes the listeners, then ends
 // every session at its next command boundary: a session waiting for a
 // command gets "-ERR [SYS/TEMP] server shutting down" at once, one busy with
@@ -295,34 +199,4 @@ func (s *Server) untrack(ss *session) {
 // When ctx ends first, the remaining connections are closed forcibly.
 // Shutdown returns when every session is gone: nil, or ctx.Err() if it had
 // to force them.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for ss := range s.sessions {
-		ss.interrupt()
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		s.active.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	s.cancel()
-	s.mu.Lock()
-	for ss := range s.sessions {
-		ss.forceClose()
-	}
-	s.mu.Unlock()
-	<-done
-	return ctx.Err()
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.lc.Shutdown(ctx) }

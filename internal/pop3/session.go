@@ -90,11 +90,11 @@ func (s *Server) serve(c net.Conn) {
 		},
 		loginDeadline: time.Now().Add(s.loginTimeout()),
 	}
-	if !s.track(ss) {
+	if !s.lc.Track(ss) {
 		s.refuse(c, msgShuttingDown)
 		return
 	}
-	defer s.untrack(ss)
+	defer s.lc.Untrack(ss)
 	defer ss.close()
 	defer ss.recoverPanic()
 
@@ -114,7 +114,7 @@ func (s *Server) serve(c net.Conn) {
 // handshake completes the server side of a TLS handshake within the login
 // deadline and marks the session secure.
 func (ss *session) handshake(tc *tls.Conn) error {
-	ctx, cancel := context.WithDeadline(ss.srv.ctx, ss.loginDeadline)
+	ctx, cancel := context.WithDeadline(ss.srv.lc.Context(), ss.loginDeadline)
 	defer cancel()
 	tc.SetDeadline(ss.loginDeadline)
 	err := tc.HandshakeContext(ctx)
@@ -292,16 +292,16 @@ func (ss *session) releaseMaildrop() {
 	ss.drop = nil
 }
 
-// interrupt asks the session to end at its next command boundary and wakes
+// Stop asks the session to end at its next command boundary and wakes
 // it if it is waiting for a command. Safe to call from any goroutine.
-func (ss *session) interrupt() {
+func (ss *session) Stop() {
 	ss.stopping.Store(true)
 	ss.guard.Interrupt()
 }
 
-// forceClose closes the connection under a running session. Safe to call
+// ForceClose closes the connection under a running session. Safe to call
 // from any goroutine.
-func (ss *session) forceClose() {
+func (ss *session) ForceClose() {
 	ss.stopping.Store(true)
 	ss.guard.Conn.Close()
 }

@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"postoffice/internal/textio"
@@ -60,23 +58,7 @@ type Server struct {
 	// observes nothing.
 	Observer Observer
 
-	initOnce   sync.Once
-	baseCtx    context.Context // canceled when Shutdown gives up waiting
-	cancelBase context.CancelFunc
-
-	mu         sync.Mutex
-	listeners  map[net.Listener]struct{}
-	sessions   map[*session]struct{}
-	wg         sync.WaitGroup
-	inShutdown atomic.Bool
-}
-
-func (s *Server) init() {
-	s.initOnce.Do(func() {
-		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-		s.listeners = make(map[net.Listener]struct{})
-		s.sessions = make(map[*session]struct{})
-	})
+	lc textio.Lifecycle
 }
 
 func (s *Server) hostname() string {
@@ -154,45 +136,24 @@ func (s *Server) isLocal(ip netip.Addr) bool {
 // tls.NewListener(l, cfg): sessions on a *tls.Conn complete the handshake
 // first and are TLS from the start.
 func (s *Server) Serve(l net.Listener) error {
-	s.init()
-	s.mu.Lock()
-	if s.inShutdown.Load() {
-		s.mu.Unlock()
-		l.Close()
+	err := s.lc.Serve(l, s.logger(), s.serve)
+	if errors.Is(err, textio.ErrClosed) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.inShutdown.Load() {
-				return ErrServerClosed
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			// Out of file descriptors and the like: wait and retry.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.logger().Error("accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		go s.ServeConn(c)
-	}
+	return err
 }
 
 // ServeConn runs one SMTP session on c and closes c when it ends.
 func (s *Server) ServeConn(c net.Conn) {
-	s.init()
+	if !s.lc.Begin() {
+		s.refuseShutdown(c)
+		return
+	}
+	defer s.lc.End()
+	s.serve(c)
+}
+
+func (s *Server) serve(c net.Conn) {
 	host := s.hostname()
 	if s.Limiter != nil {
 		release, err := s.Limiter.Acquire(c.RemoteAddr())
@@ -205,25 +166,18 @@ func (s *Server) ServeConn(c net.Conn) {
 		}
 		defer release()
 	}
-
 	sess := newSession(s, c)
-	s.mu.Lock()
-	if s.inShutdown.Load() {
-		s.mu.Unlock()
-		s.observer().ConnRejected("shutdown")
-		refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down\r\n", host))
+	if !s.lc.Track(sess) {
+		s.refuseShutdown(c)
 		return
 	}
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.sessions, sess)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer s.lc.Untrack(sess)
 	sess.serve()
+}
+
+func (s *Server) refuseShutdown(c net.Conn) {
+	s.observer().ConnRejected("shutdown")
+	refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down (conn %s)\r\n", s.hostname(), textio.NewID()))
 }
 
 // refuse writes a single reply to a connection that gets no session, and
@@ -244,34 +198,4 @@ func refuse(c net.Conn, timeout time.Duration, reply string) {
 // remaining connections are closed and their backend calls canceled.
 // Shutdown returns when all sessions are gone: nil, or ctx.Err() if it had to
 // force them closed.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	s.mu.Lock()
-	s.inShutdown.Store(true)
-	for l := range s.listeners {
-		l.Close()
-	}
-	for sess := range s.sessions {
-		sess.shutdown()
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	s.cancelBase()
-	s.mu.Lock()
-	for sess := range s.sessions {
-		sess.forceClose()
-	}
-	s.mu.Unlock()
-	<-done
-	return ctx.Err()
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.lc.Shutdown(ctx) }

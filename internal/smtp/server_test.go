@@ -61,7 +61,7 @@ func TestShutdownDuringData(t *testing.T) {
 	c.send("first part\r\n")
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
-	waitFor(t, "shutdown to start", srv.inShutdown.Load)
+	waitFor(t, "shutdown to start", srv.lc.Closing)
 	time.Sleep(20 * time.Millisecond) // let Shutdown reach the session
 	select {
 	case err := <-done:

@@ -55,7 +55,7 @@ type session struct {
 
 func newSession(srv *Server, c net.Conn) *session {
 	id := textio.NewID()
-	ctx, stop := context.WithCancel(srv.baseCtx)
+	ctx, stop := context.WithCancel(srv.lc.Context())
 	s := &session{
 		srv:   srv,
 		guard: textio.NewGuardConn(c),
@@ -75,9 +75,9 @@ func newSession(srv *Server, c net.Conn) *session {
 	return s
 }
 
-// shutdown is called by Server.Shutdown: a session waiting for a command
+// Stop is called by Server.Shutdown: a session waiting for a command
 // is interrupted now; a busy one sees stopped when it next waits.
-func (s *session) shutdown() {
+func (s *session) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopped = true
@@ -91,7 +91,7 @@ func (s *session) shutdown() {
 func (s *session) enterIdle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped || s.srv.inShutdown.Load() {
+	if s.stopped || s.srv.lc.Closing() {
 		return false
 	}
 	s.idle = true
@@ -186,9 +186,9 @@ func (s *session) flushIfIdle() error {
 	return s.conn.Flush()
 }
 
-// forceClose closes the connection under any TLS layer, for Shutdown when
+// ForceClose closes the connection under any TLS layer, for Shutdown when
 // its context ends.
-func (s *session) forceClose() {
+func (s *session) ForceClose() {
 	if tc, ok := s.guard.Conn.(*tls.Conn); ok {
 		tc.NetConn().Close()
 		return
