@@ -128,8 +128,10 @@ func TestFaultThousandIdleConnections(t *testing.T) {
 			t.Fatalf("over the cap: %q", l)
 		}
 	}
-	if refused == 0 {
-		t.Fatal("no 421 beyond --max-connections")
+	// 1000 idle + 10 more against a cap of 1005: 5 are over it (4 if the
+	// slot of the delivery above is not yet released).
+	if refused < 4 || refused > 5 {
+		t.Fatalf("%d of 10 connections beyond 1000 refused with --max-connections 1005, want 5", refused)
 	}
 	for _, c := range extra {
 		c.c.Close()
