@@ -252,3 +252,21 @@ func TestRefusesPublicDefaultCredentials(t *testing.T) {
 		t.Fatalf("err %v, output %q", err, out)
 	}
 }
+
+// RFC 5321 §4.5.1: postmaster is always deliverable. Without a user or
+// alias of that name and without a catch-all it goes to --web-admin, else
+// to the first user by name.
+func TestPostmasterAlwaysAccepted(t *testing.T) {
+	path := usersFile(t, map[string]string{"bob": "b", "carol": "c"})
+	p := start(t, "", "--users-file", path)
+	sendRaw(t, p.Addr("smtp"), "x@test", []string{"postmaster"}, "Subject: to postmaster\r\n\r\nhi\r\n")
+	sendRaw(t, p.Addr("smtp"), "x@test", []string{"PostMaster@mx.test"}, "Subject: to postmaster\r\n\r\nhi\r\n")
+	if n := len(mailFiles(t, p.dir, "bob")); n != 2 {
+		t.Fatalf("bob (first user) has %d files, want 2", n)
+	}
+	q := start(t, "", "--users-file", path, "--web-admin", "carol")
+	sendRaw(t, q.Addr("smtp"), "x@test", []string{"postmaster@mx.test"}, "Subject: to postmaster\r\n\r\nhi\r\n")
+	if n := len(mailFiles(t, q.dir, "carol")); n != 1 {
+		t.Fatalf("web admin carol has %d files, want 1", n)
+	}
+}

@@ -49,6 +49,10 @@ type Router struct {
 	CatchAll string
 	// Domains, when not empty, are the only domains accepted (lowercase).
 	Domains []string
+	// Postmaster names the mailbox for "postmaster" when no user or alias
+	// of that name exists and there is no catch-all: RFC 5321 §4.5.1 says
+	// every delivering server MUST support that mailbox. "" refuses it.
+	Postmaster func() string
 }
 
 // Route returns the mailbox for address addr or an *smtp.Error.
@@ -73,6 +77,11 @@ func (r *Router) Route(addr string) (string, error) {
 	}
 	if r.CatchAll != "" {
 		return r.CatchAll, nil
+	}
+	if strings.EqualFold(local, "postmaster") && r.Postmaster != nil {
+		if box := r.Postmaster(); box != "" {
+			return box, nil
+		}
 	}
 	return "", &smtp.Error{Code: 550, Enhanced: "5.1.1", Message: "Recipient address rejected: user unknown in local recipient table"}
 }

@@ -40,6 +40,9 @@ func TestRoute(t *testing.T) {
 		{"quoted local part", Router{Users: func() Directory { return users }}, `"alice"@example.org`, "alice", 0, ""},
 		{"postmaster without domain", Router{Users: func() Directory { return users }, CatchAll: "bob", Domains: []string{"example.org"}}, "postmaster", "bob", 0, ""},
 		{"empty local part", Router{Single: "user"}, "@example.org", "", 501, "5.1.3"},
+		{"postmaster falls back (RFC 5321 §4.5.1)", Router{Users: func() Directory { return users }, Postmaster: func() string { return "alice" }}, "PostMaster@example.org", "alice", 0, ""},
+		{"postmaster user wins", Router{Users: func() Directory { return dir{"postmaster": "pm"} }, Postmaster: func() string { return "alice" }}, "postmaster", "pm", 0, ""},
+		{"only postmaster falls back", Router{Users: func() Directory { return users }, Postmaster: func() string { return "alice" }}, "carol@example.org", "", 550, "5.1.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.r.Route(tc.addr)

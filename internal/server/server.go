@@ -90,6 +90,20 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 			}
 		}
 		router.Users = func() delivery.Directory { return uf.Current() }
+		// RFC 5321 §4.5.1: "postmaster" must be deliverable. Without a user
+		// or alias of that name (and no catch-all), it goes to the web
+		// admin, else to the first user by name.
+		admin := auth.CanonicalName(cfg.WebAdmin)
+		router.Postmaster = func() string {
+			u := uf.Current()
+			if _, ok := u.Lookup(admin); admin != "" && ok {
+				return admin
+			}
+			if names := u.Names(); len(names) > 0 {
+				return names[0]
+			}
+			return ""
+		}
 	} else {
 		name := auth.CanonicalName(cfg.DefaultUser)
 		if !auth.ValidName(name) {
