@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,8 +31,11 @@ type Lifecycle struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// closing is read without mu: sessions ask Closing while holding their
+	// own lock, and Shutdown takes session locks (Stop), so mu must never be
+	// held around either.
+	closing   atomic.Bool
 	mu        sync.Mutex
-	closing   bool
 	listeners map[net.Listener]struct{}
 	sessions  map[Stopper]struct{}
 	active    sync.WaitGroup // one per connection being served
@@ -53,11 +57,7 @@ func (lc *Lifecycle) Context() context.Context {
 }
 
 // Closing reports whether Shutdown has begun.
-func (lc *Lifecycle) Closing() bool {
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	return lc.closing
-}
+func (lc *Lifecycle) Closing() bool { return lc.closing.Load() }
 
 // Serve accepts connections on l and runs serve for each in its own
 // goroutine, counted as active, until Shutdown, when it returns ErrClosed.
@@ -66,7 +66,7 @@ func (lc *Lifecycle) Closing() bool {
 func (lc *Lifecycle) Serve(l net.Listener, log *slog.Logger, serve func(net.Conn)) error {
 	lc.init()
 	lc.mu.Lock()
-	if lc.closing {
+	if lc.closing.Load() {
 		lc.mu.Unlock()
 		l.Close()
 		return ErrClosed
@@ -114,7 +114,7 @@ func (lc *Lifecycle) Begin() bool {
 	lc.init()
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	if lc.closing {
+	if lc.closing.Load() {
 		return false
 	}
 	lc.active.Add(1)
@@ -131,7 +131,7 @@ func (lc *Lifecycle) Track(s Stopper) bool {
 	lc.init()
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
-	if lc.closing {
+	if lc.closing.Load() {
 		return false
 	}
 	lc.sessions[s] = struct{}{}
@@ -151,15 +151,18 @@ func (lc *Lifecycle) Untrack(s Stopper) {
 // ctx.Err(); otherwise nil.
 func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	lc.init()
+	// Under mu, so that no Begin or Track slips in after the sessions are
+	// collected; Stop and Close run after mu is released (see closing).
 	lc.mu.Lock()
-	lc.closing = true
-	for l := range lc.listeners {
+	lc.closing.Store(true)
+	listeners, sessions := lc.snapshot()
+	lc.mu.Unlock()
+	for _, l := range listeners {
 		l.Close()
 	}
-	for s := range lc.sessions {
+	for _, s := range sessions {
 		s.Stop()
 	}
-	lc.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() {
@@ -173,10 +176,24 @@ func (lc *Lifecycle) Shutdown(ctx context.Context) error {
 	}
 	lc.cancel()
 	lc.mu.Lock()
-	for s := range lc.sessions {
+	_, sessions = lc.snapshot()
+	lc.mu.Unlock()
+	for _, s := range sessions {
 		s.ForceClose()
 	}
-	lc.mu.Unlock()
 	<-done
 	return ctx.Err()
+}
+
+// snapshot copies the listeners and sessions; mu must be held.
+func (lc *Lifecycle) snapshot() ([]net.Listener, []Stopper) {
+	ls := make([]net.Listener, 0, len(lc.listeners))
+	for l := range lc.listeners {
+		ls = append(ls, l)
+	}
+	ss := make([]Stopper, 0, len(lc.sessions))
+	for s := range lc.sessions {
+		ss = append(ss, s)
+	}
+	return ls, ss
 }
