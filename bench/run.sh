@@ -7,6 +7,9 @@
 #   ONLY="postoffice mailpit" bench/run.sh
 #   POSTOFFICE_BIN=/path/to/postoffice bench/run.sh   # measure a given binary
 #   SMTP_ONLY=1 bench/run.sh     # skip the POP3 cases
+#   BASELINE_BIN=/path/to/old/postoffice bench/run.sh  # also measure an older
+#                                # build, as "postoffice-baseline", right after
+#                                # postoffice in the same run (SMTP cases)
 #
 # Start on a quiet filesystem: ext4 makes file creation slow for about five
 # minutes after many files were deleted (its inode allocator skips recently
@@ -153,6 +156,22 @@ if want postoffice; then
 	PIDS+=("$PID")
 	wait_port "$SP"
 	smtp_suite postoffice "$SP" "$PID"
+	stop "$PID"
+fi
+
+# ---- an older Postoffice build, for before/after comparisons ----
+if [ -n "${BASELINE_BIN:-}" ]; then
+	log "postoffice-baseline ($BASELINE_BIN)"
+	cp "$BASELINE_BIN" "$WORK/postoffice-baseline"
+	D=$WORK/data/postoffice-baseline
+	mkdir -p "$D"
+	read -r SP PP < <(ports 2)
+	"$WORK/postoffice-baseline" --smtp-addr "127.0.0.1:$SP" --pop3-addr "127.0.0.1:$PP" \
+		--mailbox-dir "$D/mb" --hostname bench.local >"$OUT/postoffice-baseline.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	wait_port "$SP"
+	smtp_suite postoffice-baseline "$SP" "$PID"
 	stop "$PID"
 fi
 

@@ -396,6 +396,15 @@ func fdatasync(f *os.File) error {
 // the error is returned wrapped as "deliver <id>: ..."; a full disk wraps
 // ErrNoSpace too. Invalid mailbox names give ErrBadMailbox and nothing is
 // written.
+//
+// Why a named tmp file rather than an unnamed one (O_TMPFILE + linkat): the
+// unnamed file's inode is written by fdatasync with link count 0, and
+// neither linkat nor the new/ fsync writes the new count (measured on ext4
+// without a journal); after a power loss e2fsck treats such an inode as
+// deleted and clears its entry, losing acknowledged mail. Writing the count
+// takes an fsync of the file after the link, a third device flush per
+// message, which measured slower than the tmp name it saves
+// (docs/benchmarks.md; bench/experiments/otmpfile.patch).
 func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r io.Reader) (err error) {
 	defer func() {
 		if err != nil {
