@@ -61,10 +61,10 @@ func (r *Router) Route(addr string) (string, error) {
 	if local == "" {
 		return "", &smtp.Error{Code: 501, Enhanced: "5.1.3", Message: "Bad recipient address syntax"}
 	}
-	if strings.EqualFold(local, "postmaster") && domain == "" {
-		// RFC 5321 §4.1.1.3: <postmaster> without a domain must be accepted.
-		domain = ""
-	} else if len(r.Domains) > 0 && !containsFold(r.Domains, domain) {
+	// RFC 5321 §4.1.1.3: <postmaster> without a domain must be accepted,
+	// whatever --domain lists.
+	bare := domain == "" && strings.EqualFold(local, "postmaster")
+	if len(r.Domains) > 0 && !bare && !containsFold(r.Domains, domain) {
 		return "", &smtp.Error{Code: 550, Enhanced: "5.7.1", Message: "Relay access denied: " + sanitize(domain) + " is not a local domain"}
 	}
 	if r.Single != "" {

@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -136,7 +135,10 @@ func (s *session) serve() {
 			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
 			break
 		}
-		if err := s.flushIfIdle(); err != nil {
+		// RFC 2920 §3.1: replies to a pipelined group may wait while a whole
+		// command is buffered; with only part of one, the client may be
+		// waiting for them.
+		if err := s.conn.FlushIfIdle(); err != nil {
 			s.leaveIdle()
 			s.log.Info("write failed", "err", err)
 			return
@@ -169,21 +171,6 @@ func (s *session) serve() {
 		}
 	}
 	s.conn.Flush()
-}
-
-// flushIfIdle flushes the queued replies unless a complete command line is
-// already buffered (RFC 2920 §3.1: replies to a pipelined group may be
-// batched, but the server must not block on a read while holding them).
-// Unlike textio.Conn.FlushIfIdle it also flushes when only part of a line
-// is buffered, since the client may be waiting for our replies before it
-// sends the rest.
-func (s *session) flushIfIdle() error {
-	if n := s.conn.R.Buffered(); n > 0 {
-		if buf, _ := s.conn.R.Peek(n); bytes.IndexByte(buf, '\n') >= 0 {
-			return nil
-		}
-	}
-	return s.conn.Flush()
 }
 
 // ForceClose closes the connection under any TLS layer, for Shutdown when

@@ -14,21 +14,36 @@ import (
 // real loopback TCP connection.
 func pair(t *testing.T, readTimeout time.Duration) (*Conn, net.Conn) {
 	t.Helper()
+	server, client := tcpPair(t)
+	return NewConn(server, readTimeout, time.Second), client
+}
+
+// guardedPair is pair with a GuardConn between the Conn and the socket.
+func guardedPair(t *testing.T, readTimeout time.Duration) (*Conn, *GuardConn, net.Conn) {
+	t.Helper()
+	server, client := tcpPair(t)
+	g := NewGuardConn(server)
+	return NewConn(g, readTimeout, time.Second), g, client
+}
+
+// tcpPair returns both ends of a real loopback TCP connection.
+func tcpPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	client, err := net.Dial("tcp", l.Addr().String())
+	client, err = net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, err := l.Accept()
+	server, err = l.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return NewConn(server, readTimeout, time.Second), client
+	return server, client
 }
 
 func TestReadLine(t *testing.T) {
@@ -195,23 +210,7 @@ func TestPendingIgnoresPartialLine(t *testing.T) {
 // A read limit on the GuardConn under a Conn bounds the whole line:
 // octets trickled within the per-read timeout do not extend it.
 func TestGuardReadLimitBoundsTrickledLine(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	server, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	g := NewGuardConn(server)
-	c := NewConn(g, 2*time.Second, time.Second)
+	c, g, w := guardedPair(t, 2*time.Second)
 	g.SetReadLimit(time.Now().Add(300 * time.Millisecond))
 	trickled := make(chan struct{})
 	go func() {
@@ -221,7 +220,7 @@ func TestGuardReadLimitBoundsTrickledLine(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
-	_, err = c.ReadLine(512)
+	_, err := c.ReadLine(512)
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("err = %v, want a timeout before the trickled line completes", err)
@@ -244,23 +243,7 @@ func TestGuardReadLimitBoundsTrickledLine(t *testing.T) {
 
 // Interrupt wakes a read that is already blocked.
 func TestGuardInterruptWakesBlockedRead(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	server, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	g := NewGuardConn(server)
-	c := NewConn(g, time.Minute, time.Second)
+	c, g, _ := guardedPair(t, time.Minute)
 	done := make(chan error, 1)
 	go func() { _, err := c.ReadLine(512); done <- err }()
 	time.Sleep(50 * time.Millisecond)
