@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// TestFaultTmpLeftoversCleanedAtStart plants the leftovers that
+// TestFaultTmpLeftoversCleanedAtStart plants the leftovers (in tmp/ and
+// in the staging directory .tmp/) that
 // TestCrashKeepsAcknowledgedMail can only hope a kill produced (its check
 // that tmp/ is empty after a restart holds vacuously when no kill landed
 // mid-delivery): a cut-off delivery of ours (the name Deliver gives, no lock
@@ -24,14 +25,26 @@ func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
 	}
 	ours := filepath.Join(tmp, "18a2b3c4d5e6f708.9f3e0a11.0000002a.eml")
 	foreign := filepath.Join(tmp, "1732570000.M1P2.otherhost")
-	for _, f := range []string{ours, foreign} {
-		if err := os.WriteFile(f, []byte("Subject: half a mess"), 0o600); err != nil {
+	// The staging directory: a cut-off delivery and a prepared empty file.
+	if err := os.MkdirAll(filepath.Join(dir, ".tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	staged := filepath.Join(dir, ".tmp", "18a2b3c4d5e6f708.9f3e0a11.0000002b.eml")
+	pooled := filepath.Join(dir, ".tmp", "18a2b3c4d5e6f708.9f3e0a11.0000002c.eml")
+	for _, f := range []string{ours, foreign, staged, pooled} {
+		body := "Subject: half a mess"
+		if f == pooled {
+			body = ""
+		}
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p := startFault(t, dir)
-	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(ours); return os.IsNotExist(err) }) {
-		t.Fatalf("leftover %s not removed at start-up\n%s", ours, p.Log())
+	for _, f := range []string{ours, staged, pooled} {
+		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(f); return os.IsNotExist(err) }) {
+			t.Fatalf("leftover %s not removed at start-up\n%s", f, p.Log())
+		}
 	}
 	if _, err := os.Stat(foreign); err != nil {
 		t.Fatalf("another agent's fresh tmp file was removed: %v", err)

@@ -87,6 +87,9 @@ func TestFaultDiskFullTmpfs(t *testing.T) {
 	if n := countFiles(t, filepath.Join(dir, "user", "tmp")); n != 0 {
 		t.Fatalf("after 452: %d files left in tmp/", n)
 	}
+	if left := stagedData(t, dir); len(left) != 0 {
+		t.Fatalf("after 452: data left in .tmp/: %v", left)
+	}
 
 	// Reads keep working on the full disk.
 	pc := login(t, p.Addr("pop3"), "user", "pass")

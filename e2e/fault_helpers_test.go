@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -127,6 +128,26 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// stagedData returns the names of the files holding data in the staging
+// directory root/.tmp, where deliveries write before linking into new/:
+// deliveries in progress or cut off (the pool of prepared tmp files there
+// is empty; a delivered file whose staging name is not yet removed is
+// linked in new/ too).
+func stagedData(t *testing.T, root string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(root, ".tmp"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // procStatusKB returns a "<key>: <n> kB" field of /proc/<pid>/status (e.g.

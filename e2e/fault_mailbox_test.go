@@ -139,6 +139,9 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 	if n := countFiles(t, filepath.Join(p.dir, "user", "tmp")); n != 0 {
 		t.Fatalf("%d files left in tmp/ after failed deliveries", n)
 	}
+	if left := stagedData(t, p.dir); len(left) != 0 {
+		t.Fatalf("data left in .tmp/ after failed deliveries: %v", left)
+	}
 
 	pc := dial(t, p.Addr("pop3"))
 	pc.expect("+OK*")

@@ -194,6 +194,7 @@ func TestMailboxCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
 	deliverTo(t, st, "bob", "From: Alice <alice@example.org>\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\nDate: Mon, 2 Jan 2006 15:04:05 -0700\r\n\r\nhi\r\n")
 	newest := deliverTo(t, st, "bob", "From: carol@example.org\r\nSubject: second\r\n\r\nyo\r\n")
 	deliverTo(t, st, "dave", "Subject: x\r\n\r\n\r\n")

@@ -114,6 +114,7 @@ func TestDataRecipientGoneAfterRcptIsTemporary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
 	users := dir{"alice": "alice", "bob": "bob"}
 	b := &Backend{Store: st, Router: &Router{Users: func() Directory { return users }}, Hostname: "mx.test"}
 	env := &smtp.Envelope{Conn: smtp.ConnInfo{ID: "C1"}, To: []string{"alice@x", "bob@x"}}

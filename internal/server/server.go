@@ -339,7 +339,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.pruner != nil {
 		s.pruner.wait()
 	}
-	return errors.Join(smtpErr, pop3Err, s.stopHTTP(ctx))
+	// After the sessions: remove the tmp files prepared for deliveries. A
+	// delivery still running (past ctx) creates its own.
+	storeErr := s.store.Close()
+	return errors.Join(smtpErr, pop3Err, s.stopHTTP(ctx), storeErr)
 }
 
 // Metrics returns the server's metrics.

@@ -26,6 +26,7 @@ func BenchmarkIndex100k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { m.Close() })
 	if err := m.ensureMailbox("user"); err != nil {
 		b.Fatal(err)
 	}

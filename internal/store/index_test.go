@@ -26,6 +26,7 @@ func TestIndexFollowsMaildir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	x := NewIndex(m, IndexOptions{})
 	defer x.Close()
 	a := deliverTest(t, m, "u", "From: a@x\r\nSubject: first\r\n\r\nbody\r\n")

@@ -69,7 +69,8 @@ type Maildir struct {
 	root    string
 	log     *slog.Logger
 	syncers syncerSet
-	known   sync.Map // mailbox name -> struct{}: its directories exist durably
+	known   sync.Map // mailbox name -> uint64 device: its directories exist durably
+	stage   *stager
 	bufs    sync.Pool
 	hub     eventHub // see Subscribe
 }
@@ -101,6 +102,7 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		done(dir, time.Since(t0), err)
 		return err
 	}
+	m.stage = newStager(root, m.log, m.createTmp)
 	m.bufs.New = func() any {
 		b := make([]byte, copyBufSize)
 		return &b
@@ -120,7 +122,18 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("maildir: %s is not a directory", root)
 	}
+	if !markTopDir(root) {
+		m.log.Debug("maildir: cannot mark the root as a top directory (chattr +T); directories stay near it", "root", root)
+	}
 	return m, nil
+}
+
+// Close removes the empty tmp files the Maildir prepared for deliveries
+// (see stage.go). Deliveries may still run during and after Close; they
+// then create their tmp files one by one.
+func (m *Maildir) Close() error {
+	m.stage.close()
+	return nil
 }
 
 // Root returns the root directory.
@@ -330,7 +343,11 @@ func (m *Maildir) ensureMailbox(mailbox string) error {
 	if err := m.syncers.get(m.root).Sync(); err != nil {
 		return err
 	}
-	m.known.Store(mailbox, struct{}{})
+	dev, err := deviceOf(dir)
+	if err != nil {
+		return err
+	}
+	m.known.Store(mailbox, dev)
 	return nil
 }
 
@@ -443,12 +460,11 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	}
 
 	name := id + msgExt
-	tmpPath := filepath.Join(m.mailboxDir(boxes[0]), subTmp, name)
-	f, err := m.createTmp(tmpPath)
+	sf, err := m.stageFor(boxes, name)
 	if err != nil {
-		m.forget(boxes[0], err)
 		return err
 	}
+	f, tmpPath := sf.f, sf.path
 	var linked []string
 	defer func() {
 		if err == nil {
@@ -493,18 +509,53 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 			return err
 		}
 	}
-	// The message is durable in every mailbox. A tmp name we fail to remove
-	// is harmless: CleanTmp removes it at the next start.
-	if rerr := os.Remove(tmpPath); rerr != nil {
-		m.log.Warn("maildir: cannot remove tmp file", "id", id, "path", tmpPath, "err", rerr)
-	}
-	if cerr := f.Close(); cerr != nil {
-		m.log.Warn("maildir: close tmp file", "id", id, "err", cerr)
+	// The message is durable in every mailbox. Removing the tmp name can
+	// wait: a name we fail to remove, or that a crash leaves, is harmless
+	// (CleanAllTmp removes it at the next start).
+	if sf.staged {
+		m.stage.retire(sf)
+	} else {
+		if rerr := os.Remove(tmpPath); rerr != nil {
+			m.log.Warn("maildir: cannot remove tmp file", "id", id, "path", tmpPath, "err", rerr)
+		}
+		if cerr := f.Close(); cerr != nil {
+			m.log.Warn("maildir: close tmp file", "id", id, "err", cerr)
+		}
 	}
 	for _, mb := range boxes {
 		m.Publish(Event{Kind: EventArrived, Mailbox: mb, IDs: []string{id}})
 	}
 	return nil
+}
+
+// stageFor returns the empty tmp file a delivery to boxes writes into: a
+// staged one (see stage.go) when every mailbox is on the staging
+// directory's filesystem, else tmp/<name> in the first mailbox.
+func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
+	if dev, err := m.stage.ensureDir(); err == nil {
+		same := true
+		for _, mb := range boxes {
+			if v, ok := m.known.Load(mb); !ok || v.(uint64) != dev {
+				same = false
+				break
+			}
+		}
+		if same {
+			sf, err := m.stage.take()
+			if err == nil {
+				sf.staged = true
+				return sf, nil
+			}
+			m.log.Warn("maildir: staging directory unusable, using the mailbox's tmp/", "err", err)
+		}
+	}
+	path := filepath.Join(m.mailboxDir(boxes[0]), subTmp, name)
+	f, err := m.createTmp(path)
+	if err != nil {
+		m.forget(boxes[0], err)
+		return nil, err
+	}
+	return &stagedFile{f: f, path: path}, nil
 }
 
 // createTmp creates path exclusively and takes an exclusive flock on it. A
@@ -547,13 +598,18 @@ func (m *Maildir) CleanTmp(mailbox string) (removed int, err error) {
 	if !ValidMailboxName(mailbox) {
 		return 0, fmt.Errorf("clean tmp %q: %w", mailbox, ErrBadMailbox)
 	}
-	dir := filepath.Join(m.mailboxDir(mailbox), subTmp)
+	return m.cleanTmpDir(mailbox, filepath.Join(m.mailboxDir(mailbox), subTmp))
+}
+
+// cleanTmpDir is CleanTmp of one directory; label names it in errors and
+// logs.
+func (m *Maildir) cleanTmpDir(label, dir string) (removed int, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("clean tmp %s: %w", mailbox, err)
+		return 0, fmt.Errorf("clean tmp %s: %w", label, err)
 	}
 	var errs []error
 	for _, e := range entries {
@@ -567,11 +623,11 @@ func (m *Maildir) CleanTmp(mailbox string) (removed int, err error) {
 		}
 		if ok {
 			removed++
-			m.log.Info("maildir: removed leftover tmp file", "mailbox", mailbox, "file", e.Name())
+			m.log.Info("maildir: removed leftover tmp file", "mailbox", label, "file", e.Name())
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return removed, fmt.Errorf("clean tmp %s: %w", mailbox, err)
+		return removed, fmt.Errorf("clean tmp %s: %w", label, err)
 	}
 	return removed, nil
 }
@@ -620,15 +676,19 @@ func (m *Maildir) cleanTmpFile(path string, e fs.DirEntry) (bool, error) {
 	return true, nil
 }
 
-// CleanAllTmp runs CleanTmp on every mailbox under the root (directories
-// whose name is a valid mailbox name) and returns the total removed. It is
-// meant for start-up and reads only the root and the tmp/ directories.
+// CleanAllTmp runs CleanTmp on the staging directory root/.tmp and on every
+// mailbox under the root (directories whose name is a valid mailbox name)
+// and returns the total removed. It is meant for start-up and reads only the
+// root and the tmp directories.
 func (m *Maildir) CleanAllTmp() (removed int, err error) {
 	entries, err := os.ReadDir(m.root)
 	if err != nil {
 		return 0, fmt.Errorf("clean tmp: %w", err)
 	}
-	var errs []error
+	// The staging directory (stage.go): files of this process are locked
+	// and stay.
+	removed, err = m.cleanTmpDir(stageDirName, filepath.Join(m.root, stageDirName))
+	errs := []error{err}
 	for _, e := range entries {
 		if !e.IsDir() || !ValidMailboxName(e.Name()) {
 			continue

@@ -27,7 +27,27 @@ func newTestMaildir(t testing.TB, opts MaildirOptions) *Maildir {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// stagedData returns the names of the files in the staging directory that
+// hold data and have no other name: the tmp file of a delivery in progress
+// or failed (the pool's files are empty; a delivered file waiting for its
+// staging name to be removed is also linked in new/).
+func stagedData(t testing.TB, m *Maildir) []string {
+	t.Helper()
+	var out []string
+	for _, n := range names(t, filepath.Join(m.Root(), stageDirName)) {
+		fi, err := os.Stat(filepath.Join(m.Root(), stageDirName, n))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // deliver stores body in mailboxes and returns its id.
@@ -57,9 +77,13 @@ func names(t testing.TB, dir string) []string {
 	return out
 }
 
-// assertEmptyMailbox checks that tmp/, new/ and cur/ of mailbox hold nothing.
+// assertEmptyMailbox checks that tmp/, new/ and cur/ of mailbox hold
+// nothing and that no message data is left in the staging directory.
 func assertEmptyMailbox(t *testing.T, m *Maildir, mailbox string) {
 	t.Helper()
+	if n := stagedData(t, m); len(n) != 0 {
+		t.Errorf("staging directory holds data in %v, want none", n)
+	}
 	for _, sub := range []string{subTmp, subNew, subCur} {
 		if n := names(t, filepath.Join(m.Root(), mailbox, sub)); len(n) != 0 {
 			t.Errorf("%s/%s holds %v, want nothing", mailbox, sub, n)
@@ -532,12 +556,17 @@ func TestCleanTmpSparesLiveDelivery(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
 	<-gr.reached
-	if n := names(t, filepath.Join(m.Root(), "a", "tmp")); !slices.Equal(n, []string{id + ".eml"}) {
-		t.Fatalf("tmp holds %v during delivery", n)
+	live := stagedData(t, m)
+	if len(live) != 1 {
+		t.Fatalf("staging directory holds data in %v during delivery, want one file", live)
 	}
+	m.stage.wait() // the pool is filled: its files are locked too
 	n, err := m.CleanAllTmp()
 	if err != nil || n != 0 {
 		t.Fatalf("CleanAllTmp during delivery = %d, %v; want 0, nil", n, err)
+	}
+	if got := stagedData(t, m); !slices.Equal(got, live) {
+		t.Fatalf("after CleanAllTmp the staging directory holds data in %v, want %v", got, live)
 	}
 	close(gr.gate)
 	if err := <-done; err != nil {

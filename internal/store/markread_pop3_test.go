@@ -16,6 +16,7 @@ func TestMarkReadDuringPOP3SessionStillRetrievedAndCommitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	x := NewIndex(m, IndexOptions{})
 	defer x.Close()
 	raw := "Subject: moved under POP3\r\n\r\nbody\r\n"

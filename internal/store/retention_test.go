@@ -17,6 +17,7 @@ func retStore(t *testing.T) *Maildir {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { m.Close() })
 	return m
 }
 

@@ -36,6 +36,7 @@ func newEnv(t *testing.T, opts Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
 	opts.Store = st
 	if opts.Users == nil {
 		u := auth.SingleUser("user", "pass")
