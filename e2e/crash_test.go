@@ -141,20 +141,19 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 	// deliveries cut off by the kills and of the killed processes' prepared
 	// (empty) tmp files. The new process delivers nothing, so it prepares
 	// none of its own.
-	left, _ := os.ReadDir(filepath.Join(dir, ".tmp"))
-	if len(left) == 0 {
+	if left, _ := stagedFiles(dir); len(left) == 0 {
 		t.Fatal("no staged file left by the kills: deliveries did not go through .tmp/")
 	}
 	p := start(t, dir)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ents, _ := os.ReadDir(filepath.Join(dir, "user", "tmp"))
-		staged, _ := os.ReadDir(filepath.Join(dir, ".tmp"))
-		if len(ents) == 0 && len(staged) == 0 {
+		staged, dirs := stagedFiles(dir)
+		if len(ents) == 0 && len(staged) == 0 && len(dirs) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("tmp/ and .tmp/ not cleaned at start-up: %d and %d files left\n%s", len(ents), len(staged), p.Log())
+			t.Fatalf("tmp/ and .tmp/ not cleaned at start-up: %d, %d files and %d directories left\n%s", len(ents), len(staged), len(dirs), p.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -25,12 +25,14 @@ func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
 	}
 	ours := filepath.Join(tmp, "18a2b3c4d5e6f708.9f3e0a11.0000002a.eml")
 	foreign := filepath.Join(tmp, "1732570000.M1P2.otherhost")
-	// The staging directory: a cut-off delivery and a prepared empty file.
-	if err := os.MkdirAll(filepath.Join(dir, ".tmp"), 0o700); err != nil {
+	// The staging directory: the instance directory of a dead process
+	// with a cut-off delivery and a prepared empty file.
+	inst := filepath.Join(dir, ".tmp", "18a2b3c4d5e6f708.9f3e0a11.00000001")
+	if err := os.MkdirAll(inst, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	staged := filepath.Join(dir, ".tmp", "18a2b3c4d5e6f708.9f3e0a11.0000002b.eml")
-	pooled := filepath.Join(dir, ".tmp", "18a2b3c4d5e6f708.9f3e0a11.0000002c.eml")
+	staged := filepath.Join(inst, "18a2b3c4d5e6f708.9f3e0a11.0000002b.eml")
+	pooled := filepath.Join(inst, "18a2b3c4d5e6f708.9f3e0a11.0000002c.eml")
 	for _, f := range []string{ours, foreign, staged, pooled} {
 		body := "Subject: half a mess"
 		if f == pooled {
@@ -41,7 +43,7 @@ func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
 		}
 	}
 	p := startFault(t, dir)
-	for _, f := range []string{ours, staged, pooled} {
+	for _, f := range []string{ours, staged, pooled, inst} {
 		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(f); return os.IsNotExist(err) }) {
 			t.Fatalf("leftover %s not removed at start-up\n%s", f, p.Log())
 		}

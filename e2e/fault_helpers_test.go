@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -137,17 +138,34 @@ func countFiles(t *testing.T, dir string) int {
 // linked in new/ too).
 func stagedData(t *testing.T, root string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(root, ".tmp"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
-			out = append(out, e.Name())
+	filepath.WalkDir(filepath.Join(root, ".tmp"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
 		}
-	}
+		if fi, err := d.Info(); err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
+			out = append(out, p)
+		}
+		return nil
+	})
 	return out
+}
+
+// stagedFiles returns the regular files under root/.tmp (in it and in its
+// instance directories) and the directories in it.
+func stagedFiles(root string) (files, dirs []string) {
+	base := filepath.Join(root, ".tmp")
+	filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+		case d.Type().IsRegular():
+			files = append(files, p)
+		case d.IsDir() && p != base:
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	return files, dirs
 }
 
 // procStatusKB returns a "<key>: <n> kB" field of /proc/<pid>/status (e.g.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -98,16 +99,16 @@ func (f *faultConn) expect(prefix string) string {
 // staging name is not yet removed is linked in new/ too).
 func stagedData(t *testing.T, root string) int {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(root, ".tmp"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
+	filepath.WalkDir(filepath.Join(root, ".tmp"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil && fi.Size() > 0 && fi.Sys().(*syscall.Stat_t).Nlink == 1 {
 			n++
 		}
-	}
+		return nil
+	})
 	return n
 }
 

@@ -70,6 +70,7 @@ type Maildir struct {
 	log     *slog.Logger
 	syncers syncerSet
 	known   sync.Map // mailbox name -> uint64 device: its directories exist durably
+	noStage sync.Map // mailbox name -> struct{}: link from the staging directory fails (EXDEV)
 	stage   *stager
 	bufs    sync.Pool
 	hub     eventHub // see Subscribe
@@ -121,9 +122,6 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		return nil, fmt.Errorf("maildir: %w", err)
 	case !fi.IsDir():
 		return nil, fmt.Errorf("maildir: %s is not a directory", root)
-	}
-	if !markTopDir(root) {
-		m.log.Debug("maildir: cannot mark the root as a top directory (chattr +T); directories stay near it", "root", root)
 	}
 	return m, nil
 }
@@ -405,14 +403,16 @@ func fdatasync(f *os.File) error {
 
 // Deliver implements Store. It streams the normal form of r (see
 // normalize.go: bare LF stored as CRLF, a final CRLF added if missing; CRLF
-// text ending in CRLF is stored unchanged) into root/<first>/tmp/<id>.eml
-// under an exclusive flock (so CleanTmp leaves it alone), fdatasyncs it,
-// hard-links it as new/<id>.eml into every distinct mailbox, fsyncs each new/
-// directory (group commit, see dirSyncer), removes the tmp name and only then
-// returns nil. On any error every link made and the tmp file are removed, and
-// the error is returned wrapped as "deliver <id>: ..."; a full disk wraps
-// ErrNoSpace too. Invalid mailbox names give ErrBadMailbox and nothing is
-// written.
+// text ending in CRLF is stored unchanged) into an empty tmp file held
+// under an exclusive flock (so no tmp cleaner removes it): one prepared in
+// the staging directory root/.tmp (stage.go), or root/<first>/tmp/<id>.eml
+// for a mailbox the staging directory cannot link into. It fdatasyncs the
+// file, hard-links it as new/<id>.eml into every distinct mailbox, fsyncs
+// each new/ directory (group commit, see dirSyncer) and only then returns
+// nil; the tmp name is removed then, or soon after. On any error every
+// link made and the tmp file are removed, and the error is returned wrapped
+// as "deliver <id>: ..."; a full disk wraps ErrNoSpace too. Invalid mailbox
+// names give ErrBadMailbox and nothing is written.
 //
 // Why a named tmp file rather than an unnamed one (O_TMPFILE + linkat): the
 // unnamed file's inode is written by fdatasync with link count 0, and
@@ -470,11 +470,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 		if err == nil {
 			return
 		}
-		for _, p := range linked {
-			if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				m.log.Error("maildir: cannot remove link of failed delivery", "id", id, "path", p, "err", rerr)
-			}
-		}
+		m.unlink(id, linked)
 		if rerr := os.Remove(tmpPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", id, "path", tmpPath, "err", rerr)
 		}
@@ -499,7 +495,32 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	for _, mb := range boxes {
 		p := filepath.Join(m.mailboxDir(mb), subNew, name)
 		if err := os.Link(tmpPath, p); err != nil {
-			m.forget(mb, err)
+			if sf.staged && errors.Is(err, syscall.EXDEV) {
+				// The mailbox is on another mount than the staging
+				// directory although on the same filesystem (a bind
+				// mount): deliver again, from the staged copy, through
+				// the mailboxes' own tmp/, as from now on.
+				m.noStage.Store(mb, struct{}{})
+				m.log.Warn("maildir: mailbox on another mount than the staging directory; delivering through its tmp/", "mailbox", mb)
+				m.unlink(id, linked)
+				linked = nil
+				src, err := os.Open(tmpPath)
+				if err != nil {
+					return err
+				}
+				err = m.Deliver(ctx, id, mailboxes, src)
+				src.Close()
+				if err != nil {
+					return errors.Unwrap(err)
+				}
+				m.stage.drop(sf)
+				return nil
+			}
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, serr := os.Stat(filepath.Dir(p)); serr != nil {
+					m.forget(mb, serr)
+				}
+			}
 			return err
 		}
 		linked = append(linked, p)
@@ -528,14 +549,40 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	return nil
 }
 
+// unlink removes the links of a delivery that failed, then syncs their
+// directories: one of them may have been made durable by a concurrent
+// delivery's fsync, and its entry must not outlive the file it names once
+// the tmp name is removed.
+func (m *Maildir) unlink(id string, linked []string) {
+	for _, p := range linked {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Error("maildir: cannot remove link of failed delivery", "id", id, "path", p, "err", err)
+		}
+	}
+	for _, p := range linked {
+		if err := m.syncers.get(filepath.Dir(p)).Sync(); err != nil {
+			m.log.Error("maildir: cannot sync directory after removing a failed delivery", "id", id, "dir", filepath.Dir(p), "err", err)
+		}
+	}
+}
+
 // stageFor returns the empty tmp file a delivery to boxes writes into: a
 // staged one (see stage.go) when every mailbox is on the staging
-// directory's filesystem, else tmp/<name> in the first mailbox.
+// directory's filesystem and mount, else tmp/<name> in the first mailbox.
 func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
-	if dev, err := m.stage.ensureDir(); err == nil {
+	dev, err := m.stage.ensureDir()
+	if err != nil && !errors.Is(err, errStagerClosed) && !errors.Is(err, errStageBackoff) {
+		m.log.Warn("maildir: cannot make the staging directory; using the mailbox's tmp/ for a while", "err", err, "for", stageBackoff)
+	}
+	if err == nil {
 		same := true
 		for _, mb := range boxes {
-			if v, ok := m.known.Load(mb); !ok || v.(uint64) != dev {
+			v, ok := m.known.Load(mb)
+			if !ok || v.(uint64) != dev {
+				same = false
+				break
+			}
+			if _, no := m.noStage.Load(mb); no {
 				same = false
 				break
 			}
@@ -543,10 +590,11 @@ func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
 		if same {
 			sf, err := m.stage.take()
 			if err == nil {
-				sf.staged = true
 				return sf, nil
 			}
-			m.log.Warn("maildir: staging directory unusable, using the mailbox's tmp/", "err", err)
+			if !errors.Is(err, errStagerClosed) && !errors.Is(err, errStageBackoff) {
+				m.log.Warn("maildir: cannot stage a delivery; using the mailbox's tmp/ for a while", "err", err, "for", stageBackoff)
+			}
 		}
 	}
 	path := filepath.Join(m.mailboxDir(boxes[0]), subTmp, name)
@@ -676,6 +724,49 @@ func (m *Maildir) cleanTmpFile(path string, e fs.DirEntry) (bool, error) {
 	return true, nil
 }
 
+// cleanStaging removes what crashed processes left in the staging
+// directory root/.tmp (stage.go): in every instance directory whose flock
+// can be taken (its process is gone) the files CleanTmp would remove, then
+// the directory itself. Live instances, this process's included, are
+// skipped.
+func (m *Maildir) cleanStaging() (removed int, err error) {
+	base := filepath.Join(m.root, stageDirName)
+	removed, err = m.cleanTmpDir(stageDirName, base)
+	errs := []error{err}
+	entries, err := os.ReadDir(base)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("clean tmp %s: %w", stageDirName, err))
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, e.Name())
+		lock, err := os.Open(dir)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := tryLock(lock); err != nil {
+			lock.Close()
+			if !errors.Is(err, ErrLocked) {
+				errs = append(errs, err)
+			}
+			continue // a live Maildir's
+		}
+		n, err := m.cleanTmpDir(filepath.Join(stageDirName, e.Name()), dir)
+		removed += n
+		errs = append(errs, err)
+		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) {
+			errs = append(errs, err)
+		}
+		lock.Close()
+	}
+	return removed, errors.Join(errs...)
+}
+
 // CleanAllTmp runs CleanTmp on the staging directory root/.tmp and on every
 // mailbox under the root (directories whose name is a valid mailbox name)
 // and returns the total removed. It is meant for start-up and reads only the
@@ -685,9 +776,7 @@ func (m *Maildir) CleanAllTmp() (removed int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("clean tmp: %w", err)
 	}
-	// The staging directory (stage.go): files of this process are locked
-	// and stay.
-	removed, err = m.cleanTmpDir(stageDirName, filepath.Join(m.root, stageDirName))
+	removed, err = m.cleanStaging()
 	errs := []error{err}
 	for _, e := range entries {
 		if !e.IsDir() || !ValidMailboxName(e.Name()) {

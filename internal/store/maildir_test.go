@@ -31,14 +31,39 @@ func newTestMaildir(t testing.TB, opts MaildirOptions) *Maildir {
 	return m
 }
 
-// stagedData returns the names of the files in the staging directory that
-// hold data and have no other name: the tmp file of a delivery in progress
-// or failed (the pool's files are empty; a delivered file waiting for its
-// staging name to be removed is also linked in new/).
+// stagedFileNames returns the paths, relative to the staging directory, of
+// the regular files in it and in its instance directories.
+func stagedFileNames(t testing.TB, m *Maildir) []string {
+	t.Helper()
+	base := filepath.Join(m.Root(), stageDirName)
+	var out []string
+	err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(base, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// stagedData returns the staging files that hold data and have no other
+// name: the tmp file of a delivery in progress or failed (the pool's files
+// are empty; a delivered file waiting for its staging name to be removed
+// is also linked in new/).
 func stagedData(t testing.TB, m *Maildir) []string {
 	t.Helper()
 	var out []string
-	for _, n := range names(t, filepath.Join(m.Root(), stageDirName)) {
+	for _, n := range stagedFileNames(t, m) {
 		fi, err := os.Stat(filepath.Join(m.Root(), stageDirName, n))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatal(err)

@@ -2,12 +2,15 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Staging of message data.
@@ -21,9 +24,11 @@ import (
 // a client waits for its 250.
 //
 // So the Maildir keeps a small pool of empty tmp files, created ahead of
-// need by one background goroutine in one staging directory, root/.tmp
-// (a name no mailbox can have), each held open under an exclusive flock so
-// that no tmp cleaner (of this or another process) removes it. A delivery
+// need by one background goroutine in a staging directory of its own,
+// root/.tmp/<instance> (.tmp is a name no mailbox can have; the instance
+// directory is locked with flock while the Maildir lives), each file held
+// open under an exclusive flock so that no tmp cleaner (of this or another
+// process) removes it. A delivery
 // takes one, writes and fdatasyncs it, links it into new/ of its mailboxes,
 // syncs those directories, and hands it back; the same goroutine later
 // removes the staging name and closes the file, in batches, while creating
@@ -33,12 +38,15 @@ import (
 // Deliver returns.
 //
 // A pool file is always empty until a delivery takes it; a crash leaves
-// empty or partly written files in root/.tmp, which CleanAllTmp removes at
-// the next start (they carry our names and no lock). A mailbox directory on
+// empty or partly written files in an unlocked instance directory, which
+// CleanAllTmp removes at the next start (they carry our names and no lock),
+// with the directory. A mailbox directory on
 // another filesystem than root/.tmp (link(2) cannot cross filesystems) is
 // delivered to through its own tmp/ as before.
 
-// stageDirName is the staging directory under the root.
+// stageDirName is the staging directory under the root. Each Maildir
+// value (each server process) works in a directory of its own inside it,
+// root/.tmp/<instance>, which it holds under an flock while it lives.
 const stageDirName = ".tmp"
 
 // Pool sizing: the refiller tops the pool up to stageTarget ready files
@@ -48,52 +56,135 @@ const (
 	stageLow    = stageTarget / 2
 )
 
+// Relocation. ext4 without a journal allocates a file's inode in its
+// directory's block group and, for about five minutes after inodes of that
+// group were freed, checks every free inode of the group one by one (its
+// allocator avoids reusing them): after a mass deletion there (a POP3 client
+// deleting thousands of messages, another program's cleanup) each creation
+// costs milliseconds instead of tens of microseconds. A fresh directory in
+// root/.tmp, which has the top-directory attribute, lands in a block group
+// ext4 picks anew (its Orlov allocator, seeded by the name), so when a
+// refill finds creations that slow the stager moves to a new instance
+// directory; the old one is removed once its last file is gone.
+const (
+	stageSlowCreate  = 2 * time.Millisecond // mean creation time that moves
+	stageMinRelocate = time.Minute          // at most one move per minute
+)
+
+// stageRetireDelay bounds how long a delivered file keeps its staging name
+// when fewer than stageLow deliveries are waiting to be retired: a message
+// deleted from its mailbox soon after must not keep its data (and disk
+// space) through a forgotten name in root/.tmp.
+const stageRetireDelay = 50 * time.Millisecond
+
+// stageBackoff is how long deliveries bypass the stager (using their
+// mailbox's tmp/) after it could not make a directory or file: a staging
+// directory that cannot be written (permissions, read-only, no inodes)
+// costs one failed attempt and one log line per period, not per delivery.
+const stageBackoff = 10 * time.Second
+
 // stagedFile is a tmp file of a delivery: open, locked, named path.
 type stagedFile struct {
 	f      *os.File
 	path   string
-	staged bool // from the pool: retire it when delivered
+	staged bool // from the stager: retire it when delivered
 }
 
-// stager owns root/.tmp and its pool.
+// stageInstance is one instance directory and the open file holding its
+// flock.
+type stageInstance struct {
+	path string
+	lock *os.File
+}
+
+// errStagerClosed is returned by take after close; errStageBackoff during
+// stageBackoff after a failure (which take reported).
+var (
+	errStagerClosed = errors.New("maildir: staging closed")
+	errStageBackoff = errors.New("maildir: staging failed recently")
+)
+
+// stager owns this Maildir's instance directory in root/.tmp and its pool.
 type stager struct {
-	dir    string
+	base   string // root/.tmp
 	log    *slog.Logger
 	create func(path string) (*os.File, error) // createTmp
 
 	mu        sync.Mutex
-	dev       uint64 // device of dir, once made
-	made      bool   // dir exists (made or found by this process)
+	cur       *stageInstance // nil until made, and after it vanished
+	dev       uint64         // device of cur
+	old       []*stageInstance
+	moved     time.Time // last relocation
 	ready     []*stagedFile
-	retired   []*stagedFile // delivered or given back: remove name, close
+	retired   []*stagedFile // delivered: remove the name, close
 	refilling bool
 	closed    bool
-	idle      sync.Cond // signalled when refilling ends
+	idle      sync.Cond   // signalled when refilling ends
+	timer     *time.Timer // pending retire flush (stageRetireDelay)
+	failed    time.Time   // last failure to make a directory or file
 }
 
 func newStager(root string, log *slog.Logger, create func(string) (*os.File, error)) *stager {
-	s := &stager{dir: filepath.Join(root, stageDirName), log: log, create: create}
+	s := &stager{base: filepath.Join(root, stageDirName), log: log, create: create}
 	s.idle.L = &s.mu
 	return s
 }
 
-// ensureDir creates the staging directory if needed and returns its
+// ensureDir makes the instance directory if there is none and returns its
 // device. Its entry need not be durable: nothing in it is.
 func (s *stager) ensureDir() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.made {
+	if s.closed {
+		return 0, errStagerClosed
+	}
+	if s.cur != nil {
 		return s.dev, nil
 	}
-	if err := mkdirExisting(s.dir); err != nil {
+	if s.backoffLocked() {
+		return 0, errStageBackoff
+	}
+	if err := s.newInstanceLocked(); err != nil {
+		s.failed = time.Now()
 		return 0, err
 	}
-	dev, err := deviceOf(s.dir)
+	return s.dev, nil
+}
+
+// newInstanceLocked makes a new instance directory, locks it and makes it
+// current; the previous one, if any, is kept until empty. s.mu is held.
+func (s *stager) newInstanceLocked() error {
+	if err := mkdirExisting(s.base); err != nil {
+		return err
+	}
+	markTopDir(s.base)
+	path := filepath.Join(s.base, newID())
+	if err := os.Mkdir(path, dirPerm); err != nil {
+		return err
+	}
+	lock, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		os.Remove(path)
+		return err
 	}
-	s.dev, s.made = dev, true
-	return dev, nil
+	// Fresh, so only a cleaner that opened it in this instant can hold
+	// the lock; it would then remove the directory, and the creations in
+	// it fail until the stager makes another.
+	if err := tryLock(lock); err != nil {
+		lock.Close()
+		return err
+	}
+	dev, err := deviceOf(path)
+	if err != nil {
+		lock.Close()
+		os.Remove(path)
+		return err
+	}
+	if s.cur != nil {
+		s.old = append(s.old, s.cur)
+	}
+	s.cur, s.dev = &stageInstance{path: path, lock: lock}, dev
+	return nil
 }
 
 // deviceOf returns the device number of the filesystem holding path.
@@ -108,21 +199,34 @@ func deviceOf(path string) (uint64, error) {
 // take returns an empty staged file: one from the pool, or, when the pool
 // is empty, one created now. It starts a refill when the pool runs low.
 func (s *stager) take() (*stagedFile, error) {
-	if _, err := s.ensureDir(); err != nil {
-		return nil, err
-	}
 	for {
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errStagerClosed
+		}
 		var sf *stagedFile
 		if n := len(s.ready); n > 0 {
 			sf = s.ready[n-1]
 			s.ready[n-1] = nil
 			s.ready = s.ready[:n-1]
 		}
-		s.kickLocked()
+		backoff := s.backoffLocked()
+		if !backoff {
+			s.kickLocked()
+		}
 		s.mu.Unlock()
+		if sf == nil && backoff {
+			return nil, errStageBackoff
+		}
 		if sf == nil {
-			return s.make()
+			sf, err := s.make()
+			if err != nil {
+				s.mu.Lock()
+				s.failed = time.Now()
+				s.mu.Unlock()
+			}
+			return sf, err
 		}
 		// A pool file removed behind our back (a tmp cleaner that ignores
 		// locks, the directory deleted) could not be linked: drop it and
@@ -132,52 +236,76 @@ func (s *stager) take() (*stagedFile, error) {
 		}
 		s.log.Warn("maildir: a prepared tmp file was removed by someone else", "path", sf.path)
 		sf.f.Close()
-		if _, err := os.Stat(s.dir); err != nil {
-			s.mu.Lock()
-			s.made = false
-			stale := s.ready
-			s.ready = nil
-			s.mu.Unlock()
-			for _, o := range stale {
-				s.drop(o)
-			}
-			if _, err := s.ensureDir(); err != nil {
-				return nil, err
-			}
-		}
 	}
 }
 
-// make creates one staged file.
+// make creates one staged file in the current instance directory, making
+// that directory first if needed (or again, if it was removed).
 func (s *stager) make() (*stagedFile, error) {
-	path := filepath.Join(s.dir, newID()+msgExt)
-	f, err := s.create(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			// The staging directory was removed behind our back: make it
-			// again next time.
-			s.mu.Lock()
-			s.made = false
-			s.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		if _, err := s.ensureDir(); err != nil {
+			return nil, err
 		}
-		return nil, err
+		s.mu.Lock()
+		inst := s.cur
+		s.mu.Unlock()
+		var err error
+		if inst != nil {
+			path := filepath.Join(inst.path, newID()+msgExt)
+			var f *os.File
+			if f, err = s.create(path); err == nil {
+				return &stagedFile{f: f, path: path, staged: true}, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+		if attempt == 2 {
+			return nil, fmt.Errorf("maildir: staging directory keeps vanishing: %w", err)
+		}
+		// The instance directory was removed behind our back: forget it
+		// and make another.
+		s.mu.Lock()
+		if inst != nil && s.cur == inst {
+			s.cur = nil
+			inst.lock.Close()
+		}
+		s.mu.Unlock()
 	}
-	return &stagedFile{f: f, path: path}, nil
 }
 
 // retire hands a staged file back after a delivery that linked it
 // everywhere (and synced those links): its staging name is removed and the
-// file closed later, by the refiller. After Close it is done at once.
+// file closed later, by the refiller. After close it is done at once.
 func (s *stager) retire(sf *stagedFile) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		s.drop(sf)
+		// close could not remove the instance directory while this file
+		// was in it.
+		os.Remove(filepath.Dir(sf.path))
 		return
 	}
 	s.retired = append(s.retired, sf)
 	s.kickLocked()
+	if !s.refilling && s.timer == nil {
+		s.timer = time.AfterFunc(stageRetireDelay, s.flushRetired)
+	}
 	s.mu.Unlock()
+}
+
+// flushRetired runs the refiller for the retired files that did not make
+// a batch in time.
+func (s *stager) flushRetired() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timer = nil
+	if s.refilling || s.closed || len(s.retired) == 0 {
+		return
+	}
+	s.refilling = true
+	go s.refill()
 }
 
 // drop removes the staging name of sf and closes it (the name first, so
@@ -191,9 +319,15 @@ func (s *stager) drop(sf *stagedFile) {
 	}
 }
 
+// backoffLocked reports whether making files failed less than
+// stageBackoff ago. s.mu is held.
+func (s *stager) backoffLocked() bool {
+	return !s.failed.IsZero() && time.Since(s.failed) < stageBackoff
+}
+
 // kickLocked starts the refiller if there is work for it. s.mu is held.
 func (s *stager) kickLocked() {
-	if s.refilling || s.closed || !s.made {
+	if s.refilling || s.closed {
 		return
 	}
 	if len(s.ready) > stageLow && len(s.retired) < stageLow {
@@ -203,9 +337,10 @@ func (s *stager) kickLocked() {
 	go s.refill()
 }
 
-// refill retires what was handed back and tops the pool up, until there is
-// nothing left to do; it exits then (no goroutine lives while the Maildir
-// is idle).
+// refill retires what was handed back, tops the pool up, moves to a new
+// instance directory when creations got slow, and removes emptied old
+// ones, until there is nothing left to do; it exits then (no goroutine
+// lives while the Maildir is idle).
 func (s *stager) refill() {
 	s.mu.Lock()
 	defer func() {
@@ -217,6 +352,10 @@ func (s *stager) refill() {
 		retired := s.retired
 		s.retired = nil
 		need := stageTarget - len(s.ready)
+		if s.backoffLocked() {
+			need = 0
+		}
+		old := slices.Clone(s.old)
 		if len(retired) == 0 && need <= 0 {
 			return
 		}
@@ -224,42 +363,77 @@ func (s *stager) refill() {
 		for _, sf := range retired {
 			s.drop(sf)
 		}
+		var gone []*stageInstance
+		for _, inst := range old {
+			if err := os.Remove(inst.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+				inst.lock.Close()
+				gone = append(gone, inst)
+			}
+		}
 		var made []*stagedFile
+		t0 := time.Now()
 		for range max(need, 0) {
 			sf, err := s.make()
 			if err != nil {
-				// A full disk or a vanished directory: deliveries create
-				// their own file (and report the error) until it clears.
-				s.log.Warn("maildir: cannot prepare staged file", "dir", s.dir, "err", err)
+				// A full disk or an unwritable directory: deliveries use
+				// their mailbox's tmp/ for a while (take reports it).
+				s.mu.Lock()
+				s.failed = time.Now()
+				s.mu.Unlock()
 				break
 			}
 			made = append(made, sf)
 		}
+		took := time.Since(t0)
 		s.mu.Lock()
+		s.old = slices.DeleteFunc(s.old, func(i *stageInstance) bool { return slices.Contains(gone, i) })
 		s.ready = append(s.ready, made...)
-		if len(made) < need {
-			// Retry only when a later take or retire asks for it.
-			if len(s.retired) == 0 {
-				return
+		if len(made) >= 4 && took/time.Duration(len(made)) > stageSlowCreate &&
+			time.Since(s.moved) > stageMinRelocate && !s.closed {
+			from := s.cur
+			if err := s.newInstanceLocked(); err != nil {
+				s.log.Warn("maildir: cannot make a new staging directory", "err", err)
+			} else {
+				s.log.Info("maildir: file creation slow here, staging moved", "from", from.path, "to", s.cur.path,
+					"per_file", took/time.Duration(len(made)))
 			}
+			s.moved = time.Now()
+		}
+		if len(made) < need && len(s.retired) == 0 {
+			return // retry when a later take or retire asks for it
 		}
 	}
 }
 
-// close stops refilling and removes every pooled and retired file. Staged
-// files taken by deliveries still running are retired (dropped at once) by
-// them.
+// close stops refilling, removes every pooled and retired file and the
+// instance directories. Deliveries that took a staged file before retire it
+// (dropped at once); later ones use their mailbox's tmp/.
 func (s *stager) close() {
 	s.mu.Lock()
 	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 	for s.refilling {
 		s.idle.Wait()
 	}
 	files := append(s.ready, s.retired...)
 	s.ready, s.retired = nil, nil
+	insts := s.old
+	if s.cur != nil {
+		insts = append(insts, s.cur)
+	}
+	s.cur, s.old = nil, nil
 	s.mu.Unlock()
 	for _, sf := range files {
 		s.drop(sf)
+	}
+	for _, inst := range insts {
+		// A delivery still running keeps its file, and so the directory,
+		// a moment longer: CleanAllTmp removes it at the next start.
+		os.Remove(inst.path)
+		inst.lock.Close()
 	}
 }
 

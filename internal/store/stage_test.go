@@ -1,25 +1,31 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
-// stageFiles returns the files of the staging directory with their link
-// counts and sizes.
+// stageFiles returns the staging files (relative paths) with their stat.
 func stageFiles(t *testing.T, m *Maildir) map[string]*syscall.Stat_t {
 	t.Helper()
 	out := map[string]*syscall.Stat_t{}
-	for _, n := range names(t, filepath.Join(m.Root(), stageDirName)) {
+	for _, n := range stagedFileNames(t, m) {
 		var st syscall.Stat_t
 		if err := syscall.Stat(filepath.Join(m.Root(), stageDirName, n), &st); err != nil {
+			if errors.Is(err, syscall.ENOENT) {
+				continue
+			}
 			t.Fatal(err)
 		}
 		out[n] = &st
@@ -27,23 +33,45 @@ func stageFiles(t *testing.T, m *Maildir) map[string]*syscall.Stat_t {
 	return out
 }
 
+// waitUntil polls cond for up to 5 s.
+func waitUntil(cond func() bool) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
 // TestStagePoolPreparedLockedAndRemovedOnClose: after a delivery the pool
-// holds stageTarget empty files, each locked (a tmp cleaner cannot take
-// it); delivered files lose their staging name; Close removes the pool; a
+// holds stageTarget empty files in one instance directory, each locked (a
+// tmp cleaner cannot take it), the directory locked too; delivered files
+// lose their staging name; Close removes the pool and the directory; a
 // delivery after Close still works and leaves nothing behind.
 func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
-	if names(t, filepath.Join(m.Root(), stageDirName)) != nil {
-		t.Fatal("staging directory made before any delivery")
+	if n := names(t, filepath.Join(m.Root(), stageDirName)); n != nil {
+		t.Fatalf("staging directory holds %v before any delivery", n)
 	}
 	var ids []string
 	for range stageLow + 2 {
 		ids = append(ids, deliver(t, m, sampleMsg, "a"))
 	}
 	m.stage.wait()
-	files := stageFiles(t, m)
+	insts := names(t, filepath.Join(m.Root(), stageDirName))
+	if len(insts) != 1 {
+		t.Fatalf("staging directory holds %v, want one instance directory", insts)
+	}
+	d, err := os.Open(filepath.Join(m.Root(), stageDirName, insts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tryLock(d); !errors.Is(err, ErrLocked) {
+		t.Errorf("instance directory not locked: %v", err)
+	}
+	d.Close()
 	empty := 0
-	for n, st := range files {
+	for n, st := range stageFiles(t, m) {
 		switch {
 		case st.Size == 0 && st.Nlink == 1:
 			empty++
@@ -64,10 +92,16 @@ func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
 	if empty != m.stage.pooled() || empty < stageLow {
 		t.Errorf("%d empty prepared files, pool holds %d; want the same, at least %d", empty, m.stage.pooled(), stageLow)
 	}
-	// The refiller ran after stageLow deliveries were retired: most
-	// staging names of delivered files are gone.
-	if linked := len(files) - empty; linked >= stageLow {
-		t.Errorf("%d delivered files still have their staging name", linked)
+	// Delivered files lose their staging name within stageRetireDelay.
+	if !waitUntil(func() bool {
+		for _, st := range stageFiles(t, m) {
+			if st.Nlink != 1 || st.Size != 0 {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Errorf("delivered files keep their staging names: %v", stagedFileNames(t, m))
 	}
 	for _, id := range ids {
 		b, err := os.ReadFile(filepath.Join(m.Root(), "a", subNew, id+msgExt))
@@ -84,8 +118,55 @@ func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
 	if n := names(t, filepath.Join(m.Root(), stageDirName)); len(n) != 0 {
 		t.Fatalf("delivery after Close left %v in the staging directory", n)
 	}
+	assertNames(t, filepath.Join(m.Root(), "a", subTmp), nil)
 	if _, err := os.Stat(filepath.Join(m.Root(), "a", subNew, id+msgExt)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStageDeletedMessageLeavesNoData: a message removed from its mailbox
+// right after delivery does not live on through its staging name.
+func TestStageDeletedMessageLeavesNoData(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	id := deliver(t, m, sampleMsg, "a")
+	if err := os.Remove(filepath.Join(m.Root(), "a", subNew, id+msgExt)); err != nil {
+		t.Fatal(err)
+	}
+	if !waitUntil(func() bool { return len(stagedData(t, m)) == 0 }) {
+		t.Fatalf("deleted message's data kept in %v", stagedData(t, m))
+	}
+}
+
+// TestStageCloseDuringDeliveries: Close while deliveries run loses none
+// and, once they are done, leaves nothing in the staging directory.
+func TestStageCloseDuringDeliveries(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 8 {
+				if err := m.Deliver(context.Background(), m.NewID(), []string{"a"}, strings.NewReader(sampleMsg)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+		if g == 4 {
+			m.Close()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(names(t, filepath.Join(m.Root(), "a", subNew))); n != 64 {
+		t.Errorf("%d messages delivered, want 64", n)
+	}
+	if n := names(t, filepath.Join(m.Root(), stageDirName)); len(n) != 0 {
+		t.Errorf("staging directory holds %v after Close and the deliveries", n)
 	}
 }
 
@@ -96,17 +177,17 @@ func TestStageSurvivesRemovedFiles(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
-	dir := filepath.Join(m.Root(), stageDirName)
+	base := filepath.Join(m.Root(), stageDirName)
 	for n, st := range stageFiles(t, m) {
 		if st.Size == 0 {
-			os.Remove(filepath.Join(dir, n))
+			os.Remove(filepath.Join(base, n))
 		}
 	}
 	for range 3 {
 		deliver(t, m, sampleMsg, "a")
 	}
 	m.stage.wait()
-	if err := os.RemoveAll(dir); err != nil {
+	if err := os.RemoveAll(base); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -147,6 +228,78 @@ func TestStageOtherFilesystemUsesMailboxTmp(t *testing.T) {
 	}
 }
 
+// TestStageBindMountedMailbox: a mailbox directory bind-mounted from the
+// same filesystem passes the device check, but link(2) from the staging
+// directory fails with EXDEV: the delivery is redone through the mailbox's
+// tmp/, and so are the later ones. Needs the right to mount (root).
+func TestStageBindMountedMailbox(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	src := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(m.Root(), "a")
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(src, target, "", syscall.MS_BIND, ""); err != nil {
+		t.Skipf("cannot bind-mount: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(target, syscall.MNT_DETACH) })
+	var ids []string
+	for range 3 {
+		ids = append(ids, deliver(t, m, sampleMsg, "a"))
+	}
+	for _, id := range ids {
+		b, err := os.ReadFile(filepath.Join(target, subNew, id+msgExt))
+		if err != nil || string(b) != sampleMsg {
+			t.Fatalf("message %s: %q, %v", id, b, err)
+		}
+	}
+	if _, no := m.noStage.Load("a"); !no {
+		t.Error("mailbox not marked as unreachable from the staging directory")
+	}
+	assertNames(t, filepath.Join(target, subTmp), nil)
+	if d := stagedData(t, m); len(d) != 0 {
+		t.Fatalf("data left in the staging directory: %v", d)
+	}
+}
+
+// TestStageUnusableBacksOff: when the staging directory cannot be made
+// (here a file is in its place) deliveries go through the mailbox's tmp/,
+// and the problem is logged once per stageBackoff, not per delivery.
+func TestStageUnusableBacksOff(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	if err := os.WriteFile(filepath.Join(m.Root(), stageDirName), []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		deliver(t, m, sampleMsg, "a")
+	}
+	if n := len(names(t, filepath.Join(m.Root(), "a", subNew))); n != 10 {
+		t.Fatalf("%d messages delivered, want 10", n)
+	}
+	assertNames(t, filepath.Join(m.Root(), "a", subTmp), nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for 10 deliveries, want 1:\n%s", n, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
 // assertNames checks the entries of dir.
 func assertNames(t *testing.T, dir string, want []string) {
 	t.Helper()
@@ -155,17 +308,21 @@ func assertNames(t *testing.T, dir string, want []string) {
 	}
 }
 
-// TestCleanAllTmpRemovesStagingLeftovers: files a crashed process left in
-// the staging directory (ours, unlocked: a cut-off delivery and prepared
-// empty files) are removed; another live Maildir's prepared files are not.
+// TestCleanAllTmpRemovesStagingLeftovers: what a crashed process left in
+// the staging directory (its unlocked instance directory with a cut-off
+// delivery and prepared empty files) is removed, directory included; a
+// live Maildir's instance directory and files are not.
 func TestCleanAllTmpRemovesStagingLeftovers(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	live := stageFiles(t, m)
-	dir := filepath.Join(m.Root(), stageDirName)
-	cut := filepath.Join(dir, newID()+msgExt)
-	empty := filepath.Join(dir, newID()+msgExt)
+	dead := filepath.Join(m.Root(), stageDirName, newID())
+	if err := os.Mkdir(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dead, newID()+msgExt)
+	empty := filepath.Join(dead, newID()+msgExt)
 	os.WriteFile(cut, []byte(strings.Repeat("x", 100)), 0o600)
 	os.WriteFile(empty, nil, 0o600)
 
@@ -174,28 +331,28 @@ func TestCleanAllTmpRemovesStagingLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := other.CleanAllTmp()
-	if err != nil || n < 2 {
-		t.Fatalf("CleanAllTmp = %d, %v; want at least the 2 leftovers", n, err)
+	if err != nil || n != 2 {
+		t.Fatalf("CleanAllTmp = %d, %v; want the 2 leftovers", n, err)
 	}
-	for _, p := range []string{cut, empty} {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("leftover %s not removed: %v", p, err)
-		}
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead instance directory not removed: %v", err)
 	}
 	for name, st := range live {
 		if st.Size == 0 && st.Nlink == 1 {
-			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			if _, err := os.Stat(filepath.Join(m.Root(), stageDirName, name)); err != nil {
 				t.Errorf("live prepared file %s removed: %v", name, err)
 			}
 		}
 	}
 }
 
-// TestNewMaildirMarksRootTopDir: on a filesystem with inode attributes
-// (ext4) the root gets chattr +T, so ext4 spreads its directories.
-func TestNewMaildirMarksRootTopDir(t *testing.T) {
+// TestStagingDirIsTopDir: on ext4 the staging directory gets chattr +T, so
+// each instance directory is placed by ext4 in a block group of its own
+// choosing (see stage.go).
+func TestStagingDirIsTopDir(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
-	f, err := os.Open(m.Root())
+	deliver(t, m, sampleMsg, "a")
+	f, err := os.Open(filepath.Join(m.Root(), stageDirName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +367,7 @@ func TestNewMaildirMarksRootTopDir(t *testing.T) {
 		var st syscall.Statfs_t
 		err := syscall.Statfs(m.Root(), &st)
 		if err == nil && st.Type == 0xEF53 {
-			t.Fatalf("ext4 root flags %#x: top-directory attribute not set", flags)
+			t.Fatalf("ext4 staging directory flags %#x: top-directory attribute not set", flags)
 		}
 		t.Skipf("filesystem type %#x keeps no top-directory attribute (%v)", st.Type, err)
 	}

@@ -15,19 +15,14 @@ const (
 )
 
 // markTopDir sets the "top of directory hierarchy" attribute (chattr +T) on
-// dir, so that ext4 places each directory created in it (the mailboxes and
-// the staging directory) with its Orlov allocator in a block group of its
-// own choosing, with few directories and many free inodes, instead of next
-// to dir. The message files' inodes are then allocated in that group too.
-//
-// Why: ext4 without a journal skips, for about five minutes, inodes freed
-// recently when it allocates a new one, and it checks every free inode of
-// the group in turn. A mailbox root in a block group where other programs
-// (or a mass deletion) just freed thousands of inodes made every delivery's
-// file creation cost milliseconds (docs/benchmarks.md); spreading moves our
-// directories out of that group. Best effort: filesystems without the
-// attribute (tmpfs, xfs, btrfs) refuse or ignore the ioctl, and dir stays as
-// it is. It reports whether the attribute is set.
+// dir, so that ext4 places each directory created in it with its Orlov
+// allocator, in a block group it picks (seeded by the new directory's name)
+// among those with few directories and many free inodes, instead of next to
+// dir. Files get their inodes in their directory's block group, so a new
+// directory in dir is a way to leave a block group (see stage.go). Best
+// effort: filesystems without the attribute (tmpfs, xfs, btrfs) refuse or
+// ignore the ioctl, and dir stays as it is. It reports whether the
+// attribute is set.
 func markTopDir(dir string) bool {
 	f, err := os.Open(dir)
 	if err != nil {
