@@ -172,6 +172,10 @@ func (s *Server) trackMailboxes(ctx context.Context) {
 				recount(ev.Mailbox)
 				continue
 			}
+			if len(ev.IDs) == 1 && ev.Size > 0 {
+				gauges.Add(ev.Mailbox, 1, ev.Size)
+				continue
+			}
 			for _, id := range ev.IDs {
 				fi, err := os.Stat(filepath.Join(s.store.Root(), ev.Mailbox, "new", id+".eml"))
 				if err != nil {

@@ -24,6 +24,9 @@ type Event struct {
 	Kind    EventKind
 	Mailbox string
 	IDs     []string
+	// Size is, for EventArrived, the size in octets of the message file
+	// (one message per arrival event).
+	Size int64
 }
 
 // eventHub fans events out to subscribers. The zero value is ready.

@@ -34,8 +34,64 @@ const (
 // msgExt is the extension of every message file we write.
 const msgExt = ".eml"
 
-// copyBufSize is the buffer Deliver streams a message through.
-const copyBufSize = 64 << 10
+// copyBufSize is the buffer Deliver streams a message through (after the
+// normalizing reader's own normBufSize); up to maxIdleBufs of these buffer
+// pairs are kept between deliveries.
+const (
+	copyBufSize = 64 << 10
+	maxIdleBufs = 32
+)
+
+// getBuf returns a buffer for Deliver: normBufSize octets for the
+// normalizing reader, then copyBufSize for the copy.
+func (m *Maildir) getBuf() *[]byte {
+	select {
+	case b := <-m.bufs:
+		return b
+	default:
+		b := make([]byte, normBufSize+copyBufSize)
+		return &b
+	}
+}
+
+// putBuf keeps b for reuse, unless enough are kept.
+func (m *Maildir) putBuf(b *[]byte) {
+	select {
+	case m.bufs <- b:
+	default:
+	}
+}
+
+// copyFilled copies r to w through buf, writing only full buffers and the
+// rest at the end: a message shorter than buf takes one write(2), however
+// many reads it arrives in (the trace header and the body are two).
+func copyFilled(w io.Writer, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		// Not io.ReadFull: it reports a short final read as
+		// io.ErrUnexpectedEOF, the error a truncated message gives too.
+		k := 0
+		var rerr error
+		for k < len(buf) && rerr == nil {
+			var m int
+			m, rerr = r.Read(buf[k:])
+			k += m
+		}
+		if k > 0 {
+			wk, werr := w.Write(buf[:k])
+			n += int64(wk)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
 
 // staleForeignTmp is the age after which a tmp/ file not named by us is
 // considered abandoned. The Maildir specification: "When you look through
@@ -72,8 +128,8 @@ type Maildir struct {
 	known   sync.Map // mailbox name -> uint64 device: its directories exist durably
 	noStage sync.Map // mailbox name -> struct{}: link from the staging directory fails (EXDEV)
 	stage   *stager
-	bufs    sync.Pool
-	hub     eventHub // see Subscribe
+	bufs    chan *[]byte // copy buffers kept for reuse (a sync.Pool is emptied by every GC)
+	hub     eventHub     // see Subscribe
 }
 
 var _ Store = (*Maildir)(nil)
@@ -104,10 +160,7 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		return err
 	}
 	m.stage = newStager(root, m.log, m.createTmp)
-	m.bufs.New = func() any {
-		b := make([]byte, copyBufSize)
-		return &b
-	}
+	m.bufs = make(chan *[]byte, maxIdleBufs)
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -371,12 +424,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// writerOnly hides the io.ReaderFrom of *os.File so io.CopyBuffer uses our
-// bounded buffer.
-type writerOnly struct{ w io.Writer }
-
-func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
-
 // fdatasync flushes f's data and the metadata needed to read it back (its
 // size) to stable storage.
 func fdatasync(f *os.File) error {
@@ -477,12 +524,13 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 		f.Close()
 	}()
 
-	bp := m.bufs.Get().(*[]byte)
+	bp := m.getBuf()
 	// Our files are always in the normal form (CRLF line ends, ending in
 	// CRLF): that is what lets OpenMaildrop take their size from stat. For
 	// the CRLF text the SMTP engine hands over this is a copy, not a change.
-	_, err = io.CopyBuffer(writerOnly{f}, newCRLFReader(ctxReader{ctx, r}, 0), *bp)
-	m.bufs.Put(bp)
+	buf := *bp
+	size, err := copyFilled(f, newCRLFReaderBuf(ctxReader{ctx, r}, buf[:normBufSize]), buf[normBufSize:])
+	m.putBuf(bp)
 	if err != nil {
 		return err
 	}
@@ -544,7 +592,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 		}
 	}
 	for _, mb := range boxes {
-		m.Publish(Event{Kind: EventArrived, Mailbox: mb, IDs: []string{id}})
+		m.Publish(Event{Kind: EventArrived, Mailbox: mb, IDs: []string{id}, Size: size})
 	}
 	return nil
 }

@@ -556,13 +556,17 @@ type gateReader struct {
 	gate        chan struct{}
 	reached     chan struct{}
 	stage       int
+	off         int // of first
 }
 
 func (g *gateReader) Read(p []byte) (int, error) {
 	switch g.stage {
 	case 0:
-		g.stage++
-		return copy(p, g.first), nil
+		n := copy(p, g.first[g.off:])
+		if g.off += n; g.off == len(g.first) {
+			g.stage++
+		}
+		return n, nil
 	case 1:
 		close(g.reached)
 		<-g.gate
@@ -576,7 +580,10 @@ func (g *gateReader) Read(p []byte) (int, error) {
 // half-way through writing its tmp file.
 func TestCleanTmpSparesLiveDelivery(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
-	gr := &gateReader{first: "Subject: x\r\n", rest: "\r\nbody\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
+	// More than one copy buffer before the gate, so that some of it is
+	// written to the tmp file while the delivery waits.
+	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("a", 998)+"\r\n", copyBufSize/1000+1)
+	gr := &gateReader{first: first, rest: "body\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
 	id := m.NewID()
 	done := make(chan error, 1)
 	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
@@ -601,4 +608,31 @@ func TestCleanTmpSparesLiveDelivery(t *testing.T) {
 	if err != nil || string(got) != gr.first+gr.rest {
 		t.Fatalf("stored %q, %v", got, err)
 	}
+}
+
+// truncReader gives data, then fails with io.ErrUnexpectedEOF, as the SMTP
+// DATA reader does when the client goes away mid-message.
+type truncReader struct{ data string }
+
+func (r *truncReader) Read(p []byte) (int, error) {
+	if r.data == "" {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestDeliverTruncatedStoresNothing: a message whose reader ends with
+// io.ErrUnexpectedEOF (not io.EOF) is not delivered, whatever its length
+// relative to the copy buffer.
+func TestDeliverTruncatedStoresNothing(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	for _, n := range []int{10, copyBufSize - 5, copyBufSize, 3 * copyBufSize} {
+		err := m.Deliver(context.Background(), m.NewID(), []string{"a"}, &truncReader{strings.Repeat("x", n)})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%d octets then ErrUnexpectedEOF: Deliver = %v", n, err)
+		}
+	}
+	assertEmptyMailbox(t, m, "a")
 }

@@ -94,6 +94,12 @@ func newCRLFReader(r io.Reader, sizeHint int64) *crlfReader {
 	return &crlfReader{r: r, buf: make([]byte, n)}
 }
 
+// newCRLFReaderBuf is newCRLFReader reading through buf (normBufSize
+// octets), which the caller owns again once done with the reader.
+func newCRLFReaderBuf(r io.Reader, buf []byte) *crlfReader {
+	return &crlfReader{r: r, buf: buf}
+}
+
 // Read implements io.Reader.
 func (c *crlfReader) Read(p []byte) (int, error) {
 	n := 0
