@@ -342,7 +342,10 @@ func (s *session) finishMessage(env *Envelope, id string, err error, tooBig bool
 	case err != nil:
 		s.backendError("data", err)
 	default:
-		s.log.Info("message queued", "id", id, "size", size, "rcpts", len(env.To), "from", env.From, "chunked", env.Chunked)
 		s.reply(codeOK, "2.0.0", "Ok: queued as "+id)
+		// The client waits for this reply alone: send it before the log
+		// line is written (a write error shows again at the next flush).
+		_ = s.conn.FlushIfIdle()
+		s.log.Info("message queued", "id", id, "size", size, "rcpts", len(env.To), "from", env.From, "chunked", env.Chunked)
 	}
 }
