@@ -159,7 +159,7 @@ func NewMaildir(root string, opts MaildirOptions) (*Maildir, error) {
 		done(dir, time.Since(t0), err)
 		return err
 	}
-	m.stage = newStager(root, m.log, m.createTmp)
+	m.stage = newStager(root, m.log)
 	m.bufs = make(chan *[]byte, maxIdleBufs)
 	fi, err := os.Stat(root)
 	switch {
@@ -522,6 +522,9 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 			m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", id, "path", tmpPath, "err", rerr)
 		}
 		f.Close()
+		if sf.staged {
+			m.stage.abandon(sf)
+		}
 	}()
 
 	bp := m.getBuf()
@@ -543,25 +546,30 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	for _, mb := range boxes {
 		p := filepath.Join(m.mailboxDir(mb), subNew, name)
 		if err := os.Link(tmpPath, p); err != nil {
-			if sf.staged && errors.Is(err, syscall.EXDEV) {
-				// The mailbox is on another mount than the staging
-				// directory although on the same filesystem (a bind
-				// mount): deliver again, from the staged copy, through
-				// the mailboxes' own tmp/, as from now on.
-				m.noStage.Store(mb, struct{}{})
-				m.log.Warn("maildir: mailbox on another mount than the staging directory; delivering through its tmp/", "mailbox", mb)
+			exdev := errors.Is(err, syscall.EXDEV)
+			gone := errors.Is(err, fs.ErrNotExist) && !exists(tmpPath)
+			if sf.staged && (exdev || gone) {
+				if exdev {
+					// The mailbox is on another mount than the staging
+					// directory although on the same filesystem (a
+					// bind mount): from now on it is delivered to
+					// through its own tmp/.
+					m.noStage.Store(mb, struct{}{})
+					m.log.Warn("maildir: mailbox on another mount than the staging directory; delivering through its tmp/", "mailbox", mb)
+				} else {
+					// Someone removed the staged file (a tmp cleaner
+					// that ignores locks, the staging directory deleted).
+					m.log.Warn("maildir: staged file removed by someone else; delivering again", "id", id, "path", tmpPath)
+				}
+				// Deliver again from the data written, which the open
+				// file still holds.
 				m.unlink(id, linked)
 				linked = nil
-				src, err := os.Open(tmpPath)
-				if err != nil {
-					return err
-				}
-				err = m.Deliver(ctx, id, mailboxes, src)
-				src.Close()
-				if err != nil {
+				if err := m.Deliver(ctx, id, mailboxes, io.NewSectionReader(f, 0, size)); err != nil {
 					return errors.Unwrap(err)
 				}
 				m.stage.drop(sf)
+				m.stage.abandon(sf)
 				return nil
 			}
 			if errors.Is(err, fs.ErrNotExist) {
@@ -595,6 +603,12 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 		m.Publish(Event{Kind: EventArrived, Mailbox: mb, IDs: []string{id}, Size: size})
 	}
 	return nil
+}
+
+// exists reports whether path names a file (false on any error).
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // unlink removes the links of a delivery that failed, then syncs their

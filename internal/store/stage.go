@@ -25,10 +25,10 @@ import (
 //
 // So the Maildir keeps a small pool of empty tmp files, created ahead of
 // need by one background goroutine in a staging directory of its own,
-// root/.tmp/<instance> (.tmp is a name no mailbox can have; the instance
-// directory is locked with flock while the Maildir lives), each file held
-// open under an exclusive flock so that no tmp cleaner (of this or another
-// process) removes it. A delivery
+// root/.tmp/<instance> (.tmp is a name no mailbox can have). The instance
+// directory is locked with flock while the Maildir uses it, and tmp
+// cleaners (CleanAllTmp, of this or another process) skip locked instance
+// directories whole, so its files need no lock of their own. A delivery
 // takes one, writes and fdatasyncs it, links it into new/ of its mailboxes,
 // syncs those directories, and hands it back; the same goroutine later
 // removes the staging name and closes the file, in batches, while creating
@@ -83,18 +83,23 @@ const stageRetireDelay = 50 * time.Millisecond
 // costs one failed attempt and one log line per period, not per delivery.
 const stageBackoff = 10 * time.Second
 
-// stagedFile is a tmp file of a delivery: open, locked, named path.
+// stagedFile is a tmp file of a delivery: open for reading and writing,
+// named path.
 type stagedFile struct {
 	f      *os.File
 	path   string
-	staged bool // from the stager: retire it when delivered
+	staged bool           // from the stager: retire it when delivered
+	inst   *stageInstance // its instance directory (staged files)
 }
 
 // stageInstance is one instance directory and the open file holding its
-// flock.
+// flock. The lock is kept until the directory is removed, which waits for
+// the files deliveries took from it.
 type stageInstance struct {
-	path string
-	lock *os.File
+	path    string
+	lock    *os.File
+	taken   int  // files handed to deliveries and not yet given back
+	closing bool // remove the directory when taken drops to 0
 }
 
 // errStagerClosed is returned by take after close; errStageBackoff during
@@ -106,9 +111,8 @@ var (
 
 // stager owns this Maildir's instance directory in root/.tmp and its pool.
 type stager struct {
-	base   string // root/.tmp
-	log    *slog.Logger
-	create func(path string) (*os.File, error) // createTmp
+	base string // root/.tmp
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	cur       *stageInstance // nil until made, and after it vanished
@@ -124,8 +128,8 @@ type stager struct {
 	failed    time.Time   // last failure to make a directory or file
 }
 
-func newStager(root string, log *slog.Logger, create func(string) (*os.File, error)) *stager {
-	s := &stager{base: filepath.Join(root, stageDirName), log: log, create: create}
+func newStager(root string, log *slog.Logger) *stager {
+	s := &stager{base: filepath.Join(root, stageDirName), log: log}
 	s.idle.L = &s.mu
 	return s
 }
@@ -198,63 +202,63 @@ func deviceOf(path string) (uint64, error) {
 
 // take returns an empty staged file: one from the pool, or, when the pool
 // is empty, one created now. It starts a refill when the pool runs low.
+// The caller gives the file back with retire (delivered) or abandon.
 func (s *stager) take() (*stagedFile, error) {
-	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return nil, errStagerClosed
-		}
-		var sf *stagedFile
-		if n := len(s.ready); n > 0 {
-			sf = s.ready[n-1]
-			s.ready[n-1] = nil
-			s.ready = s.ready[:n-1]
-		}
-		backoff := s.backoffLocked()
-		if !backoff {
-			s.kickLocked()
-		}
+	s.mu.Lock()
+	if s.closed {
 		s.mu.Unlock()
-		if sf == nil && backoff {
-			return nil, errStageBackoff
-		}
-		if sf == nil {
-			sf, err := s.make()
-			if err != nil {
-				s.mu.Lock()
-				s.failed = time.Now()
-				s.mu.Unlock()
-			}
-			return sf, err
-		}
-		// A pool file removed behind our back (a tmp cleaner that ignores
-		// locks, the directory deleted) could not be linked: drop it and
-		// take another, or make one.
-		if same, err := sameFile(sf.f, sf.path); err == nil && same {
-			return sf, nil
-		}
-		s.log.Warn("maildir: a prepared tmp file was removed by someone else", "path", sf.path)
-		sf.f.Close()
+		return nil, errStagerClosed
 	}
+	var sf *stagedFile
+	if n := len(s.ready); n > 0 {
+		sf = s.ready[n-1]
+		s.ready[n-1] = nil
+		s.ready = s.ready[:n-1]
+		sf.inst.taken++
+	}
+	backoff := s.backoffLocked()
+	if !backoff {
+		s.kickLocked()
+	}
+	s.mu.Unlock()
+	if sf != nil {
+		return sf, nil
+	}
+	if backoff {
+		return nil, errStageBackoff
+	}
+	sf, err := s.make(true)
+	if err != nil {
+		s.mu.Lock()
+		s.failed = time.Now()
+		s.mu.Unlock()
+	}
+	return sf, err
 }
 
 // make creates one staged file in the current instance directory, making
-// that directory first if needed (or again, if it was removed).
-func (s *stager) make() (*stagedFile, error) {
+// that directory first if needed (or again, if it was removed). taken says
+// whether the file goes to a delivery now (else to the pool).
+func (s *stager) make(taken bool) (*stagedFile, error) {
 	for attempt := 0; ; attempt++ {
 		if _, err := s.ensureDir(); err != nil {
 			return nil, err
 		}
 		s.mu.Lock()
 		inst := s.cur
+		if inst != nil && taken {
+			inst.taken++ // keeps the directory (and its lock) until given back
+		}
 		s.mu.Unlock()
 		var err error
 		if inst != nil {
 			path := filepath.Join(inst.path, newID()+msgExt)
 			var f *os.File
-			if f, err = s.create(path); err == nil {
-				return &stagedFile{f: f, path: path, staged: true}, nil
+			if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err == nil {
+				return &stagedFile{f: f, path: path, staged: true, inst: inst}, nil
+			}
+			if taken {
+				s.release(inst)
 			}
 			if !errors.Is(err, fs.ErrNotExist) {
 				return nil, err
@@ -268,10 +272,33 @@ func (s *stager) make() (*stagedFile, error) {
 		s.mu.Lock()
 		if inst != nil && s.cur == inst {
 			s.cur = nil
-			inst.lock.Close()
+			if inst.taken == 0 {
+				inst.lock.Close()
+			} else {
+				inst.closing = true
+			}
 		}
 		s.mu.Unlock()
 	}
+}
+
+// release gives back a file taken from inst; the last one of a closing
+// instance removes its directory and drops its lock.
+func (s *stager) release(inst *stageInstance) {
+	s.mu.Lock()
+	inst.taken--
+	done := inst.closing && inst.taken == 0
+	s.mu.Unlock()
+	if done {
+		os.Remove(inst.path)
+		inst.lock.Close()
+	}
+}
+
+// abandon gives back a staged file of a delivery that failed, after the
+// delivery removed its name and closed it.
+func (s *stager) abandon(sf *stagedFile) {
+	s.release(sf.inst)
 }
 
 // retire hands a staged file back after a delivery that linked it
@@ -282,11 +309,10 @@ func (s *stager) retire(sf *stagedFile) {
 	if s.closed {
 		s.mu.Unlock()
 		s.drop(sf)
-		// close could not remove the instance directory while this file
-		// was in it.
-		os.Remove(filepath.Dir(sf.path))
+		s.release(sf.inst)
 		return
 	}
+	sf.inst.taken--
 	s.retired = append(s.retired, sf)
 	s.kickLocked()
 	if !s.refilling && s.timer == nil {
@@ -308,8 +334,7 @@ func (s *stager) flushRetired() {
 	go s.refill()
 }
 
-// drop removes the staging name of sf and closes it (the name first, so
-// the flock protects it until it is gone).
+// drop removes the staging name of sf and closes it.
 func (s *stager) drop(sf *stagedFile) {
 	if err := os.Remove(sf.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("maildir: cannot remove staged file", "path", sf.path, "err", err)
@@ -355,8 +380,13 @@ func (s *stager) refill() {
 		if s.backoffLocked() {
 			need = 0
 		}
-		old := slices.Clone(s.old)
-		if len(retired) == 0 && need <= 0 {
+		var old []*stageInstance
+		for _, inst := range s.old {
+			if inst.taken == 0 && !s.hasReadyLocked(inst) {
+				old = append(old, inst)
+			}
+		}
+		if len(retired) == 0 && need <= 0 && len(old) == 0 {
 			return
 		}
 		s.mu.Unlock()
@@ -373,7 +403,7 @@ func (s *stager) refill() {
 		var made []*stagedFile
 		t0 := time.Now()
 		for range max(need, 0) {
-			sf, err := s.make()
+			sf, err := s.make(false)
 			if err != nil {
 				// A full disk or an unwritable directory: deliveries use
 				// their mailbox's tmp/ for a while (take reports it).
@@ -396,18 +426,33 @@ func (s *stager) refill() {
 			} else {
 				s.log.Info("maildir: file creation slow here, staging moved", "from", from.path, "to", s.cur.path,
 					"per_file", took/time.Duration(len(made)))
+				// The pool's files stay usable where they are.
 			}
 			s.moved = time.Now()
 		}
 		if len(made) < need && len(s.retired) == 0 {
 			return // retry when a later take or retire asks for it
 		}
+		if len(s.retired) == 0 && len(s.ready) >= stageTarget {
+			return
+		}
 	}
 }
 
-// close stops refilling, removes every pooled and retired file and the
-// instance directories. Deliveries that took a staged file before retire it
-// (dropped at once); later ones use their mailbox's tmp/.
+// hasReadyLocked reports whether a pool file lives in inst. s.mu is held.
+func (s *stager) hasReadyLocked(inst *stageInstance) bool {
+	for _, sf := range s.ready {
+		if sf.inst == inst {
+			return true
+		}
+	}
+	return false
+}
+
+// close stops refilling and removes every pooled and retired file and the
+// instance directories; a directory holding the file of a delivery still
+// running is removed, and its lock dropped, when that delivery gives the
+// file back. Later deliveries use their mailbox's tmp/.
 func (s *stager) close() {
 	s.mu.Lock()
 	s.closed = true
@@ -425,13 +470,19 @@ func (s *stager) close() {
 		insts = append(insts, s.cur)
 	}
 	s.cur, s.old = nil, nil
+	var now []*stageInstance
+	for _, inst := range insts {
+		if inst.taken > 0 {
+			inst.closing = true
+		} else {
+			now = append(now, inst)
+		}
+	}
 	s.mu.Unlock()
 	for _, sf := range files {
 		s.drop(sf)
 	}
-	for _, inst := range insts {
-		// A delivery still running keeps its file, and so the directory,
-		// a moment longer: CleanAllTmp removes it at the next start.
+	for _, inst := range now {
 		os.Remove(inst.path)
 		inst.lock.Close()
 	}
