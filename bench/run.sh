@@ -93,6 +93,16 @@ wait_port() {
 	return 1
 }
 
+# dev_io: writes and flushes completed by the data directory's block device
+# (fields 5 and 16 of /sys/class/block/<dev>/stat; machine-wide, so other
+# programs' I/O in the same seconds counts too). Empty when unknown.
+DEV=$(basename "$(df -P "$WORK" | awk 'NR==2 {print $1}')")
+dev_io() {
+	local f=/sys/class/block/$DEV/stat
+	[ -r "$f" ] && awk 'NF >= 17 {print $5, $16}' "$f"
+	return 0
+}
+
 # cpu_ticks PID: utime+stime of PID (and its threads) in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # hwm_mb PID: peak resident set size (VmHWM) in MB.
@@ -125,10 +135,16 @@ smtp_suite() {
 	local a=(-mode smtp -addr "127.0.0.1:$p")
 	measure "$s" smtp-2k-1 "${a[@]}" -conns 1 -msgs "$N1" -size 2048
 	t0=$(cpu_ticks "$pid")
+	d0=$(dev_io)
 	measure "$s" smtp-2k-8 "${a[@]}" -conns 8 -msgs "$N8" -size 2048
 	t1=$(cpu_ticks "$pid")
+	d1=$(dev_io)
 	n=$((RUNS * 8 * N8))
 	metric "$s" cpu-per-1000 "$(awk -v d=$((t1 - t0)) -v t="$CLK_TCK" -v n=$n 'BEGIN {printf "%.4f", d / t / n * 1000}')"
+	if [ -n "$d0" ] && [ -n "$d1" ]; then
+		metric "$s" dev-writes-per-msg "$(awk -v a="$d0" -v b="$d1" -v n=$n 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[1] - x[1]) / n}')"
+		metric "$s" dev-flushes-per-msg "$(awk -v a="$d0" -v b="$d1" -v n=$n 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[2] - x[2]) / n}')"
+	fi
 	measure "$s" smtp-2k-64 "${a[@]}" -conns 64 -msgs "$N64" -size 2048
 	metric "$s" rss-2k "$(hwm_mb "$pid")"
 	measure "$s" smtp-1m-8 "${a[@]}" -conns 8 -msgs "$N1M" -size 1048576

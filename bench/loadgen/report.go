@@ -126,15 +126,19 @@ func report(path string, w io.Writer) error {
 	}
 	fmt.Fprintln(w, "SMTP, messages per second acknowledged with 250 (median of runs):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | 2 KB, 1 conn | 2 KB, 8 conns | 2 KB, 64 conns | 1 MB, 8 conns | peak RSS after 2 KB | peak RSS after 1 MB | CPU s / 1,000 2 KB msgs |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | 2 KB, 1 conn | 2 KB, 8 conns | 2 KB, 64 conns | 1 MB, 8 conns | peak RSS after 2 KB | peak RSS after 1 MB | CPU s / 1,000 2 KB msgs | disk writes / flushes per 2 KB msg |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, s := range servers {
 		if _, ok := rate[key{s, "smtp-2k-1"}]; !ok {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
+		io := "–"
+		if _, ok := metric[key{s, "dev-writes-per-msg"}]; ok {
+			io = mcell(key{s, "dev-writes-per-msg"}, "", 1) + " / " + mcell(key{s, "dev-flushes-per-msg"}, "", 1)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
 			cell(key{s, "smtp-2k-1"}), cell(key{s, "smtp-2k-8"}), cell(key{s, "smtp-2k-64"}), cell(key{s, "smtp-1m-8"}),
-			mcell(key{s, "rss-2k"}, " MB", 0), mcell(key{s, "rss-1m"}, " MB", 0), mcell(key{s, "cpu-per-1000"}, "", 3))
+			mcell(key{s, "rss-2k"}, " MB", 0), mcell(key{s, "rss-1m"}, " MB", 0), mcell(key{s, "cpu-per-1000"}, "", 3), io)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "POP3 (median of runs; login+STAT in milliseconds, median / slowest):")

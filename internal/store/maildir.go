@@ -560,6 +560,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 					// Someone removed the staged file (a tmp cleaner
 					// that ignores locks, the staging directory deleted).
 					m.log.Warn("maildir: staged file removed by someone else; delivering again", "id", id, "path", tmpPath)
+					m.stage.lost(sf)
 				}
 				// Deliver again from the data written, which the open
 				// file still holds.

@@ -204,26 +204,42 @@ func deviceOf(path string) (uint64, error) {
 // is empty, one created now. It starts a refill when the pool runs low.
 // The caller gives the file back with retire (delivered) or abandon.
 func (s *stager) take() (*stagedFile, error) {
-	s.mu.Lock()
-	if s.closed {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errStagerClosed
+		}
+		var sf *stagedFile
+		if n := len(s.ready); n > 0 {
+			sf = s.ready[n-1]
+			s.ready[n-1] = nil
+			s.ready = s.ready[:n-1]
+			sf.inst.taken++
+		}
+		backoff := s.backoffLocked()
+		if !backoff {
+			s.kickLocked()
+		}
 		s.mu.Unlock()
-		return nil, errStagerClosed
+		if sf == nil {
+			break
+		}
+		// A pool file whose name someone removed (a cleaner that ignores
+		// locks, the directory deleted) has no links left: it could not
+		// be linked into new/. One fstat tells.
+		var st syscall.Stat_t
+		if err := syscall.Fstat(int(sf.f.Fd()), &st); err == nil && st.Nlink > 0 {
+			return sf, nil
+		}
+		s.log.Warn("maildir: a prepared tmp file was removed by someone else", "path", sf.path)
+		sf.f.Close()
+		s.release(sf.inst)
+		s.lost(sf)
 	}
-	var sf *stagedFile
-	if n := len(s.ready); n > 0 {
-		sf = s.ready[n-1]
-		s.ready[n-1] = nil
-		s.ready = s.ready[:n-1]
-		sf.inst.taken++
-	}
+	s.mu.Lock()
 	backoff := s.backoffLocked()
-	if !backoff {
-		s.kickLocked()
-	}
 	s.mu.Unlock()
-	if sf != nil {
-		return sf, nil
-	}
 	if backoff {
 		return nil, errStageBackoff
 	}
@@ -267,18 +283,42 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 		if attempt == 2 {
 			return nil, fmt.Errorf("maildir: staging directory keeps vanishing: %w", err)
 		}
-		// The instance directory was removed behind our back: forget it
-		// and make another.
-		s.mu.Lock()
-		if inst != nil && s.cur == inst {
-			s.cur = nil
-			if inst.taken == 0 {
-				inst.lock.Close()
-			} else {
-				inst.closing = true
-			}
+		// The instance directory was removed behind our back: make
+		// another.
+		if inst != nil {
+			s.forget(inst)
 		}
-		s.mu.Unlock()
+	}
+}
+
+// forget stops using inst, whose directory was removed behind our back:
+// its pool files go (their names went with it), and the refiller drops its
+// lock once no delivery holds a file of it.
+func (s *stager) forget(inst *stageInstance) {
+	var stale []*stagedFile
+	s.mu.Lock()
+	if s.cur == inst {
+		s.cur = nil
+		s.old = append(s.old, inst)
+	}
+	s.ready = slices.DeleteFunc(s.ready, func(sf *stagedFile) bool {
+		if sf.inst == inst {
+			stale = append(stale, sf)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	for _, sf := range stale {
+		sf.f.Close()
+	}
+}
+
+// lost is told by a delivery that its staged file's name is gone. If the
+// whole instance directory is, the stager forgets it.
+func (s *stager) lost(sf *stagedFile) {
+	if !exists(sf.inst.path) {
+		s.forget(sf.inst)
 	}
 }
 

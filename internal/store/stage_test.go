@@ -166,7 +166,9 @@ func TestStageCloseDuringDeliveries(t *testing.T) {
 // back (a cleaner that ignores locks, or the whole staging directory
 // deleted) cost no delivery.
 func TestStageSurvivesRemovedFiles(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	base := filepath.Join(m.Root(), stageDirName)
@@ -187,6 +189,45 @@ func TestStageSurvivesRemovedFiles(t *testing.T) {
 	}
 	if n := len(names(t, filepath.Join(m.Root(), "a", subNew))); n != 7 {
 		t.Fatalf("%d messages in new/, want 7", n)
+	}
+	if d := stagedData(t, m); len(d) != 0 {
+		t.Fatalf("data left in the staging directory: %v", d)
+	}
+	// The removed files were noticed before use: no message was written
+	// twice.
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "delivering again") {
+		t.Errorf("a delivery used a removed file:\n%s", logs.String())
+	}
+}
+
+// TestStageLinkOfVanishedFileRedelivers: when the staged file disappears
+// between its check and the link (here: while the message is written), the
+// delivery is redone from the open file and succeeds.
+func TestStageLinkOfVanishedFileRedelivers(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	deliver(t, m, sampleMsg, "a")
+	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("c", 998)+"\r\n", copyBufSize/1000+1)
+	gr := &gateReader{first: first, rest: "end\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
+	id := m.NewID()
+	done := make(chan error, 1)
+	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
+	<-gr.reached
+	live := stagedData(t, m)
+	if len(live) != 1 {
+		t.Fatalf("staging directory holds data in %v, want one file", live)
+	}
+	if err := os.Remove(filepath.Join(m.Root(), stageDirName, live[0])); err != nil {
+		t.Fatal(err)
+	}
+	close(gr.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(m.Root(), "a", subNew, id+msgExt))
+	if err != nil || string(b) != first+"end\r\n" {
+		t.Fatalf("stored %d octets, %v", len(b), err)
 	}
 	if d := stagedData(t, m); len(d) != 0 {
 		t.Fatalf("data left in the staging directory: %v", d)
