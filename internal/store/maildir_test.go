@@ -576,23 +576,53 @@ func (g *gateReader) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// gatedDelivery is a delivery to mailbox "a" stopped half-way: more than a
+// copy buffer of its message has been read (so some of it is in the tmp
+// file), the rest waits for finish.
+type gatedDelivery struct {
+	id, text string
+	gr       *gateReader
+	done     chan error
+}
+
+// startGated starts a gated delivery and returns once it is stopped.
+func startGated(m *Maildir) *gatedDelivery {
+	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("a", 998)+"\r\n", copyBufSize/1000+1)
+	gd := &gatedDelivery{
+		id:   m.NewID(),
+		text: first + "end\r\n",
+		gr:   &gateReader{first: first, rest: "end\r\n", gate: make(chan struct{}), reached: make(chan struct{})},
+		done: make(chan error, 1),
+	}
+	go func() { gd.done <- m.Deliver(context.Background(), gd.id, []string{"a"}, gd.gr) }()
+	<-gd.gr.reached
+	return gd
+}
+
+// finish lets the delivery go on and checks that it stored its message
+// whole.
+func (gd *gatedDelivery) finish(t *testing.T, m *Maildir) {
+	t.Helper()
+	close(gd.gr.gate)
+	if err := <-gd.done; err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(m.Root(), "a", subNew, gd.id+msgExt))
+	if err != nil || string(b) != gd.text {
+		t.Fatalf("stored %d octets, %v; want the %d sent", len(b), err, len(gd.text))
+	}
+}
+
 // TestCleanTmpSparesLiveDelivery runs the cleaner while a delivery is
 // half-way through writing its tmp file.
 func TestCleanTmpSparesLiveDelivery(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
-	// More than one copy buffer before the gate, so that some of it is
-	// written to the tmp file while the delivery waits.
-	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("a", 998)+"\r\n", copyBufSize/1000+1)
-	gr := &gateReader{first: first, rest: "body\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
-	id := m.NewID()
-	done := make(chan error, 1)
-	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
-	<-gr.reached
+	gd := startGated(m)
 	live := stagedData(t, m)
 	if len(live) != 1 {
 		t.Fatalf("staging directory holds data in %v during delivery, want one file", live)
 	}
-	m.stage.wait() // the pool is filled: its files are locked too
+	m.stage.wait() // the pool is filled (in the locked instance directory)
 	n, err := m.CleanAllTmp()
 	if err != nil || n != 0 {
 		t.Fatalf("CleanAllTmp during delivery = %d, %v; want 0, nil", n, err)
@@ -600,14 +630,7 @@ func TestCleanTmpSparesLiveDelivery(t *testing.T) {
 	if got := stagedData(t, m); !slices.Equal(got, live) {
 		t.Fatalf("after CleanAllTmp the staging directory holds data in %v, want %v", got, live)
 	}
-	close(gr.gate)
-	if err := <-done; err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
-	got, err := os.ReadFile(filepath.Join(m.Root(), "a", "new", id+".eml"))
-	if err != nil || string(got) != gr.first+gr.rest {
-		t.Fatalf("stored %q, %v", got, err)
-	}
+	gd.finish(t, m)
 }
 
 // truncReader gives data, then fails with io.ErrUnexpectedEOF, as the SMTP

@@ -208,12 +208,7 @@ func TestStageSurvivesRemovedFiles(t *testing.T) {
 func TestStageLinkOfVanishedFileRedelivers(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
 	deliver(t, m, sampleMsg, "a")
-	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("c", 998)+"\r\n", copyBufSize/1000+1)
-	gr := &gateReader{first: first, rest: "end\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
-	id := m.NewID()
-	done := make(chan error, 1)
-	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
-	<-gr.reached
+	gd := startGated(m)
 	live := stagedData(t, m)
 	if len(live) != 1 {
 		t.Fatalf("staging directory holds data in %v, want one file", live)
@@ -221,14 +216,7 @@ func TestStageLinkOfVanishedFileRedelivers(t *testing.T) {
 	if err := os.Remove(filepath.Join(m.Root(), stageDirName, live[0])); err != nil {
 		t.Fatal(err)
 	}
-	close(gr.gate)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(m.Root(), "a", subNew, id+msgExt))
-	if err != nil || string(b) != first+"end\r\n" {
-		t.Fatalf("stored %d octets, %v", len(b), err)
-	}
+	gd.finish(t, m)
 	if d := stagedData(t, m); len(d) != 0 {
 		t.Fatalf("data left in the staging directory: %v", d)
 	}
@@ -413,12 +401,7 @@ func TestStagingDirIsTopDir(t *testing.T) {
 func TestStageCloseKeepsLockWhileDelivering(t *testing.T) {
 	m := newTestMaildir(t, MaildirOptions{})
 	deliver(t, m, sampleMsg, "a")
-	first := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("b", 998)+"\r\n", copyBufSize/1000+1)
-	gr := &gateReader{first: first, rest: "end\r\n", gate: make(chan struct{}), reached: make(chan struct{})}
-	id := m.NewID()
-	done := make(chan error, 1)
-	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
-	<-gr.reached
+	gd := startGated(m)
 	m.Close()
 	live := stagedData(t, m)
 	if len(live) != 1 {
@@ -431,14 +414,7 @@ func TestStageCloseKeepsLockWhileDelivering(t *testing.T) {
 	if n, err := other.CleanAllTmp(); err != nil || n != 0 {
 		t.Fatalf("CleanAllTmp during the delivery = %d, %v; want 0, nil", n, err)
 	}
-	close(gr.gate)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(m.Root(), "a", subNew, id+msgExt))
-	if err != nil || string(b) != first+"end\r\n" {
-		t.Fatalf("stored %d octets, %v", len(b), err)
-	}
+	gd.finish(t, m)
 	if n := names(t, filepath.Join(m.Root(), stageDirName)); len(n) != 0 {
 		t.Fatalf("staging directory holds %v after the delivery", n)
 	}
