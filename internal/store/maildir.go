@@ -450,10 +450,13 @@ func fdatasync(f *os.File) error {
 
 // Deliver implements Store. It streams the normal form of r (see
 // normalize.go: bare LF stored as CRLF, a final CRLF added if missing; CRLF
-// text ending in CRLF is stored unchanged) into an empty tmp file held
-// under an exclusive flock (so no tmp cleaner removes it): one prepared in
-// the staging directory root/.tmp (stage.go), or root/<first>/tmp/<id>.eml
-// for a mailbox the staging directory cannot link into. It fdatasyncs the
+// text ending in CRLF is stored unchanged) into an empty tmp file that no
+// tmp cleaner removes: one prepared in this Maildir's locked directory in
+// root/.tmp (stage.go), or root/<first>/tmp/<id>.eml under an exclusive
+// flock for a mailbox the staging directory cannot link into (another
+// filesystem or mount). If the staged file cannot be linked after all
+// (EXDEV, or its name was removed), the delivery is redone from the data it
+// holds, through the mailboxes' tmp/ or another staged file. It fdatasyncs the
 // file, hard-links it as new/<id>.eml into every distinct mailbox, fsyncs
 // each new/ directory (group commit, see dirSyncer) and only then returns
 // nil; the tmp name is removed then, or soon after. On any error every
