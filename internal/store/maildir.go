@@ -516,8 +516,10 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	}
 	f, tmpPath := sf.f, sf.path
 	var linked []string
+	settled := false // the tmp file was handed back
 	defer func() {
-		if err == nil {
+		// Any way out but success, a panic included, undoes the delivery.
+		if settled {
 			return
 		}
 		m.unlink(id, linked)
@@ -572,6 +574,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 				if err := m.Deliver(ctx, id, mailboxes, io.NewSectionReader(f, 0, size)); err != nil {
 					return errors.Unwrap(err)
 				}
+				settled = true
 				m.stage.drop(sf)
 				m.stage.abandon(sf)
 				return nil
@@ -593,6 +596,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	// The message is durable in every mailbox. Removing the tmp name can
 	// wait: a name we fail to remove, or that a crash leaves, is harmless
 	// (CleanAllTmp removes it at the next start).
+	settled = true
 	if sf.staged {
 		m.stage.retire(sf)
 	} else {
@@ -609,10 +613,11 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	return nil
 }
 
-// exists reports whether path names a file (false on any error).
+// exists reports whether path names a file: true unless lstat says it
+// does not exist.
 func exists(path string) bool {
 	_, err := os.Lstat(path)
-	return err == nil
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // unlink removes the links of a delivery that failed, then syncs their

@@ -211,10 +211,12 @@ func (s *stager) take() (*stagedFile, error) {
 			return nil, errStagerClosed
 		}
 		var sf *stagedFile
-		if n := len(s.ready); n > 0 {
-			sf = s.ready[n-1]
-			s.ready[n-1] = nil
-			s.ready = s.ready[:n-1]
+		if len(s.ready) > 0 {
+			// Oldest first, so that files of an instance directory left
+			// behind by a move are used up and it can go.
+			sf = s.ready[0]
+			s.ready[0] = nil
+			s.ready = s.ready[1:]
 			sf.inst.taken++
 		}
 		backoff := s.backoffLocked()
@@ -281,6 +283,9 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 			}
 		}
 		if attempt == 2 {
+			if err == nil {
+				err = fs.ErrNotExist
+			}
 			return nil, fmt.Errorf("maildir: staging directory keeps vanishing: %w", err)
 		}
 		// The instance directory was removed behind our back: make
@@ -355,23 +360,28 @@ func (s *stager) retire(sf *stagedFile) {
 	sf.inst.taken--
 	s.retired = append(s.retired, sf)
 	s.kickLocked()
-	if !s.refilling && s.timer == nil {
+	if s.timer == nil {
 		s.timer = time.AfterFunc(stageRetireDelay, s.flushRetired)
 	}
 	s.mu.Unlock()
 }
 
-// flushRetired runs the refiller for the retired files that did not make
-// a batch in time.
+// flushRetired removes the staging names of the retired files that no
+// refill pass took within stageRetireDelay (none ran, or it is busy making
+// files).
 func (s *stager) flushRetired() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.timer = nil
-	if s.refilling || s.closed || len(s.retired) == 0 {
+	if s.closed {
+		s.mu.Unlock()
 		return
 	}
-	s.refilling = true
-	go s.refill()
+	retired := s.retired
+	s.retired = nil
+	s.mu.Unlock()
+	for _, sf := range retired {
+		s.drop(sf)
+	}
 }
 
 // drop removes the staging name of sf and closes it.
@@ -470,6 +480,9 @@ func (s *stager) refill() {
 			}
 			s.moved = time.Now()
 		}
+		if len(retired) == 0 && len(made) == 0 && len(gone) == 0 {
+			return // no progress (backoff, a directory not yet empty): wait for a later kick
+		}
 		if len(made) < need && len(s.retired) == 0 {
 			return // retry when a later take or retire asks for it
 		}
@@ -510,21 +523,18 @@ func (s *stager) close() {
 		insts = append(insts, s.cur)
 	}
 	s.cur, s.old = nil, nil
-	var now []*stageInstance
 	for _, inst := range insts {
-		if inst.taken > 0 {
-			inst.closing = true
-		} else {
-			now = append(now, inst)
-		}
+		// Held until our files are dropped: the last release (ours, or
+		// that of a delivery still running) removes the directory.
+		inst.taken++
+		inst.closing = true
 	}
 	s.mu.Unlock()
 	for _, sf := range files {
 		s.drop(sf)
 	}
-	for _, inst := range now {
-		os.Remove(inst.path)
-		inst.lock.Close()
+	for _, inst := range insts {
+		s.release(inst)
 	}
 }
 

@@ -419,3 +419,93 @@ func TestStageCloseKeepsLockWhileDelivering(t *testing.T) {
 		t.Fatalf("staging directory holds %v after the delivery", n)
 	}
 }
+
+// panicReader gives a line, then panics, as a bug in a reader could.
+type panicReader struct{ n int }
+
+func (r *panicReader) Read(p []byte) (int, error) {
+	if r.n++; r.n > 1 {
+		panic("reader bug")
+	}
+	return copy(p, "Subject: x\r\n"), nil
+}
+
+// TestDeliverPanicUndoes: a delivery that panics (the SMTP engine
+// recovers) gives its staged file back like a failed one: nothing is left
+// and Close can remove the staging directory.
+func TestDeliverPanicUndoes(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	deliver(t, m, sampleMsg, "a")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("no panic")
+			}
+		}()
+		m.Deliver(context.Background(), m.NewID(), []string{"a"}, &panicReader{})
+	}()
+	if n := len(names(t, filepath.Join(m.Root(), "a", subNew))); n != 1 {
+		t.Fatalf("%d messages in new/, want 1", n)
+	}
+	m.Close()
+	if n := names(t, filepath.Join(m.Root(), stageDirName)); len(n) != 0 {
+		t.Fatalf("after Close the staging directory holds %v", n)
+	}
+}
+
+// TestStageOldInstanceUsedUpAndRemoved: after a move to a new instance
+// directory the pool's files in the old one are used first, and the old
+// directory goes once they are.
+func TestStageOldInstanceUsedUpAndRemoved(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	deliver(t, m, sampleMsg, "a")
+	m.stage.wait()
+	m.stage.mu.Lock()
+	old := m.stage.cur.path
+	if err := m.stage.newInstanceLocked(); err != nil {
+		m.stage.mu.Unlock()
+		t.Fatal(err)
+	}
+	m.stage.mu.Unlock()
+	for range 2 * stageTarget {
+		deliver(t, m, sampleMsg, "a")
+	}
+	if !waitUntil(func() bool { m.stage.wait(); return !exists(old) }) {
+		t.Fatalf("old instance directory %s still there: %v", old, names(t, old))
+	}
+}
+
+// TestStageRefillEndsDuringBackoff: a refill that can neither make files
+// (backoff after a failure) nor remove an old instance directory (not
+// empty) ends at once instead of spinning until the backoff is over.
+func TestStageRefillEndsDuringBackoff(t *testing.T) {
+	m := newTestMaildir(t, MaildirOptions{})
+	deliver(t, m, sampleMsg, "a")
+	m.stage.wait()
+	m.stage.mu.Lock()
+	stuck := m.stage.cur
+	if err := m.stage.newInstanceLocked(); err != nil {
+		m.stage.mu.Unlock()
+		t.Fatal(err)
+	}
+	// The old directory's files are not ours to use, and something else
+	// is in it.
+	m.stage.ready = slices.DeleteFunc(m.stage.ready, func(sf *stagedFile) bool { return sf.inst == stuck })
+	m.stage.failed = time.Now()
+	m.stage.mu.Unlock()
+	if err := os.WriteFile(filepath.Join(stuck.path, "foreign"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.stage.mu.Lock()
+	m.stage.retired = nil
+	m.stage.refilling = true
+	go m.stage.refill()
+	m.stage.mu.Unlock()
+	ended := make(chan struct{})
+	go func() { m.stage.wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(stageBackoff / 2):
+		t.Fatal("refill still running half-way through the backoff")
+	}
+}
