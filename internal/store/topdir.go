@@ -21,33 +21,23 @@ const (
 // dir. Files get their inodes in their directory's block group, so a new
 // directory in dir is a way to leave a block group (see stage.go). Best
 // effort: filesystems without the attribute (tmpfs, xfs, btrfs) refuse or
-// ignore the ioctl, and dir stays as it is. It reports whether the
-// attribute is set.
-func markTopDir(dir string) bool {
+// ignore the ioctl, and dir stays as it is.
+func markTopDir(dir string) {
 	f, err := os.Open(dir)
 	if err != nil {
-		return false
+		return
 	}
 	defer f.Close()
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
-	ok := false
 	rc.Control(func(fd uintptr) {
 		var flags int32
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, fsIocGetFlags, uintptr(unsafe.Pointer(&flags))); e != 0 {
-			return
-		}
-		if flags&fsTopDirFl != 0 {
-			ok = true
+		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, fsIocGetFlags, uintptr(unsafe.Pointer(&flags))); e != 0 || flags&fsTopDirFl != 0 {
 			return
 		}
 		flags |= fsTopDirFl
-		if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, fd, fsIocSetFlags, uintptr(unsafe.Pointer(&flags))); e != 0 {
-			return
-		}
-		ok = true
+		syscall.Syscall(syscall.SYS_IOCTL, fd, fsIocSetFlags, uintptr(unsafe.Pointer(&flags)))
 	})
-	return ok
 }
