@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUNS=${RUNS:-3}
 QUICK=${QUICK:-}
-ONLY=${ONLY:-postoffice smtp-sink aiosmtpd-nofsync aiosmtpd-fsync mailpit inbucket dovecot}
+ONLY=${ONLY:-postoffice fsync-files smtp-sink aiosmtpd-nofsync aiosmtpd-fsync mailpit inbucket dovecot}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pobench.XXXXXX")
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT"
@@ -129,6 +129,14 @@ measure() {
 	done
 }
 
+# dev_metrics SERVER BEFORE AFTER N: the device's writes and flushes per
+# message between two dev_io readings, over N messages.
+dev_metrics() {
+	[ -n "$2" ] && [ -n "$3" ] || return 0
+	metric "$1" dev-writes-per-msg "$(awk -v a="$2" -v b="$3" -v n="$4" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[1] - x[1]) / n}')"
+	metric "$1" dev-flushes-per-msg "$(awk -v a="$2" -v b="$3" -v n="$4" 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[2] - x[2]) / n}')"
+}
+
 # smtp_suite SERVER PORT PID: the four SMTP cases, RSS and CPU.
 smtp_suite() {
 	local s=$1 p=$2 pid=$3 t0 t1 n
@@ -141,10 +149,7 @@ smtp_suite() {
 	d1=$(dev_io)
 	n=$((RUNS * 8 * N8))
 	metric "$s" cpu-per-1000 "$(awk -v d=$((t1 - t0)) -v t="$CLK_TCK" -v n=$n 'BEGIN {printf "%.4f", d / t / n * 1000}')"
-	if [ -n "$d0" ] && [ -n "$d1" ]; then
-		metric "$s" dev-writes-per-msg "$(awk -v a="$d0" -v b="$d1" -v n=$n 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[1] - x[1]) / n}')"
-		metric "$s" dev-flushes-per-msg "$(awk -v a="$d0" -v b="$d1" -v n=$n 'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.3f", (y[2] - x[2]) / n}')"
-	fi
+	dev_metrics "$s" "$d0" "$d1" "$n"
 	measure "$s" smtp-2k-64 "${a[@]}" -conns 64 -msgs "$N64" -size 2048
 	metric "$s" rss-2k "$(hwm_mb "$pid")"
 	measure "$s" smtp-1m-8 "${a[@]}" -conns 8 -msgs "$N1M" -size 1048576
@@ -189,6 +194,23 @@ if [ -n "${BASELINE_BIN:-}" ]; then
 	wait_port "$SP"
 	smtp_suite postoffice-baseline "$SP" "$PID"
 	stop "$PID"
+fi
+
+# ---- the no-protocol baseline: one fsync'd file per message ----
+# loadgen -mode files: 1, 8 and 64 writers, each message created in tmp/,
+# written, fsynced, renamed into new/, new/ fsynced; no server, no sharing.
+# Recorded under the SMTP case names, so it is a row of the same table.
+if want fsync-files; then
+	log "fsync-files (no protocol)"
+	D=$WORK/data/fsync-files
+	mkdir -p "$D"
+	f=(-mode files -dir "$D/md" -size 2048)
+	measure fsync-files smtp-2k-1 "${f[@]}" -conns 1 -msgs "$N1"
+	d0=$(dev_io)
+	measure fsync-files smtp-2k-8 "${f[@]}" -conns 8 -msgs "$N8"
+	d1=$(dev_io)
+	dev_metrics fsync-files "$d0" "$d1" $((RUNS * 8 * N8))
+	measure fsync-files smtp-2k-64 "${f[@]}" -conns 64 -msgs "$N64"
 fi
 
 # ---- smtp-sink: discards every message ----

@@ -8,6 +8,7 @@
 //	loadgen -mode pop3 -addr 127.0.0.1:1100 -user u -pass p -dele
 //	loadgen -mode pop3stat -addr 127.0.0.1:1100 -user u -pass p -msgs 3
 //	loadgen -mode maildir -dir /tmp/mb/user -count 10000 -size 2048 -naming postoffice
+//	loadgen -mode files -dir /tmp/files -conns 8 -msgs 250 -size 2048
 //
 // Modes:
 //
@@ -31,6 +32,11 @@
 //     -dir/new (creating -dir/{tmp,new,cur}), named as Postoffice names them
 //     (-naming postoffice) or as Dovecot does, with the size in the name
 //     (-naming dovecot). No server involved: it prepares POP3 runs.
+//   - files: the no-protocol baseline. -conns writers each store -msgs
+//     messages of -size octets in the Maildir -dir, one file per message:
+//     create tmp/<name>, write, fsync, rename to new/<name>, fsync new/.
+//     No server involved: it measures what the disk gives durable
+//     one-file-per-message storage with no fsync shared.
 //
 // Every load loop is bounded twice: by its count and by -duration, after
 // which outstanding work is abandoned and counted as errors.
@@ -152,11 +158,11 @@ func (c *collector) result(o *options, elapsed time.Duration) Result {
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "smtp", "smtp, pop3, pop3stat, maildir, ports (print -count free ports) or report (-in results)")
+	flag.StringVar(&o.mode, "mode", "smtp", "smtp, pop3, pop3stat, files (no-protocol baseline into -dir), maildir, ports (print -count free ports) or report (-in results)")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:2525", "server address")
 	flag.IntVar(&o.conns, "conns", 1, "concurrent connections")
-	flag.IntVar(&o.msgs, "msgs", 100, "smtp: messages per connection; pop3stat: logins")
-	flag.IntVar(&o.size, "size", 2048, "message size in octets (smtp, maildir)")
+	flag.IntVar(&o.msgs, "msgs", 100, "smtp: messages per connection; files: per writer; pop3stat: logins")
+	flag.IntVar(&o.size, "size", 2048, "message size in octets (smtp, files, maildir)")
 	flag.BoolVar(&o.newConn, "newconn", false, "smtp: a new connection per message")
 	flag.BoolVar(&o.pipelining, "pipelining", false, "smtp: send MAIL, RCPT, DATA/BDAT in one write")
 	flag.BoolVar(&o.bdat, "bdat", false, "smtp: send the body with BDAT LAST instead of DATA")
@@ -170,7 +176,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "cap on one reply")
 	flag.BoolVar(&o.jsonOnly, "json", false, "print only the JSON result")
 	flag.StringVar(&o.label, "label", "", "label copied into the result")
-	flag.StringVar(&o.dir, "dir", "", "maildir: the Maildir to fill")
+	flag.StringVar(&o.dir, "dir", "", "maildir, files: the Maildir to fill")
 	flag.IntVar(&o.count, "count", 1000, "maildir: number of files")
 	flag.StringVar(&o.naming, "naming", "postoffice", "maildir: postoffice or dovecot file names")
 	flag.StringVar(&o.in, "in", "", "report: the results file (JSON lines) to summarise")
@@ -207,6 +213,11 @@ func main() {
 		res = runPOP3(ctx, &o)
 	case "pop3stat":
 		res = runPOP3Stat(ctx, &o)
+	case "files":
+		if res, err = runFiles(ctx, &o); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "loadgen: unknown -mode %q\n", o.mode)
 		os.Exit(2)

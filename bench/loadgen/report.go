@@ -192,6 +192,15 @@ func report(path string, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "| %s | %s | ≥ %.2f× | %.2f× | %s |\n", t.cs, t.peer, t.min, r, verdict)
 	}
+	// Not a target: how Postoffice, protocol included, compares with the
+	// disk's rate for one fsync'd file per message and no protocol.
+	for _, cs := range []string{"smtp-2k-1", "smtp-2k-8", "smtp-2k-64"} {
+		a, b := rate[key{po, cs}], rate[key{"fsync-files", cs}]
+		if len(a) == 0 || len(b) == 0 || median(b) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | fsync-files (no protocol) | (none) | %.2f× | for reference |\n", cs, median(a)/median(b))
+	}
 	if a, ok := metric[key{po, "rss-1m"}]; ok {
 		b := metric[key{po, "rss-2k"}]
 		verdict := "met"
