@@ -272,7 +272,7 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 		if inst != nil {
 			path := filepath.Join(inst.path, newID()+msgExt)
 			var f *os.File
-			if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm); err == nil {
+			if f, err = createFile(path); err == nil {
 				return &stagedFile{f: f, path: path, staged: true, inst: inst}, nil
 			}
 			if taken {
@@ -292,6 +292,23 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 		// another.
 		if inst != nil {
 			s.forget(inst)
+		}
+	}
+}
+
+// createFile creates path (it must not exist) for reading and writing,
+// like os.OpenFile with O_RDWR|O_CREATE|O_EXCL, in two system calls where
+// os.OpenFile makes six: it would also try to register a regular file with
+// the network poller (fcntl calls and a failing epoll_ctl), once per
+// message.
+func createFile(path string) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, filePerm)
+		if err == nil {
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		if err != syscall.EINTR {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"os"
 	"sync"
+	"syscall"
 )
 
 // Group commit of directory fsyncs.
@@ -98,15 +99,39 @@ func (ss *syncerSet) get(dir string) *dirSyncer {
 }
 
 // syncDir opens dir and fsyncs it, making its entries (names created or
-// removed) durable.
+// removed) durable. It uses the system calls directly: os.Open would also
+// try to register the descriptor with the network poller (four fcntl calls
+// and a failing epoll_ctl), on the path of every delivery.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := openDir(dir)
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
+	err = retryEINTR(func() error { return syscall.Fsync(fd) })
+	if cerr := syscall.Close(fd); err == nil && cerr != nil {
+		return &os.PathError{Op: "close", Path: dir, Err: cerr}
 	}
-	return err
+	if err != nil {
+		return &os.PathError{Op: "fsync", Path: dir, Err: err}
+	}
+	return nil
+}
+
+// openDir opens dir read-only as a directory (close-on-exec).
+func openDir(dir string) (int, error) {
+	for {
+		fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// retryEINTR calls f until it returns something other than EINTR.
+func retryEINTR(f func() error) error {
+	for {
+		if err := f(); err != syscall.EINTR {
+			return err
+		}
+	}
 }
