@@ -509,3 +509,50 @@ func TestStageRefillEndsDuringBackoff(t *testing.T) {
 		t.Fatal("refill still running half-way through the backoff")
 	}
 }
+
+// TestStageMovesWhenCreationIsSlow: a refill whose creations cost more CPU
+// per file than stageSlowCreateCPU moves the stager to a new instance
+// directory, once (at most one move per stageMinRelocate); deliveries go
+// on through both directories, and the old one goes when used up.
+func TestStageMovesWhenCreationIsSlow(t *testing.T) {
+	saved := stageSlowCreateCPU
+	stageSlowCreateCPU = -1 // every creation counts as slow
+	t.Cleanup(func() { stageSlowCreateCPU = saved })
+	var logs bytes.Buffer
+	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	deliver(t, m, sampleMsg, "a")
+	m.stage.wait()
+	m.stage.mu.Lock()
+	var first string
+	if len(m.stage.old) == 1 {
+		first = m.stage.old[0].path
+	}
+	cur := m.stage.cur
+	m.stage.mu.Unlock()
+	if first == "" || cur == nil || first == cur.path {
+		t.Fatalf("no move after a slow refill: old %q, current %v\n%s", first, cur, logs.String())
+	}
+	if !strings.Contains(logs.String(), "staging moved") || !strings.Contains(logs.String(), "cpu_per_file") {
+		t.Fatalf("move not logged:\n%s", logs.String())
+	}
+	// Slow refills go on, but within the minute nothing moves again.
+	var ids []string
+	for range 3 * stageTarget {
+		ids = append(ids, deliver(t, m, sampleMsg, "a"))
+	}
+	m.stage.wait()
+	m.stage.mu.Lock()
+	again := m.stage.cur
+	m.stage.mu.Unlock()
+	if again != cur {
+		t.Fatalf("moved again within %v: %s -> %s", stageMinRelocate, cur.path, again.path)
+	}
+	if !waitUntil(func() bool { m.stage.wait(); return !exists(first) }) {
+		t.Fatalf("old instance directory %s still there: %v", first, names(t, first))
+	}
+	for _, id := range ids {
+		if _, err := os.Stat(filepath.Join(m.Root(), "a", "new", id+msgExt)); err != nil {
+			t.Fatalf("delivered message missing: %v", err)
+		}
+	}
+}
