@@ -84,6 +84,7 @@ func serve(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	logger := newLogger(cfg, stderr)
+	procs := raiseProcs()
 	srv, err := server.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "postoffice: %v\n", err)
@@ -93,7 +94,8 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postoffice: %v\n", err)
 		return 1
 	}
-	logger.Info("postoffice started", "version", version(), "mailbox_dir", cfg.MailboxDir, "hostname", cfg.Hostname)
+	logger.Info("postoffice started", "version", version(), "mailbox_dir", cfg.MailboxDir, "hostname", cfg.Hostname,
+		"gomaxprocs", procs)
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
