@@ -175,13 +175,14 @@ mkdir -p "$WORK/data"
 # they average over 0.2 ms (here a quiet block group costs 50-160 us, one
 # after a mass deletion 0.4-1.2 ms) or the disk is busy, at most
 # QUIET_WAIT seconds (360).
+# The probe's files stay until the end: deleting them would slow the next
+# probe the same way.
 quiet_probe() { # prints the mean creation time in microseconds
-	local p=$WORK/data/.probe t0 t1
-	mkdir -p "$p"
+	local p t0 t1
+	p=$(mktemp -d "$WORK/data/.probe.XXXXXX")
 	t0=$(date +%s%N)
 	for i in $(seq 500); do : >"$p/$i"; done
 	t1=$(date +%s%N)
-	rm -rf "$p"
 	echo $(((t1 - t0) / 500000))
 }
 # The disk must be idle too: after a mass deletion the kernel writes the
