@@ -53,7 +53,10 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	sleep 0.3
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-	[ -n "${KEEP:-}" ] || rm -rf "$WORK/data"
+	if [ -z "${KEEP:-}" ]; then
+		rm -rf "$WORK/data" "$WORK/postoffice" "$WORK/postoffice-baseline" "$WORK/loadgen"
+		rmdir "$WORK" 2>/dev/null || true # empty unless $OUT is inside it
+	fi
 }
 trap cleanup EXIT
 
