@@ -34,7 +34,8 @@
 //     (-naming dovecot). No server involved: it prepares POP3 runs.
 //   - files: the no-protocol baseline. -conns writers each store -msgs
 //     messages of -size octets in the Maildir -dir, one file per message:
-//     create tmp/<name>, write, fsync, rename to new/<name>, fsync new/.
+//     create tmp/<name>, write, fsync, close, rename to new/<name>, fsync
+//     new/.
 //     No server involved: it measures what the disk gives durable
 //     one-file-per-message storage with no fsync shared.
 //

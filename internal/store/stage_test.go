@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -554,5 +555,35 @@ func TestStageMovesWhenCreationIsSlow(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(m.Root(), "a", "new", id+msgExt)); err != nil {
 			t.Fatalf("delivered message missing: %v", err)
 		}
+	}
+}
+
+// threadCPUTime measures the calling thread's CPU time: it grows by about
+// the time spent computing, and hardly at all while the thread sleeps.
+func TestThreadCPUTime(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c0, ok := threadCPUTime()
+	if !ok {
+		t.Fatal("CLOCK_THREAD_CPUTIME_ID cannot be read")
+	}
+	w0 := time.Now()
+	x := uint64(1)
+	for time.Since(w0) < 20*time.Millisecond {
+		for i := 0; i < 1000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	wall := time.Since(w0)
+	c1, _ := threadCPUTime()
+	// On a busy machine the thread may be preempted, so the CPU time may
+	// be less than the wall time, but never more, and not near nothing.
+	if busy := c1 - c0; busy < 2*time.Millisecond || busy > wall+time.Millisecond {
+		t.Fatalf("computing for %v counted %v of CPU (x=%d)", wall, busy, x)
+	}
+	time.Sleep(20 * time.Millisecond)
+	c2, _ := threadCPUTime()
+	if idle := c2 - c1; idle > 5*time.Millisecond {
+		t.Fatalf("sleeping 20ms counted %v of CPU", idle)
 	}
 }
