@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 )
 
@@ -27,18 +26,7 @@ func runFiles(ctx context.Context, o *options) (Result, error) {
 			return Result{}, err
 		}
 	}
-	var col collector
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range o.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			filesWorker(ctx, o, w, &col)
-		}()
-	}
-	wg.Wait()
-	return col.result(o, time.Since(start)), nil
+	return runWorkers(ctx, o, filesWorker), nil
 }
 
 func filesWorker(ctx context.Context, o *options, w int, col *collector) {

@@ -157,6 +157,23 @@ func (c *collector) result(o *options, elapsed time.Duration) Result {
 	return r
 }
 
+// runWorkers runs worker for w = 0 .. o.conns-1 concurrently, each with
+// the shared collector, and summarises their outcomes over the whole run.
+func runWorkers(ctx context.Context, o *options, worker func(ctx context.Context, o *options, w int, col *collector)) Result {
+	var col collector
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range o.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker(ctx, o, w, &col)
+		}()
+	}
+	wg.Wait()
+	return col.result(o, time.Since(start))
+}
+
 func main() {
 	var o options
 	flag.StringVar(&o.mode, "mode", "smtp", "smtp, pop3, pop3stat, files (no-protocol baseline into -dir), maildir, ports (print -count free ports) or report (-in results)")

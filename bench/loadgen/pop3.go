@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -114,24 +113,15 @@ func (pc *popConn) login(user, pass string) (int, error) {
 
 // runPOP3 retrieves (and optionally deletes) every message of every user.
 func runPOP3(ctx context.Context, o *options) Result {
-	var col collector
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range o.conns {
+	return runWorkers(ctx, o, func(ctx context.Context, o *options, w int, col *collector) {
 		user := o.user
 		if o.conns > 1 {
 			user += strconv.Itoa(w + 1)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := popWorker(ctx, o, user, &col); err != nil {
-				col.fail(err, 1)
-			}
-		}()
-	}
-	wg.Wait()
-	return col.result(o, time.Since(start))
+		if err := popWorker(ctx, o, user, col); err != nil {
+			col.fail(err, 1)
+		}
+	})
 }
 
 // popWorker runs one session: login, RETR (and DELE) all, QUIT. Up to

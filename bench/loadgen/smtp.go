@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -182,18 +181,7 @@ func (sc *smtpConn) quit() {
 
 // runSMTP runs o.conns workers of o.msgs messages each.
 func runSMTP(ctx context.Context, o *options) Result {
-	var col collector
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range o.conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			smtpWorker(ctx, o, w, &col)
-		}()
-	}
-	wg.Wait()
-	return col.result(o, time.Since(start))
+	return runWorkers(ctx, o, smtpWorker)
 }
 
 // smtpWorker sends o.msgs messages, over one connection or one per message.
