@@ -19,12 +19,7 @@ func flock(f *os.File, how int) error {
 	}
 	var ferr error
 	cerr := rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Flock(int(fd), how)
-			if ferr != syscall.EINTR {
-				return
-			}
-		}
+		ferr = retryEINTR(func() error { return syscall.Flock(int(fd), how) })
 	})
 	if cerr != nil {
 		return cerr

@@ -433,12 +433,7 @@ func fdatasync(f *os.File) error {
 	}
 	var serr error
 	if cerr := rc.Control(func(fd uintptr) {
-		for {
-			serr = syscall.Fdatasync(int(fd))
-			if serr != syscall.EINTR {
-				return
-			}
-		}
+		serr = retryEINTR(func() error { return syscall.Fdatasync(int(fd)) })
 	}); cerr != nil {
 		return cerr
 	}

@@ -118,13 +118,12 @@ func syncDir(dir string) error {
 }
 
 // openDir opens dir read-only as a directory (close-on-exec).
-func openDir(dir string) (int, error) {
-	for {
-		fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-		if err != syscall.EINTR {
-			return fd, err
-		}
-	}
+func openDir(dir string) (fd int, err error) {
+	err = retryEINTR(func() error {
+		fd, err = syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		return err
+	})
+	return fd, err
 }
 
 // retryEINTR calls f until it returns something other than EINTR.
