@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"postoffice/internal/auth/tty"
 	"postoffice/internal/config"
 	"postoffice/internal/store"
+	"postoffice/internal/store/maildir"
 )
 
 const mailboxUsage = `Usage:
@@ -82,7 +84,8 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1
 	}
-	st, err := store.NewMaildir(cfg.MailboxDir, store.MaildirOptions{})
+	var st store.Store
+	st, err = maildir.New(cfg.MailboxDir, maildir.Options{})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1
@@ -94,8 +97,8 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: %q is not a mailbox name\n", prog, rest[0])
 			return 2
 		}
-		if fi, err := os.Stat(filepath.Join(st.Root(), name)); err != nil || !fi.IsDir() {
-			fmt.Fprintf(stderr, "%s: no mailbox %s in %s\n", prog, name, st.Root())
+		if names, err := st.Mailboxes(); err != nil || !slices.Contains(names, name) {
+			fmt.Fprintf(stderr, "%s: no mailbox %s in %s\n", prog, name, filepath.Clean(cfg.MailboxDir))
 			return 1
 		}
 	}
@@ -114,7 +117,7 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func mailboxList(st *store.Maildir, w io.Writer) error {
+func mailboxList(st store.Store, w io.Writer) error {
 	names, err := st.Mailboxes()
 	if err != nil {
 		return err
@@ -139,7 +142,7 @@ func mailboxList(st *store.Maildir, w io.Writer) error {
 	return tw.Flush()
 }
 
-func mailboxShow(st *store.Maildir, name string, limit int, w io.Writer) error {
+func mailboxShow(st store.Store, name string, limit int, w io.Writer) error {
 	msgs, err := st.List(name)
 	if err != nil {
 		return err
@@ -157,7 +160,7 @@ func mailboxShow(st *store.Maildir, name string, limit int, w io.Writer) error {
 	fmt.Fprintln(tw, "RECEIVED\tSIZE\tFROM\tSUBJECT\tDATE\tID")
 	for i := len(msgs) - 1; i >= 0 && i >= len(msgs)-limit; i-- {
 		m := msgs[i]
-		h := readHeader(m.Path)
+		h := readHeader(m.Open)
 		date := "-"
 		if !h.date.IsZero() {
 			date = h.date.Format(time.RFC1123Z)
@@ -174,12 +177,12 @@ type header struct {
 	date          time.Time
 }
 
-// readHeader parses the header of the message file at path (at most
+// readHeader parses the header of the message open returns (at most
 // 256 KiB is read); a message that cannot be read or parsed gives what
 // could be found.
-func readHeader(path string) header {
+func readHeader(open func() (io.ReadCloser, error)) header {
 	var h header
-	f, err := os.Open(path)
+	f, err := open()
 	if err != nil {
 		return h
 	}
@@ -221,7 +224,7 @@ func clip(s string, n int) string {
 	return s
 }
 
-func mailboxPurge(st *store.Maildir, name string, yes bool, stdin io.Reader, w io.Writer) error {
+func mailboxPurge(st store.Store, name string, yes bool, stdin io.Reader, w io.Writer) error {
 	md, err := st.OpenMaildrop(name)
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("mailbox %s is in use by a POP3 session; try again later", name)

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"postoffice/internal/store"
+	"postoffice/internal/store/maildir"
 )
 
 // runCmd runs "postoffice ARGS..." in process.
@@ -179,7 +180,7 @@ func TestCheckMailboxOnAnotherFilesystem(t *testing.T) {
 	}
 }
 
-func deliverTo(t *testing.T, st *store.Maildir, mailbox, msg string) string {
+func deliverTo(t *testing.T, st store.Deliverer, mailbox, msg string) string {
 	t.Helper()
 	id := st.NewID()
 	if err := st.Deliver(context.Background(), id, []string{mailbox}, strings.NewReader(msg)); err != nil {
@@ -190,7 +191,7 @@ func deliverTo(t *testing.T, st *store.Maildir, mailbox, msg string) string {
 
 func TestMailboxCommands(t *testing.T) {
 	mail := filepath.Join(t.TempDir(), "mail")
-	st, err := store.NewMaildir(mail, store.MaildirOptions{})
+	st, err := maildir.New(mail, maildir.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"postoffice/internal/backend"
 	"postoffice/internal/config"
-	"postoffice/internal/delivery"
 	"postoffice/internal/smtp"
-	"postoffice/internal/store"
+	"postoffice/internal/store/maildir"
 )
 
 // faultServer starts a whole server in-process on loopback port 0, without
@@ -294,7 +294,7 @@ func TestFaultClientVanishes(t *testing.T) {
 // a full disk gives, so the Maildir goes through its real failure path (the
 // same io.Copy that writes the tmp file) and maps it to ErrNoSpace.
 type enospcStore struct {
-	*store.Maildir
+	*maildir.Maildir
 	full atomic.Bool
 }
 
@@ -316,7 +316,7 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // goes on, the stored mail stays readable, and delivery works again when
 // space returns.
 func TestFaultDiskFullInjected(t *testing.T) {
-	md, err := store.NewMaildir(filepath.Join(t.TempDir(), "mailbox"), store.MaildirOptions{})
+	md, err := maildir.New(filepath.Join(t.TempDir(), "mailbox"), maildir.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestFaultDiskFullInjected(t *testing.T) {
 	st := &enospcStore{Maildir: md}
 	srv := &smtp.Server{
 		Hostname: "mx.test",
-		Backend:  &delivery.Backend{Store: st, Router: &delivery.Router{Single: "user"}, Hostname: "mx.test"},
+		Backend:  &backend.SMTP{Store: st, Router: &backend.Router{Single: "user"}, Hostname: "mx.test"},
 		Logger:   slog.New(slog.DiscardHandler),
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

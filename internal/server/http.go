@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"postoffice/internal/web"
@@ -33,7 +32,7 @@ func (s *Server) newMux() *http.ServeMux {
 	// The web inbox (internal/web) serves everything else.
 	if !s.cfg.WebDisable {
 		h, err := web.New(web.Options{
-			Store:     s.store,
+			Store:     s.index,
 			Users:     s.currentUsers,
 			UsersFile: s.users != nil,
 			Admin:     s.cfg.WebAdmin,
@@ -122,8 +121,8 @@ type readiness struct {
 }
 
 // Ready runs the readiness checks: "listeners" (every configured listener
-// is open and the server is not shutting down) and "mailbox_dir" (a file
-// can be created and removed in it).
+// is open and the server is not shutting down) and "mailbox_dir" (the
+// store's Probe: for the Maildir, a file can be created and removed in it).
 func (s *Server) Ready() (ok bool, checks map[string]string) {
 	checks = map[string]string{"listeners": "ok", "mailbox_dir": "ok"}
 	ok = true
@@ -142,7 +141,7 @@ func (s *Server) Ready() (ok bool, checks map[string]string) {
 			}
 		}
 	}
-	if err := probeWritable(s.store.Root()); err != nil {
+	if err := s.store.Probe(); err != nil {
 		checks["mailbox_dir"] = err.Error()
 		ok = false
 	}
@@ -157,15 +156,4 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		body.Status, code = "unavailable", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, body)
-}
-
-// probeWritable creates and removes a file in dir.
-func probeWritable(dir string) error {
-	f, err := os.CreateTemp(dir, ".postoffice-ready-*")
-	if err != nil {
-		return err
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name)
 }

@@ -42,7 +42,7 @@ func TestMetricsCountRefusalsAndStoreErrors(t *testing.T) {
 	b.expect("421 ")
 	waitMetric(t, s, `postoffice_connections_rejected_total{proto="smtp",reason="limit"}`, func(v float64) bool { return v == rejected+1 })
 
-	newDir := filepath.Join(s.Store().Root(), "user", "new")
+	newDir := filepath.Join(s.cfg.MailboxDir, "user", "new")
 	if err := os.Rename(newDir, newDir+".away"); err != nil {
 		t.Fatal(err)
 	}

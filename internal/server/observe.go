@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,10 +36,10 @@ func (c *countingConn) Close() error {
 	return c.Conn.Close()
 }
 
-// meteredStore is the store as the protocol backends see it: it measures
+// meteredStore is the store as the SMTP backend sees it: it measures
 // delivery latency and counts store errors.
 type meteredStore struct {
-	store.Store
+	store.Deliverer
 	m *metrics.Metrics
 }
 
@@ -52,7 +50,7 @@ type meteredStore struct {
 // store error.
 func (s *meteredStore) Deliver(ctx context.Context, id string, mailboxes []string, r io.Reader) error {
 	er := &eofReader{r: r}
-	err := s.Store.Deliver(ctx, id, mailboxes, er)
+	err := s.Deliverer.Deliver(ctx, id, mailboxes, er)
 	if err != nil {
 		if er.err == nil && ctx.Err() == nil {
 			s.m.StoreError("deliver")
@@ -65,9 +63,16 @@ func (s *meteredStore) Deliver(ctx context.Context, id string, mailboxes []strin
 	return nil
 }
 
+// meteredMaildrops is the store as the POP3 backend sees it: it counts
+// store errors.
+type meteredMaildrops struct {
+	store.MaildropOpener
+	m *metrics.Metrics
+}
+
 // OpenMaildrop counts failures other than a held lock.
-func (s *meteredStore) OpenMaildrop(mailbox string) (store.Maildrop, error) {
-	md, err := s.Store.OpenMaildrop(mailbox)
+func (s *meteredMaildrops) OpenMaildrop(mailbox string) (store.Maildrop, error) {
+	md, err := s.MaildropOpener.OpenMaildrop(mailbox)
 	if err != nil && !errors.Is(err, store.ErrLocked) {
 		s.m.StoreError("open")
 	}
@@ -95,10 +100,10 @@ func (e *eofReader) Read(p []byte) (int, error) {
 }
 
 // trackMailboxes keeps the mailbox gauges: it subscribes to the store's
-// events, then counts every mailbox from disk (store.Usage: one directory
-// read and a stat per message, never the message files), and from then on
-// applies each event: an arrival adds the size of the new file, a deletion
-// recounts that mailbox. Events that come during the first count only mark
+// events, then counts every mailbox (store.Admin.Usage: for the Maildir one
+// directory read and a stat per message, never the message files), and
+// from then on applies each event: an arrival adds the size of the new
+// message, a deletion recounts that mailbox. Events that come during the first count only mark
 // their mailbox for a recount after it. It runs until ctx ends.
 func (s *Server) trackMailboxes(ctx context.Context) {
 	gauges := s.metrics.Mailboxes
@@ -176,14 +181,8 @@ func (s *Server) trackMailboxes(ctx context.Context) {
 				gauges.Add(ev.Mailbox, 1, ev.Size)
 				continue
 			}
-			for _, id := range ev.IDs {
-				fi, err := os.Stat(filepath.Join(s.store.Root(), ev.Mailbox, "new", id+".eml"))
-				if err != nil {
-					recount(ev.Mailbox) // moved or removed already
-					break
-				}
-				gauges.Add(ev.Mailbox, 1, fi.Size())
-			}
+			recount(ev.Mailbox) // an arrival without its size
+
 		case <-tick.C:
 			for _, mb := range takeDirty() {
 				recount(mb)

@@ -252,7 +252,7 @@ func getJSON(t *testing.T, url string) (int, map[string]any) {
 // read-only mode would not stop a write), /healthz stays up.
 func TestHealthReflectsBrokenMailboxDir(t *testing.T) {
 	s := opsServer(t, func(c *config.Config) { c.WebDisable = true }) // "/" is then 404 JSON
-	dir := s.Store().Root()
+	dir := s.cfg.MailboxDir
 	ready := func() (int, string) {
 		code, body := getJSON(t, s.testURL("/readyz"))
 		checks, _ := body["checks"].(map[string]any)
@@ -323,7 +323,12 @@ func TestRetentionSkipsLockedMailbox(t *testing.T) {
 	if err != nil || len(l) != 1 {
 		t.Fatalf("after pruning: %d messages, %v", len(l), err)
 	}
-	f, err := os.ReadFile(l[0].Path)
+	rc, err := l[0].Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := io.ReadAll(rc)
+	rc.Close()
 	if err != nil || !strings.Contains(string(f), "message 2") {
 		t.Errorf("kept the wrong message: %q %v", f, err)
 	}

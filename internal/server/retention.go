@@ -29,9 +29,15 @@ const pruneBatch = 1000
 // a backlog.
 const pruneDebounce = time.Second
 
+// prunable is what the pruner needs of the store.
+type prunable interface {
+	store.Events
+	store.Admin
+}
+
 // pruner runs retention passes in the background.
 type pruner struct {
-	st       *store.Maildir
+	st       prunable
 	policy   store.RetentionPolicy
 	interval time.Duration
 	log      *slog.Logger
@@ -44,7 +50,7 @@ type pruner struct {
 	done  chan struct{}   // closed when run returns
 }
 
-func newPruner(st *store.Maildir, policy store.RetentionPolicy, interval time.Duration, log *slog.Logger, m *metrics.Metrics) *pruner {
+func newPruner(st prunable, policy store.RetentionPolicy, interval time.Duration, log *slog.Logger, m *metrics.Metrics) *pruner {
 	return &pruner{st: st, policy: policy, interval: interval, log: log, m: m, now: time.Now,
 		dirty: map[string]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }

@@ -21,12 +21,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"postoffice/internal/auth"
+	"postoffice/internal/backend"
 	"postoffice/internal/config"
-	"postoffice/internal/delivery"
 	"postoffice/internal/metrics"
 	"postoffice/internal/pop3"
 	"postoffice/internal/smtp"
 	"postoffice/internal/store"
+	"postoffice/internal/store/index"
+	"postoffice/internal/store/maildir"
 	"postoffice/internal/textio"
 	"postoffice/internal/web"
 )
@@ -35,7 +37,8 @@ import (
 type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
-	store  *store.Maildir
+	store  store.Store
+	index  *index.Index // the web inbox's view of the store
 	certs  *certSource
 	users  *auth.UsersFile // nil without --users-file
 	single *auth.Users     // the default user without --users-file
@@ -57,7 +60,9 @@ type Server struct {
 	wg        sync.WaitGroup
 }
 
-// New prepares a server from cfg; Start opens the listeners.
+// New prepares a server from cfg; Start opens the listeners. It opens the
+// store, the users and the TLS certificate, then builds the protocol
+// engines on the backends, the HTTP routes and the retention pruner.
 func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -66,91 +71,140 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}, metrics: metrics.New()}
+	if err := s.openStore(); err != nil {
+		return nil, err
+	}
+	router, err := s.openUsers()
+	if err != nil {
+		return nil, err
+	}
+	s.thr = s.newThrottle()
+	tlsConfig, err := s.loadTLS()
+	if err != nil {
+		return nil, err
+	}
+	s.smtp = s.newSMTP(router, tlsConfig)
+	s.pop3 = s.newPOP3(tlsConfig)
+	s.mux = s.newMux()
+	if policy := s.retentionPolicy(); policy.Enabled() {
+		s.pruner = newPruner(s.store, policy, cfg.RetentionInterval, logger, s.metrics)
+	}
+	return s, nil
+}
 
-	st, err := store.NewMaildir(cfg.MailboxDir, store.MaildirOptions{
-		Logger:    logger,
+// openStore opens the Maildir under --mailbox-dir, its directory fsyncs
+// timed by the metrics, and the index the web inbox browses it through.
+func (s *Server) openStore() error {
+	md, err := maildir.New(s.cfg.MailboxDir, maildir.Options{
+		Logger:    s.log,
 		FsyncDone: func(_ string, took time.Duration, err error) { s.metrics.Fsync(took, err) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("--mailbox-dir: %w", err)
+		return fmt.Errorf("--mailbox-dir: %w", err)
 	}
-	s.store = st
-	metered := &meteredStore{Store: st, m: s.metrics}
+	s.store = md
+	s.index = index.New(md, index.Options{})
+	return nil
+}
 
-	router := &delivery.Router{CatchAll: auth.CanonicalName(cfg.CatchAll), Domains: cfg.Domains}
-	if cfg.UsersFile != "" {
-		uf, err := auth.OpenUsersFile(cfg.UsersFile, logger)
-		if err != nil {
-			return nil, fmt.Errorf("--users-file: %w", err)
-		}
-		s.users = uf
-		if router.CatchAll != "" {
-			if _, ok := uf.Current().Lookup(router.CatchAll); !ok {
-				return nil, fmt.Errorf("--catch-all: %q is not a user of %s", cfg.CatchAll, cfg.UsersFile)
-			}
-		}
-		router.Users = func() delivery.Directory { return uf.Current() }
-		// RFC 5321 §4.5.1: "postmaster" must be deliverable. Without a user
-		// or alias of that name (and no catch-all), it goes to the web
-		// admin, else to the first user by name.
-		admin := auth.CanonicalName(cfg.WebAdmin)
-		router.Postmaster = func() string {
-			u := uf.Current()
-			if _, ok := u.Lookup(admin); admin != "" && ok {
-				return admin
-			}
-			if names := u.Names(); len(names) > 0 {
-				return names[0]
-			}
-			return ""
-		}
-	} else {
+// openUsers opens --users-file, or makes the single default user without
+// one, and returns the recipient router that goes with them.
+func (s *Server) openUsers() (*backend.Router, error) {
+	cfg := s.cfg
+	router := &backend.Router{CatchAll: auth.CanonicalName(cfg.CatchAll), Domains: cfg.Domains}
+	if cfg.UsersFile == "" {
 		name := auth.CanonicalName(cfg.DefaultUser)
 		if !auth.ValidName(name) {
 			return nil, fmt.Errorf("--user: %q is not a valid user name (letters, digits, '.', '_', '-')", cfg.DefaultUser)
 		}
 		s.single = auth.SingleUser(name, cfg.DefaultPassword)
 		router.Single = name
+		return router, nil
 	}
+	uf, err := auth.OpenUsersFile(cfg.UsersFile, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("--users-file: %w", err)
+	}
+	s.users = uf
+	if router.CatchAll != "" {
+		if _, ok := uf.Current().Lookup(router.CatchAll); !ok {
+			return nil, fmt.Errorf("--catch-all: %q is not a user of %s", cfg.CatchAll, cfg.UsersFile)
+		}
+	}
+	router.Users = func() backend.Directory { return uf.Current() }
+	// RFC 5321 §4.5.1: "postmaster" must be deliverable. Without a user
+	// or alias of that name (and no catch-all), it goes to the web
+	// admin, else to the first user by name.
+	admin := auth.CanonicalName(cfg.WebAdmin)
+	router.Postmaster = func() string {
+		u := uf.Current()
+		if _, ok := u.Lookup(admin); admin != "" && ok {
+			return admin
+		}
+		if names := u.Names(); len(names) > 0 {
+			return names[0]
+		}
+		return ""
+	}
+	return router, nil
+}
 
-	isLocal := cfg.TrustedNetworks.IsLocal
+// newThrottle returns the failed-login throttle shared by SMTP, POP3 and
+// the web inbox.
+func (s *Server) newThrottle() *auth.Throttle {
 	// The throttle reads zero as "default" and a negative value as "off";
 	// the flags' zero means off.
-	baseDelay := cfg.AuthDelay
+	baseDelay := s.cfg.AuthDelay
 	if baseDelay == 0 {
 		baseDelay = -1
 	}
-	s.thr = auth.NewThrottle(auth.ThrottleConfig{
+	return auth.NewThrottle(auth.ThrottleConfig{
 		BaseDelay:   baseDelay,
-		MaxDelay:    cfg.AuthMaxDelay,
-		MaxFailures: cmp.Or(cfg.AuthMaxFailures, -1),
-		Window:      cfg.AuthWindow,
-		Exempt:      isLocal,
-		Logger:      logger,
+		MaxDelay:    s.cfg.AuthMaxDelay,
+		MaxFailures: cmp.Or(s.cfg.AuthMaxFailures, -1),
+		Window:      s.cfg.AuthWindow,
+		Exempt:      s.cfg.TrustedNetworks.IsLocal,
+		Logger:      s.log,
 	})
-	smtpAuth := &authenticator{users: s.currentUsers, throttle: s.thr, m: s.metrics, proto: "smtp"}
-	pop3Auth := &authenticator{users: s.currentUsers, throttle: s.thr, m: s.metrics, proto: "pop3"}
+}
 
-	var tlsConfig *tls.Config
-	if cfg.TLSEnabled() {
-		cs, err := newCertSource(cfg.TLSCert, cfg.TLSKey, cfg.Hostname)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert: %w", err)
-		}
-		s.certs = cs
-		tlsConfig = cs.config()
+// loadTLS loads --tls-cert/--tls-key (or makes a self-signed certificate),
+// or returns nil when TLS is off.
+func (s *Server) loadTLS() (*tls.Config, error) {
+	if !s.cfg.TLSEnabled() {
+		return nil, nil
 	}
+	cs, err := newCertSource(s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.Hostname)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	s.certs = cs
+	return cs.config(), nil
+}
 
-	s.smtp = &smtp.Server{
+// authn returns the authenticator of proto.
+func (s *Server) authn(proto string) *backend.Authn {
+	return &backend.Authn{Users: s.currentUsers, Throttle: s.thr, Counter: s.metrics, Proto: proto}
+}
+
+// limiter returns a connection limiter of the configured caps.
+func (s *Server) limiter() *textio.Limiter {
+	return &textio.Limiter{Max: s.cfg.MaxConnections, MaxPerIP: s.cfg.MaxConnectionsPerIP, Exempt: s.cfg.TrustedNetworks.IsLocal}
+}
+
+// newSMTP returns the SMTP engine on the SMTP backend.
+func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Server {
+	cfg := s.cfg
+	return &smtp.Server{
 		Hostname: cfg.Hostname,
-		Backend: &delivery.Backend{
-			Store:    metered,
+		Backend: &backend.SMTP{
+			Store:    &meteredStore{Deliverer: s.store, m: s.metrics},
 			Router:   router,
-			Auth:     smtpAuth,
+			Auth:     s.authn("smtp"),
 			Hostname: cfg.Hostname,
-			Logger:   logger,
+			Logger:   s.log,
 		},
-		Logger:            logger.With("proto", "smtp"),
+		Logger:            s.log.With("proto", "smtp"),
 		MaxMessageBytes:   int64(cfg.MaxMessageSize),
 		MaxRecipients:     cfg.MaxRecipients,
 		MaxLineLength:     cfg.MaxLineLength,
@@ -158,33 +212,37 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
-		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		Limiter:           s.limiter(),
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
-		IsLocal:           isLocal,
+		IsLocal:           cfg.TrustedNetworks.IsLocal,
 		RequireAuth:       cfg.SMTPRequireAuth,
 		AuthEnabled:       true,
 		Observer:          s.metrics.Observer("smtp"),
 	}
-	s.pop3 = &pop3.Server{
-		Logger:            logger.With("proto", "pop3"),
-		Backend:           &pop3Backend{auth: pop3Auth, store: metered, log: logger, m: s.metrics},
+}
+
+// newPOP3 returns the POP3 engine on the POP3 backend.
+func (s *Server) newPOP3(tlsConfig *tls.Config) *pop3.Server {
+	cfg := s.cfg
+	return &pop3.Server{
+		Logger: s.log.With("proto", "pop3"),
+		Backend: &backend.POP3{
+			Auth:    s.authn("pop3"),
+			Store:   &meteredMaildrops{MaildropOpener: s.store, m: s.metrics},
+			Counter: s.metrics,
+		},
 		Hostname:          cfg.Hostname,
 		LoginTimeout:      cfg.POP3LoginTimeout,
 		IdleTimeout:       cfg.POP3IdleTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		MaxErrors:         cfg.MaxErrors,
-		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		Limiter:           s.limiter(),
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
-		IsLocal:           isLocal,
+		IsLocal:           cfg.TrustedNetworks.IsLocal,
 		Observer:          s.metrics.Observer("pop3"),
 	}
-	s.mux = s.newMux()
-	if policy := s.retentionPolicy(); policy.Enabled() {
-		s.pruner = newPruner(st, policy, cfg.RetentionInterval, logger, s.metrics)
-	}
-	return s, nil
 }
 
 func (s *Server) currentUsers() *auth.Users {
@@ -280,7 +338,7 @@ func (s *Server) Start() error {
 	// Leftovers of deliveries cut off by a crash: never visible, but they
 	// take space. Only tmp/ directories are read.
 	go func() {
-		if n, err := s.store.CleanAllTmp(); err != nil {
+		if n, err := s.store.Recover(); err != nil {
 			s.log.Warn("cleaning tmp", "err", err)
 		} else if n > 0 {
 			s.log.Info("removed incomplete deliveries from tmp", "files", n)
@@ -342,103 +400,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// After the sessions: remove the tmp files prepared for deliveries. A
 	// delivery still running (past ctx) creates its own.
 	storeErr := s.store.Close()
-	return errors.Join(smtpErr, pop3Err, s.stopHTTP(ctx), storeErr)
+	httpErr := s.stopHTTP(ctx)
+	s.index.Close() // after the last web request
+	return errors.Join(smtpErr, pop3Err, httpErr, storeErr)
 }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
 // Store returns the mailbox store.
-func (s *Server) Store() *store.Maildir { return s.store }
+func (s *Server) Store() store.Store { return s.store }
 
 // retentionPolicy is the policy of the retention flags.
 func (s *Server) retentionPolicy() store.RetentionPolicy {
 	return store.RetentionPolicy{MaxAge: s.cfg.RetentionMaxAge, MaxMessages: s.cfg.RetentionMaxMessages}
-}
-
-// authenticator checks credentials against the current users with the
-// shared failed-login throttle (SMTP AUTH and POP3 alike); there is one per
-// protocol so that failures are counted by protocol.
-type authenticator struct {
-	users    func() *auth.Users
-	throttle *auth.Throttle
-	m        *metrics.Metrics
-	proto    string
-}
-
-// Check is auth.Throttle.Check spelled out, to count failures, penalties
-// and blocks.
-func (a *authenticator) Check(ctx context.Context, ip netip.Addr, username, password string) error {
-	if a.throttle.Blocked(ip) {
-		return delivery.ErrBlocked
-	}
-	if a.users().Verify(username, password) {
-		a.throttle.Success(ip)
-		return nil
-	}
-	wasBlocked := a.throttle.Blocked(ip)
-	penalty := a.throttle.Failure(ip)
-	a.m.AuthFailure(a.proto, penalty, !wasBlocked && a.throttle.Blocked(ip))
-	a.throttle.Wait(ctx, penalty)
-	return delivery.ErrBadCredentials
-}
-
-// pop3Backend opens maildrops for the POP3 engine.
-type pop3Backend struct {
-	auth  *authenticator
-	store store.Store
-	log   *slog.Logger
-	m     *metrics.Metrics
-}
-
-func (b *pop3Backend) Login(ctx context.Context, c pop3.ConnInfo, username, password string) (pop3.Maildrop, error) {
-	switch err := b.auth.Check(ctx, c.RemoteIP, username, password); {
-	case errors.Is(err, delivery.ErrBlocked):
-		b.m.POP3Login("blocked")
-		return nil, pop3.ErrBlocked
-	case errors.Is(err, delivery.ErrBadCredentials):
-		b.m.POP3Login("failed")
-		return nil, pop3.ErrAuthFailed
-	case err != nil:
-		b.m.POP3Login("error")
-		return nil, err
-	}
-	md, err := b.store.OpenMaildrop(auth.CanonicalName(username))
-	if errors.Is(err, store.ErrLocked) {
-		b.m.POP3Login("in_use")
-		return nil, pop3.ErrInUse
-	}
-	if err != nil {
-		b.m.POP3Login("error")
-		return nil, fmt.Errorf("open maildrop %s: %w", username, err)
-	}
-	b.m.POP3Login("ok")
-	msgs := md.Messages()
-	out := make([]pop3.Message, len(msgs))
-	for i, m := range msgs {
-		out[i] = pop3.Message{UID: m.ID, Size: m.Size}
-	}
-	return &maildrop{Maildrop: md, msgs: out, m: b.m}, nil
-}
-
-// maildrop adapts a store.Maildrop to the POP3 engine's interface.
-type maildrop struct {
-	store.Maildrop
-	msgs []pop3.Message
-	m    *metrics.Metrics
-}
-
-func (m *maildrop) Messages() []pop3.Message { return m.msgs }
-
-// Commit counts the messages a POP3 QUIT removes.
-func (m *maildrop) Commit(indexes []int) error {
-	err := m.Maildrop.Commit(indexes)
-	if err != nil {
-		m.m.StoreError("commit")
-		return err
-	}
-	m.m.POP3Deleted(len(indexes))
-	return nil
 }
 
 // blockListener refuses connections from clients over the failed-login cap

@@ -16,7 +16,7 @@ type Query struct {
 	Words []string
 	// From, To (To and Cc) and Subject match their field.
 	From, To, Subject []string
-	// Text matches the message body: Index.List calls BodyMatch on the
+	// Text matches the message body: Browser.List calls BodyMatch on the
 	// first MaxSearchBytes of each message that meets the other
 	// conditions. BodyMatch decides (decoding MIME is the caller's
 	// business); without it, a query with Text matches nothing.
@@ -174,8 +174,9 @@ func containsFold(s, needle string) bool {
 	return strings.Contains(strings.ToLower(s), needle)
 }
 
-// matchSummary checks every condition of q but Text against s.
-func (q *Query) matchSummary(s *Summary) bool {
+// MatchSummary checks every condition of q but Text against s (a
+// Browser checks Text against the body).
+func (q *Query) MatchSummary(s *Summary) bool {
 	to := strings.Join(s.To, ", ")
 	for _, w := range q.Words {
 		if !containsFold(s.From, w) && !containsFold(to, w) && !containsFold(s.Subject, w) {
@@ -208,3 +209,6 @@ func (q *Query) matchSummary(s *Summary) bool {
 	}
 	return true
 }
+
+// MaxSearchBytes bounds how much of each message a text search reads.
+const MaxSearchBytes = 1 << 20

@@ -89,13 +89,13 @@ func (h *Handler) listMailboxes(w http.ResponseWriter, r *http.Request) {
 	var infos []store.MailboxInfo
 	if p.admin {
 		var err error
-		if infos, err = h.index.Mailboxes(); err != nil {
+		if infos, err = h.mail.Mailboxes(); err != nil {
 			h.storeError(w, r, err)
 			return
 		}
 	}
 	if p.user != "" && !slices.ContainsFunc(infos, func(i store.MailboxInfo) bool { return i.Name == p.user }) {
-		info, err := h.index.Mailbox(p.user)
+		info, err := h.mail.Mailbox(p.user)
 		if err != nil {
 			h.storeError(w, r, err)
 			return
@@ -170,7 +170,7 @@ func (h *Handler) listMessages(w http.ResponseWriter, r *http.Request, mb string
 		return
 	}
 	q.BodyMatch = bodyMatch
-	res, err := h.index.List(mb, q, (page-1)*perPage, perPage)
+	res, err := h.mail.List(mb, q, (page-1)*perPage, perPage)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -210,7 +210,7 @@ func bodyMatch(r io.Reader, text []string) bool {
 
 // readMessage reads the raw content of a message (at most maxViewBytes).
 func (h *Handler) readMessage(mb, id string) ([]byte, store.Summary, error) {
-	rc, sum, err := h.index.Open(mb, id)
+	rc, sum, err := h.mail.Open(mb, id)
 	if err != nil {
 		return nil, sum, err
 	}
@@ -285,7 +285,7 @@ func (h *Handler) getMessage(w http.ResponseWriter, r *http.Request, mb string) 
 
 func (h *Handler) getRaw(w http.ResponseWriter, r *http.Request, mb string) {
 	id := r.PathValue("id")
-	rc, sum, err := h.index.Open(mb, id)
+	rc, sum, err := h.mail.Open(mb, id)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -383,7 +383,7 @@ func (h *Handler) getHTML(w http.ResponseWriter, r *http.Request, mb string) {
 
 func (h *Handler) deleteMessage(w http.ResponseWriter, r *http.Request, mb string) {
 	id := r.PathValue("id")
-	deleted, err := h.index.Delete(mb, []string{id})
+	deleted, err := h.mail.Delete(mb, []string{id})
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -420,7 +420,7 @@ func (h *Handler) deleteMessages(w http.ResponseWriter, r *http.Request, mb stri
 		}
 	}
 	if req.All {
-		res, err := h.index.List(mb, store.Query{}, 0, 1<<31-1)
+		res, err := h.mail.List(mb, store.Query{}, 0, 1<<31-1)
 		if err != nil {
 			h.storeError(w, r, err)
 			return
@@ -429,7 +429,7 @@ func (h *Handler) deleteMessages(w http.ResponseWriter, r *http.Request, mb stri
 			req.IDs = append(req.IDs, s.ID)
 		}
 	}
-	deleted, err := h.index.Delete(mb, req.IDs)
+	deleted, err := h.mail.Delete(mb, req.IDs)
 	if err != nil {
 		h.storeError(w, r, err)
 		return
@@ -458,7 +458,7 @@ func (h *Handler) patchMessage(w http.ResponseWriter, r *http.Request, mb string
 		writeError(w, http.StatusBadRequest, "want {\"read\": true} or {\"read\": false}")
 		return
 	}
-	sum, err := h.index.SetSeen(mb, r.PathValue("id"), *req.Read)
+	sum, err := h.mail.SetSeen(mb, r.PathValue("id"), *req.Read)
 	if err != nil {
 		h.storeError(w, r, err)
 		return

@@ -33,8 +33,8 @@ var uiFiles embed.FS
 
 // Options configures the web inbox.
 type Options struct {
-	// Store is the Maildir to show. Required.
-	Store *store.Maildir
+	// Store is the mailboxes to show and their change feed. Required.
+	Store store.Browser
 	// Users returns the current accounts (a users file, or the single
 	// zero-configuration user). Required.
 	Users func() *auth.Users
@@ -62,7 +62,7 @@ type Options struct {
 type Handler struct {
 	opts     Options
 	log      *slog.Logger
-	index    *store.Index
+	mail     store.Browser // opts.Store
 	mux      *http.ServeMux
 	sessions *sessionStore
 
@@ -81,7 +81,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts:     opts,
 		log:      opts.Logger,
-		index:    store.NewIndex(opts.Store, store.IndexOptions{CharsetReader: wordDecoder.CharsetReader}),
+		mail:     opts.Store,
 		mux:      http.NewServeMux(),
 		sessions: newSessionStore(),
 		done:     make(chan struct{}),
@@ -93,17 +93,11 @@ func New(opts Options) (*Handler, error) {
 	return h, nil
 }
 
-// Index returns the header index the handler lists from.
-func (h *Handler) Index() *store.Index { return h.index }
-
 // Close ends the event streams (so that an http.Server's Shutdown does
-// not wait for them) and stops following the store. Register it with
-// http.Server.RegisterOnShutdown. It is idempotent.
+// not wait for them). Register it with http.Server.RegisterOnShutdown. It
+// is idempotent.
 func (h *Handler) Close() {
-	h.closeOnce.Do(func() {
-		close(h.done)
-		h.index.Close()
-	})
+	h.closeOnce.Do(func() { close(h.done) })
 }
 
 func (h *Handler) routes() {

@@ -19,25 +19,28 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"postoffice/internal/auth"
-	"postoffice/internal/store"
+	"postoffice/internal/store/index"
+	"postoffice/internal/store/maildir"
 )
 
 // env is a web inbox over a real Maildir, served on a loopback listener.
 type env struct {
 	t   *testing.T
-	st  *store.Maildir
+	st  *maildir.Maildir
 	h   *Handler
 	srv *httptest.Server
 }
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	st, err := store.NewMaildir(t.TempDir(), store.MaildirOptions{})
+	st, err := maildir.New(t.TempDir(), maildir.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	opts.Store = st
+	x := index.New(st, index.Options{})
+	t.Cleanup(x.Close)
+	opts.Store = x
 	if opts.Users == nil {
 		u := auth.SingleUser("user", "pass")
 		opts.Users = func() *auth.Users { return u }

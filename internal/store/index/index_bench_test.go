@@ -1,10 +1,11 @@
-package store
+package index_test
 
 import (
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,35 +17,32 @@ import (
 // a header search and a bounded body search. It reports the peak RSS of
 // the process (VmHWM) after each. Run with:
 //
-//	go test -run '^$' -bench Index100k -benchtime 20x ./internal/store
+//	go test -run '^$' -bench Index100k -benchtime 20x ./internal/store/index
 func BenchmarkIndex100k(b *testing.B) {
 	n := 100_000
 	if v := os.Getenv("INDEX_BENCH_MESSAGES"); v != "" {
 		n, _ = strconv.Atoi(v)
 	}
-	m, err := NewMaildir(b.TempDir(), MaildirOptions{})
-	if err != nil {
+	m, x := newIndex(b)
+	if _, err := m.Usage("user"); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { m.Close() })
-	if err := m.ensureMailbox("user"); err != nil {
+	dir := filepath.Join(m.Root(), "user", "new")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	dir := filepath.Join(m.Root(), "user", subNew)
 	body := strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n", 14)
 	for i := range n {
-		id := newID()
+		id := store.NewID()
 		msg := fmt.Sprintf("Return-Path: <s%d@example.org>\r\nFrom: Sender %d <s%d@example.org>\r\nTo: user@example.com\r\n"+
 			"Subject: Message number %d\r\nDate: Mon, 06 May 2024 10:00:00 +0000\r\n\r\n%s", i%1000, i%1000, i%1000, i, body)
 		if i == n/2 {
 			msg += "needle in the haystack\r\n"
 		}
-		if err := os.WriteFile(filepath.Join(dir, id+msgExt), []byte(msg), filePerm); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, id+".eml"), []byte(msg), 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}
-	x := NewIndex(m, IndexOptions{})
-	defer x.Close()
 	rss := func(b *testing.B) {
 		if kb := peakRSSKiB(); kb > 0 {
 			b.ReportMetric(float64(kb)/1024, "peakRSS-MiB")
@@ -60,7 +58,7 @@ func BenchmarkIndex100k(b *testing.B) {
 	})
 	b.Run("first-page", func(b *testing.B) {
 		for b.Loop() {
-			res, err := x.List("user", Query{}, 0, 50)
+			res, err := x.List("user", store.Query{}, 0, 50)
 			if err != nil || res.Total != n || len(res.Messages) != 50 {
 				b.Fatal(res.Total, err)
 			}
@@ -68,7 +66,7 @@ func BenchmarkIndex100k(b *testing.B) {
 		rss(b)
 	})
 	b.Run("search-subject", func(b *testing.B) {
-		q, _ := ParseQuery(fmt.Sprintf("subject:%q", fmt.Sprintf("number %d", n/2)))
+		q, _ := store.ParseQuery(fmt.Sprintf("subject:%q", fmt.Sprintf("number %d", n/2)))
 		for b.Loop() {
 			res, err := x.List("user", q, 0, 50)
 			if err != nil || res.Total < 1 {
@@ -78,7 +76,7 @@ func BenchmarkIndex100k(b *testing.B) {
 		rss(b)
 	})
 	b.Run("search-from-word", func(b *testing.B) {
-		q, _ := ParseQuery("from:s999@")
+		q, _ := store.ParseQuery("from:s999@")
 		for b.Loop() {
 			res, err := x.List("user", q, 0, 50)
 			if err != nil || res.Total != n/1000 {
@@ -88,7 +86,7 @@ func BenchmarkIndex100k(b *testing.B) {
 		rss(b)
 	})
 	b.Run("search-text", func(b *testing.B) {
-		q, _ := ParseQuery("text:needle")
+		q, _ := store.ParseQuery("text:needle")
 		q.BodyMatch = func(r io.Reader, text []string) bool {
 			buf, _ := io.ReadAll(r)
 			return strings.Contains(strings.ToLower(string(buf)), text[0])

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"runtime"
 	"slices"
 	"sync"
@@ -29,7 +30,7 @@ import (
 // need by one background goroutine in a staging directory of its own,
 // root/.tmp/<instance> (.tmp is a name no mailbox can have). The instance
 // directory is locked with flock while the Maildir uses it, and tmp
-// cleaners (CleanAllTmp, of this or another process) skip locked instance
+// cleaners (Recover, of this or another process) skip locked instance
 // directories whole, so its files need no lock of their own. A delivery
 // takes one, writes and fdatasyncs it, links it into new/ of its mailboxes,
 // syncs those directories, and hands it back; the same goroutine later
@@ -41,7 +42,7 @@ import (
 //
 // A pool file is always empty until a delivery takes it; a crash leaves
 // empty or partly written files in an unlocked instance directory, which
-// CleanAllTmp removes at the next start (they carry our names and no lock),
+// Recover removes at the next start (they carry our names and no lock),
 // with the directory. A mailbox directory on
 // another filesystem than root/.tmp (link(2) cannot cross filesystems) is
 // delivered to through its own tmp/ as before.
@@ -173,7 +174,7 @@ func (s *stager) newInstanceLocked() error {
 		return err
 	}
 	markTopDir(s.base)
-	path := filepath.Join(s.base, newID())
+	path := filepath.Join(s.base, store.NewID())
 	if err := os.Mkdir(path, dirPerm); err != nil {
 		return err
 	}
@@ -281,7 +282,7 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 		s.mu.Unlock()
 		var err error
 		if inst != nil {
-			path := filepath.Join(inst.path, newID()+msgExt)
+			path := filepath.Join(inst.path, store.NewID()+msgExt)
 			var f *os.File
 			if f, err = createFile(path); err == nil {
 				return &stagedFile{f: f, path: path, staged: true, inst: inst}, nil

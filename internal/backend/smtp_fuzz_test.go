@@ -1,4 +1,4 @@
-package delivery
+package backend
 
 import (
 	"crypto/tls"

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 func BenchmarkDeliver2KBWriters(b *testing.B) {
 	for _, writers := range []int{8, 64} {
 		b.Run(strconv.Itoa(writers), func(b *testing.B) {
-			m := newTestMaildir(b, MaildirOptions{})
+			m := newTestMaildir(b, Options{})
 			b.SetBytes(int64(len(message2KB)))
 			// RunParallel starts parallelism × GOMAXPROCS goroutines.
 			b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
@@ -38,7 +38,7 @@ func BenchmarkDeliver2KBWriters(b *testing.B) {
 func BenchmarkDeliver1MB(b *testing.B) {
 	line := strings.Repeat("z", 76) + "\r\n"
 	msg := "Subject: big\r\n\r\n" + strings.Repeat(line, (1<<20)/len(line))
-	m := newTestMaildir(b, MaildirOptions{})
+	m := newTestMaildir(b, Options{})
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		if err := m.Deliver(context.Background(), m.NewID(), []string{"u"}, strings.NewReader(msg)); err != nil {
@@ -52,7 +52,7 @@ func BenchmarkDeliver1MB(b *testing.B) {
 // BenchmarkOpenMaildrop1000 for how it grows.
 func BenchmarkOpenMaildrop10000(b *testing.B) {
 	const n = 10000
-	m := newTestMaildir(b, MaildirOptions{})
+	m := newTestMaildir(b, Options{})
 	deliver(b, m, message2KB, "u") // create the mailbox
 	dir := filepath.Join(m.Root(), "u", "new")
 	for range n - 1 {

@@ -1,9 +1,10 @@
-package store
+package maildir
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"postoffice/internal/store"
 	"syscall"
 )
 
@@ -30,13 +31,13 @@ func flock(f *os.File, how int) error {
 	return nil
 }
 
-// tryLock takes an exclusive flock on f without waiting. It returns ErrLocked
+// tryLock takes an exclusive flock on f without waiting. It returns store.ErrLocked
 // (wrapping the system error) when another open file description holds a
 // conflicting lock.
 func tryLock(f *os.File) error {
 	err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("%w: %w", ErrLocked, err)
+		return fmt.Errorf("%w: %w", store.ErrLocked, err)
 	}
 	return err
 }

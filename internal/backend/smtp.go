@@ -1,7 +1,12 @@
-// Package delivery is the SMTP backend: it routes recipients to mailboxes,
-// adds the trace headers and hands the message to the store. Postoffice
-// never relays: every accepted recipient is a local mailbox.
-package delivery
+// Package backend holds the protocol backends side by side: what the SMTP
+// and POP3 engines (and later IMAP) call to route, store, authenticate and
+// read mail. The engines know nothing of files; the backends see only the
+// store's interfaces (internal/store) and the users (internal/auth).
+package backend
+
+// This file is the SMTP backend: it routes recipients to mailboxes, adds
+// the trace headers and hands the message to the store. Postoffice never
+// relays: every accepted recipient is a local mailbox.
 
 import (
 	"context"
@@ -9,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,20 +27,6 @@ type Directory interface {
 	// Resolve maps a recipient's local part to a user (mailbox) name.
 	Resolve(localPart string) (user string, ok bool)
 }
-
-// Authenticator checks credentials for SMTP AUTH and POP3 logins; it
-// applies any failed-login delay and per-IP cap itself.
-type Authenticator interface {
-	// Check returns nil for good credentials, smtp.ErrAuthFailed-like
-	// ErrBadCredentials for bad ones, ErrBlocked when the client is refused.
-	Check(ctx context.Context, ip netip.Addr, username, password string) error
-}
-
-// Errors of an Authenticator.
-var (
-	ErrBadCredentials = errors.New("bad credentials")
-	ErrBlocked        = errors.New("too many failed logins")
-)
 
 // Router decides the mailbox of a recipient.
 type Router struct {
@@ -119,9 +109,9 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// Backend implements smtp.Backend on a store.
-type Backend struct {
-	Store    store.Store
+// SMTP implements smtp.Backend on a store.
+type SMTP struct {
+	Store    store.Deliverer
 	Router   *Router
 	Auth     Authenticator // nil: AUTH always fails
 	Hostname string
@@ -129,21 +119,21 @@ type Backend struct {
 	Now      func() time.Time // for tests; nil means time.Now
 }
 
-var _ smtp.Backend = (*Backend)(nil)
+var _ smtp.Backend = (*SMTP)(nil)
 
 // Mail accepts every sender: Postoffice is a mail drop, not a relay, so
 // the sender is not checked.
-func (b *Backend) Mail(ctx context.Context, env *smtp.Envelope) error { return nil }
+func (b *SMTP) Mail(ctx context.Context, env *smtp.Envelope) error { return nil }
 
 // Rcpt routes the recipient; an unknown one is refused here, before DATA.
-func (b *Backend) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {
+func (b *SMTP) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {
 	_, err := b.Router.Route(to)
 	return err
 }
 
 // Data stores the message in the mailbox of every distinct recipient,
 // behind a Return-Path and a Received header.
-func (b *Backend) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (string, error) {
+func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (string, error) {
 	var boxes []string
 	for _, to := range env.To {
 		box, err := b.Router.Route(to)
@@ -173,7 +163,7 @@ func (b *Backend) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (st
 }
 
 // Authenticate checks credentials through the Authenticator.
-func (b *Backend) Authenticate(ctx context.Context, c smtp.ConnInfo, username, password string) error {
+func (b *SMTP) Authenticate(ctx context.Context, c smtp.ConnInfo, username, password string) error {
 	if b.Auth == nil {
 		return smtp.ErrAuthFailed
 	}

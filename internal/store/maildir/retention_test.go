@@ -1,10 +1,11 @@
-package store
+package maildir
 
 import (
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ import (
 
 func retStore(t *testing.T) *Maildir {
 	t.Helper()
-	m, err := NewMaildir(filepath.Join(t.TempDir(), "mail"), MaildirOptions{})
+	m, err := New(filepath.Join(t.TempDir(), "mail"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +51,10 @@ func retIDs(t *testing.T, m *Maildir, mailbox string) []string {
 func TestPruneMaxMessagesKeepsNewest(t *testing.T) {
 	m := retStore(t)
 	ids := retDeliver(t, m, "bob", 5)
-	var events []Event
-	cancel := m.Subscribe(func(ev Event) { events = append(events, ev) })
+	var events []store.Event
+	cancel := m.Subscribe(func(ev store.Event) { events = append(events, ev) })
 	defer cancel()
-	res, err := m.Prune("bob", RetentionPolicy{MaxMessages: 2}, 0, time.Now())
+	res, err := m.Prune("bob", store.RetentionPolicy{MaxMessages: 2}, 0, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +64,11 @@ func TestPruneMaxMessagesKeepsNewest(t *testing.T) {
 	if got := retIDs(t, m, "bob"); !slices.Equal(got, ids[3:]) {
 		t.Errorf("left %v, want the newest %v", got, ids[3:])
 	}
-	if len(events) != 1 || events[0].Kind != EventDeleted || !slices.Equal(events[0].IDs, ids[:3]) {
+	if len(events) != 1 || events[0].Kind != store.EventDeleted || !slices.Equal(events[0].IDs, ids[:3]) {
 		t.Errorf("events %+v", events)
 	}
 	// Nothing more to do.
-	if res, err := m.Prune("bob", RetentionPolicy{MaxMessages: 2}, 0, time.Now()); err != nil || res.Removed != 0 {
+	if res, err := m.Prune("bob", store.RetentionPolicy{MaxMessages: 2}, 0, time.Now()); err != nil || res.Removed != 0 {
 		t.Errorf("second prune: %+v %v", res, err)
 	}
 }
@@ -84,7 +85,7 @@ func TestPruneMaxAge(t *testing.T) {
 	if err := os.Chtimes(old, past, past); err != nil {
 		t.Fatal(err)
 	}
-	res, err := m.Prune("bob", RetentionPolicy{MaxAge: 24 * time.Hour}, 0, time.Now())
+	res, err := m.Prune("bob", store.RetentionPolicy{MaxAge: 24 * time.Hour}, 0, time.Now())
 	if err != nil || res.Removed != 1 || res.Left != 2 {
 		t.Fatalf("prune: %+v %v", res, err)
 	}
@@ -95,7 +96,7 @@ func TestPruneMaxAge(t *testing.T) {
 		t.Errorf("left %v, want %v", got, ids)
 	}
 	// Seen from a day later, our messages are old too.
-	res, err = m.Prune("bob", RetentionPolicy{MaxAge: 24 * time.Hour}, 0, time.Now().Add(25*time.Hour))
+	res, err = m.Prune("bob", store.RetentionPolicy{MaxAge: 24 * time.Hour}, 0, time.Now().Add(25*time.Hour))
 	if err != nil || res.Removed != 2 || res.Left != 0 {
 		t.Fatalf("prune later: %+v %v", res, err)
 	}
@@ -104,7 +105,7 @@ func TestPruneMaxAge(t *testing.T) {
 func TestPruneLimitLeavesBacklog(t *testing.T) {
 	m := retStore(t)
 	ids := retDeliver(t, m, "bob", 5)
-	res, err := m.Prune("bob", RetentionPolicy{MaxMessages: 1}, 2, time.Now())
+	res, err := m.Prune("bob", store.RetentionPolicy{MaxMessages: 1}, 2, time.Now())
 	if err != nil || res.Removed != 2 || !res.More || res.Left != 3 {
 		t.Fatalf("prune: %+v %v", res, err)
 	}
@@ -120,15 +121,15 @@ func TestPruneSkipsLockedMailbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := m.Prune("bob", RetentionPolicy{MaxMessages: 1}, 0, time.Now())
-	if !errors.Is(err, ErrLocked) || res.Removed != 0 {
+	res, err := m.Prune("bob", store.RetentionPolicy{MaxMessages: 1}, 0, time.Now())
+	if !errors.Is(err, store.ErrLocked) || res.Removed != 0 {
 		t.Fatalf("prune of a locked mailbox: %+v %v", res, err)
 	}
 	if got := retIDs(t, m, "bob"); !slices.Equal(got, ids) {
 		t.Errorf("locked mailbox changed: %v", got)
 	}
 	md.Close()
-	if res, err := m.Prune("bob", RetentionPolicy{MaxMessages: 1}, 0, time.Now()); err != nil || res.Removed != 2 {
+	if res, err := m.Prune("bob", store.RetentionPolicy{MaxMessages: 1}, 0, time.Now()); err != nil || res.Removed != 2 {
 		t.Errorf("after unlock: %+v %v", res, err)
 	}
 }
@@ -136,7 +137,7 @@ func TestPruneSkipsLockedMailbox(t *testing.T) {
 func TestPruneZeroPolicyRemovesNothing(t *testing.T) {
 	m := retStore(t)
 	retDeliver(t, m, "bob", 2)
-	if res, err := m.Prune("bob", RetentionPolicy{}, 0, time.Now().Add(1000*time.Hour)); err != nil || res.Removed != 0 {
+	if res, err := m.Prune("bob", store.RetentionPolicy{}, 0, time.Now().Add(1000*time.Hour)); err != nil || res.Removed != 0 {
 		t.Errorf("%+v %v", res, err)
 	}
 	if n := len(retIDs(t, m, "bob")); n != 2 {
@@ -162,7 +163,7 @@ func TestMailboxesUsageList(t *testing.T) {
 	if u, err := m.Usage("nobody"); err != nil || u.Messages != 0 {
 		t.Errorf("missing mailbox: %+v %v", u, err)
 	}
-	if _, err := m.Usage("../x"); !errors.Is(err, ErrBadMailbox) {
+	if _, err := m.Usage("../x"); !errors.Is(err, store.ErrBadMailbox) {
 		t.Errorf("bad name: %v", err)
 	}
 }

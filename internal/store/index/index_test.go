@@ -1,15 +1,30 @@
-package store
+package index_test
 
 import (
 	"context"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
+	"postoffice/internal/store/index"
+	"postoffice/internal/store/maildir"
 	"strings"
 	"testing"
 	"time"
 )
 
-func deliverTest(t *testing.T, m *Maildir, mailbox, raw string) string {
+func newIndex(t testing.TB) (*maildir.Maildir, *index.Index) {
+	t.Helper()
+	m, err := maildir.New(t.TempDir(), maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	x := index.New(m, index.Options{})
+	t.Cleanup(x.Close)
+	return m, x
+}
+
+func deliverTest(t *testing.T, m *maildir.Maildir, mailbox, raw string) string {
 	t.Helper()
 	id := m.NewID()
 	if err := m.Deliver(context.Background(), id, []string{mailbox}, strings.NewReader(raw)); err != nil {
@@ -22,16 +37,10 @@ func deliverTest(t *testing.T, m *Maildir, mailbox, raw string) string {
 // files, another tool dropping one in) and keeps ids and sizes equal to
 // what POP3 reports.
 func TestIndexFollowsMaildir(t *testing.T) {
-	m, err := NewMaildir(t.TempDir(), MaildirOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	x := NewIndex(m, IndexOptions{})
-	defer x.Close()
+	m, x := newIndex(t)
 	a := deliverTest(t, m, "u", "From: a@x\r\nSubject: first\r\n\r\nbody\r\n")
 	b := deliverTest(t, m, "u", "Subject: Test Email\nHello Bob,\n") // no blank line
-	res, err := x.List("u", Query{}, 0, 10)
+	res, err := x.List("u", store.Query{}, 0, 10)
 	if err != nil || res.Total != 2 || res.Messages[0].ID != b || res.Messages[1].ID != a {
 		t.Fatalf("list: %+v %v", res, err)
 	}
@@ -49,11 +58,11 @@ func TestIndexFollowsMaildir(t *testing.T) {
 	}
 	old := time.Now().Add(-time.Hour)
 	os.Chtimes(filepath.Join(dir, "cur", "foreign-1:2,"), old, old)
-	res, err = x.List("u", Query{}, 0, 10)
+	res, err = x.List("u", store.Query{}, 0, 10)
 	if err != nil || res.Total != 3 {
 		t.Fatalf("after external changes: %+v %v", res, err)
 	}
-	got := map[string]Summary{}
+	got := map[string]store.Summary{}
 	for _, s := range res.Messages {
 		got[s.ID] = s
 	}
@@ -70,7 +79,7 @@ func TestIndexFollowsMaildir(t *testing.T) {
 		}
 	}
 	// While POP3 holds the lock, Delete refuses; flags still change.
-	if _, err := x.Delete("u", []string{b}); err == nil || !strings.Contains(err.Error(), ErrLocked.Error()) {
+	if _, err := x.Delete("u", []string{b}); err == nil || !strings.Contains(err.Error(), store.ErrLocked.Error()) {
 		t.Fatalf("delete under lock: %v", err)
 	}
 	if s, err := x.SetSeen("u", b, true); err != nil || !s.Seen {
@@ -83,27 +92,11 @@ func TestIndexFollowsMaildir(t *testing.T) {
 	if err := x.Rebuild("u"); err != nil {
 		t.Fatal(err)
 	}
-	res, _ = x.List("u", Query{}, 0, 10)
+	res, _ = x.List("u", store.Query{}, 0, 10)
 	if res.Total != 1 || res.Messages[0].ID != a {
 		t.Fatalf("after rebuild: %+v", res)
 	}
-	if _, err := x.List("../etc", Query{}, 0, 10); err != ErrBadMailbox {
+	if _, err := x.List("../etc", store.Query{}, 0, 10); err != store.ErrBadMailbox {
 		t.Fatalf("bad mailbox: %v", err)
-	}
-}
-
-func TestParseQuery(t *testing.T) {
-	q, err := ParseQuery(`hello from:Alice subject:"two words" larger:1K is:unread has:attachment after:2024-01-02`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(q.Words) != 1 || q.Words[0] != "hello" || q.From[0] != "alice" || q.Subject[0] != "two words" ||
-		q.Larger != 1024 || q.Seen == nil || *q.Seen || q.Attachments == nil || q.After.Day() != 2 {
-		t.Fatalf("%+v", q)
-	}
-	for _, bad := range []string{"x:y", "larger:k", "before:soon", "is:x", "has:y"} {
-		if _, err := ParseQuery(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,9 +22,9 @@ import (
 )
 
 // newTestMaildir returns a Maildir in a fresh temporary directory.
-func newTestMaildir(t testing.TB, opts MaildirOptions) *Maildir {
+func newTestMaildir(t testing.TB, opts Options) *Maildir {
 	t.Helper()
-	m, err := NewMaildir(filepath.Join(t.TempDir(), "mail"), opts)
+	m, err := New(filepath.Join(t.TempDir(), "mail"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ const sampleMsg = "From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
 func TestNewMaildirCreatesRoot(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "a", "b")
-	if _, err := NewMaildir(root, MaildirOptions{}); err != nil {
+	if _, err := New(root, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(root)
@@ -132,16 +133,16 @@ func TestNewMaildirCreatesRoot(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := NewMaildir(file, MaildirOptions{}); err == nil {
+	if _, err := New(file, Options{}); err == nil {
 		t.Error("NewMaildir on a regular file succeeded")
 	}
-	if _, err := NewMaildir("", MaildirOptions{}); err == nil {
-		t.Error("NewMaildir(\"\") succeeded")
+	if _, err := New("", Options{}); err == nil {
+		t.Error("New(\"\") succeeded")
 	}
 }
 
 func TestDeliverOneMailbox(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	id := deliver(t, m, sampleMsg, "alice")
 	got, err := os.ReadFile(filepath.Join(m.Root(), "alice", "new", id+".eml"))
 	if err != nil {
@@ -165,7 +166,7 @@ func TestDeliverOneMailbox(t *testing.T) {
 // TestDeliverStoresCRLF: whatever the engine hands over, the stored file
 // is CRLF text ending in CRLF, so its size is its POP3 size.
 func TestDeliverStoresCRLF(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	for in, want := range map[string]string{
 		"Subject: lf\n\nbody\n":    "Subject: lf\r\n\r\nbody\r\n",
 		"Subject: x\r\n\r\nno end": "Subject: x\r\n\r\nno end\r\n",
@@ -180,7 +181,7 @@ func TestDeliverStoresCRLF(t *testing.T) {
 }
 
 func TestDeliverSeveralMailboxes(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	id := deliver(t, m, sampleMsg, "a", "b", "a", "c", "b")
 	var first os.FileInfo
 	for _, mb := range []string{"a", "b", "c"} {
@@ -237,7 +238,7 @@ func (p *patternReader) Read(b []byte) (int, error) {
 }
 
 func TestDeliverLargeStreamed(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	const size = 20 << 20
 	want := sha256.New()
 	io.Copy(want, &patternReader{size: size})
@@ -266,7 +267,7 @@ func TestDeliverLargeStreamed(t *testing.T) {
 }
 
 func TestDeliverReaderErrorLeavesNothing(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	boom := errors.New("client went away")
 	id := m.NewID()
 	// A 20 MB message whose source fails half-way, after 10 MB.
@@ -282,7 +283,7 @@ func TestDeliverReaderErrorLeavesNothing(t *testing.T) {
 }
 
 func TestDeliverCanceled(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -299,7 +300,7 @@ func TestDeliverCanceled(t *testing.T) {
 }
 
 func TestDeliverLinkFailureRollsBack(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	id := m.NewID()
 	deliver(t, m, "x\r\n", "a", "b") // create the mailboxes
 	// A name already taken in b/new makes the second link fail.
@@ -323,13 +324,13 @@ func TestDeliverLinkFailureRollsBack(t *testing.T) {
 
 func TestValidMailboxName(t *testing.T) {
 	for _, name := range []string{"a", "user", "john.doe", "a-b_c", "0", strings.Repeat("x", 64), "a.b.c"} {
-		if !ValidMailboxName(name) {
-			t.Errorf("ValidMailboxName(%q) = false", name)
+		if !store.ValidMailboxName(name) {
+			t.Errorf("store.ValidMailboxName(%q) = false", name)
 		}
 	}
 	for _, name := range badMailboxNames {
-		if ValidMailboxName(name) {
-			t.Errorf("ValidMailboxName(%q) = true", name)
+		if store.ValidMailboxName(name) {
+			t.Errorf("store.ValidMailboxName(%q) = true", name)
 		}
 	}
 }
@@ -340,17 +341,17 @@ var badMailboxNames = []string{
 }
 
 func TestDeliverBadMailbox(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	for _, name := range badMailboxNames {
 		err := m.Deliver(context.Background(), m.NewID(), []string{"good", name}, strings.NewReader(sampleMsg))
-		if !errors.Is(err, ErrBadMailbox) {
-			t.Errorf("Deliver to %q = %v, want ErrBadMailbox", name, err)
+		if !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("Deliver to %q = %v, want store.ErrBadMailbox", name, err)
 		}
-		if _, err := m.OpenMaildrop(name); !errors.Is(err, ErrBadMailbox) {
-			t.Errorf("OpenMaildrop(%q) = %v, want ErrBadMailbox", name, err)
+		if _, err := m.OpenMaildrop(name); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("OpenMaildrop(%q) = %v, want store.ErrBadMailbox", name, err)
 		}
-		if _, err := m.CleanTmp(name); !errors.Is(err, ErrBadMailbox) {
-			t.Errorf("CleanTmp(%q) = %v, want ErrBadMailbox", name, err)
+		if _, err := m.CleanTmp(name); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("CleanTmp(%q) = %v, want store.ErrBadMailbox", name, err)
 		}
 	}
 	if n := names(t, m.Root()); len(n) != 0 {
@@ -362,7 +363,7 @@ func TestDeliverBadMailbox(t *testing.T) {
 }
 
 func TestDeliverBadArguments(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	for _, id := range []string{"", "a/b", "a:2,S", ".x", "sp ace", strings.Repeat("1", 71)} {
 		if err := m.Deliver(context.Background(), id, []string{"a"}, strings.NewReader(sampleMsg)); err == nil {
 			t.Errorf("Deliver with id %q succeeded", id)
@@ -374,7 +375,7 @@ func TestDeliverBadArguments(t *testing.T) {
 }
 
 func TestNewIDUniqueConcurrent(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	const workers, per = 8, 100000 / 8
 	results := make([][]string, workers)
 	var wg sync.WaitGroup
@@ -395,7 +396,7 @@ func TestNewIDUniqueConcurrent(t *testing.T) {
 				t.Fatalf("duplicate id %s", id)
 			}
 			seen[id] = true
-			if !isOurID(id) || !validID(id) {
+			if !store.IsNewID(id) || !validID(id) {
 				t.Fatalf("id %q has the wrong form", id)
 			}
 			if strings.Trim(id, "0123456789abcdef.") != "" {
@@ -408,7 +409,7 @@ func TestNewIDUniqueConcurrent(t *testing.T) {
 		}
 	}
 	// The time part is close to now.
-	if d := time.Since(time.Unix(0, idTime(m.NewID()))); d < -time.Minute || d > time.Minute {
+	if d := time.Since(time.Unix(0, store.IDTime(m.NewID()))); d < -time.Minute || d > time.Minute {
 		t.Errorf("id time off by %v", d)
 	}
 }
@@ -417,8 +418,8 @@ func TestNoSpaceMapping(t *testing.T) {
 	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
 		orig := &os.PathError{Op: "write", Path: "/x/tmp/1.eml", Err: errno}
 		err := fmt.Errorf("deliver %s: %w", "id", noSpace(orig))
-		if !errors.Is(err, ErrNoSpace) {
-			t.Errorf("%v: not ErrNoSpace", errno)
+		if !errors.Is(err, store.ErrNoSpace) {
+			t.Errorf("%v: not store.ErrNoSpace", errno)
 		}
 		if !errors.Is(err, errno) {
 			t.Errorf("%v: original errno lost", errno)
@@ -429,7 +430,7 @@ func TestNoSpaceMapping(t *testing.T) {
 		}
 	}
 	other := &os.PathError{Op: "write", Path: "x", Err: syscall.EIO}
-	if err := noSpace(other); err != error(other) || errors.Is(err, ErrNoSpace) {
+	if err := noSpace(other); err != error(other) || errors.Is(err, store.ErrNoSpace) {
 		t.Errorf("noSpace(EIO) = %v", err)
 	}
 	if noSpace(nil) != nil {
@@ -443,7 +444,7 @@ func TestNoSpaceMapping(t *testing.T) {
 // than the deliveries.
 func TestGroupCommitDeliveries(t *testing.T) {
 	var newSyncs atomic.Int32
-	m := newTestMaildir(t, MaildirOptions{FsyncHook: func(dir string) {
+	m := newTestMaildir(t, Options{FsyncHook: func(dir string) {
 		if filepath.Base(dir) == subNew {
 			newSyncs.Add(1)
 			time.Sleep(time.Millisecond)
@@ -509,7 +510,7 @@ func lockedTmp(t *testing.T, path string) {
 }
 
 func TestCleanTmp(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a", "b")
 	tmp := filepath.Join(m.Root(), "a", "tmp")
 	stale := m.NewID() + ".eml"
@@ -540,9 +541,9 @@ func TestCleanTmp(t *testing.T) {
 		t.Errorf("new/ changed: %v -> %v", newBefore, got)
 	}
 
-	n, err = m.CleanAllTmp()
+	n, err = m.Recover()
 	if err != nil || n != 1 {
-		t.Fatalf("CleanAllTmp = %d, %v; want 1 (mailbox b), nil", n, err)
+		t.Fatalf("Recover = %d, %v; want 1 (mailbox b), nil", n, err)
 	}
 	if n, err := m.CleanTmp("nosuchbox"); n != 0 || err != nil {
 		t.Errorf("CleanTmp(nosuchbox) = %d, %v", n, err)
@@ -616,19 +617,19 @@ func (gd *gatedDelivery) finish(t *testing.T, m *Maildir) {
 // TestCleanTmpSparesLiveDelivery runs the cleaner while a delivery is
 // half-way through writing its tmp file.
 func TestCleanTmpSparesLiveDelivery(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	gd := startGated(m)
 	live := stagedData(t, m)
 	if len(live) != 1 {
 		t.Fatalf("staging directory holds data in %v during delivery, want one file", live)
 	}
 	m.stage.wait() // the pool is filled (in the locked instance directory)
-	n, err := m.CleanAllTmp()
+	n, err := m.Recover()
 	if err != nil || n != 0 {
-		t.Fatalf("CleanAllTmp during delivery = %d, %v; want 0, nil", n, err)
+		t.Fatalf("Recover during delivery = %d, %v; want 0, nil", n, err)
 	}
 	if got := stagedData(t, m); !slices.Equal(got, live) {
-		t.Fatalf("after CleanAllTmp the staging directory holds data in %v, want %v", got, live)
+		t.Fatalf("after Recover the staging directory holds data in %v, want %v", got, live)
 	}
 	gd.finish(t, m)
 }
@@ -650,7 +651,7 @@ func (r *truncReader) Read(p []byte) (int, error) {
 // io.ErrUnexpectedEOF (not io.EOF) is not delivered, whatever its length
 // relative to the copy buffer.
 func TestDeliverTruncatedStoresNothing(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	for _, n := range []int{10, copyBufSize - 5, copyBufSize, 3 * copyBufSize} {
 		err := m.Deliver(context.Background(), m.NewID(), []string{"a"}, &truncReader{strings.Repeat("x", n)})
 		if !errors.Is(err, io.ErrUnexpectedEOF) {

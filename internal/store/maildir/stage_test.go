@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"runtime"
 	"slices"
 	"strings"
@@ -50,7 +51,7 @@ func waitUntil(cond func() bool) bool {
 // removes the pool and the directory; a delivery after Close still works
 // and leaves nothing behind.
 func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	if n := names(t, filepath.Join(m.Root(), stageDirName)); n != nil {
 		t.Fatalf("staging directory holds %v before any delivery", n)
 	}
@@ -67,7 +68,7 @@ func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tryLock(d); !errors.Is(err, ErrLocked) {
+	if err := tryLock(d); !errors.Is(err, store.ErrLocked) {
 		t.Errorf("instance directory not locked: %v", err)
 	}
 	d.Close()
@@ -120,7 +121,7 @@ func TestStagePoolPreparedLockedAndRemovedOnClose(t *testing.T) {
 // TestStageDeletedMessageLeavesNoData: a message removed from its mailbox
 // right after delivery does not live on through its staging name.
 func TestStageDeletedMessageLeavesNoData(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	id := deliver(t, m, sampleMsg, "a")
 	if err := os.Remove(filepath.Join(m.Root(), "a", subNew, id+msgExt)); err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestStageDeletedMessageLeavesNoData(t *testing.T) {
 // TestStageCloseDuringDeliveries: Close while deliveries run loses none
 // and, once they are done, leaves nothing in the staging directory.
 func TestStageCloseDuringDeliveries(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for g := range 8 {
@@ -169,7 +170,7 @@ func TestStageCloseDuringDeliveries(t *testing.T) {
 func TestStageSurvivesRemovedFiles(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	m := newTestMaildir(t, Options{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	base := filepath.Join(m.Root(), stageDirName)
@@ -207,7 +208,7 @@ func TestStageSurvivesRemovedFiles(t *testing.T) {
 // between its check and the link (here: while the message is written), the
 // delivery is redone from the open file and succeeds.
 func TestStageLinkOfVanishedFileRedelivers(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	gd := startGated(m)
 	live := stagedData(t, m)
@@ -227,7 +228,7 @@ func TestStageLinkOfVanishedFileRedelivers(t *testing.T) {
 // on the staging directory's filesystem (link(2) cannot cross) gets its
 // tmp file in its own tmp/.
 func TestStageOtherFilesystemUsesMailboxTmp(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	v, _ := m.known.Load("a")
 	m.known.Store("a", v.(uint64)+1) // as if a/ were another filesystem
@@ -255,7 +256,7 @@ func TestStageOtherFilesystemUsesMailboxTmp(t *testing.T) {
 // directory fails with EXDEV: the delivery is redone through the mailbox's
 // tmp/, and so are the later ones. Needs the right to mount (root).
 func TestStageBindMountedMailbox(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	src := filepath.Join(t.TempDir(), "elsewhere")
 	if err := os.MkdirAll(src, 0o700); err != nil {
 		t.Fatal(err)
@@ -293,7 +294,7 @@ func TestStageBindMountedMailbox(t *testing.T) {
 func TestStageUnusableBacksOff(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
+	m := newTestMaildir(t, Options{Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))})
 	if err := os.WriteFile(filepath.Join(m.Root(), stageDirName), []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -330,31 +331,31 @@ func assertNames(t *testing.T, dir string, want []string) {
 	}
 }
 
-// TestCleanAllTmpRemovesStagingLeftovers: what a crashed process left in
+// TestRecoverRemovesStagingLeftovers: what a crashed process left in
 // the staging directory (its unlocked instance directory with a cut-off
 // delivery and prepared empty files) is removed, directory included; a
 // live Maildir's instance directory and files are not.
-func TestCleanAllTmpRemovesStagingLeftovers(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+func TestRecoverRemovesStagingLeftovers(t *testing.T) {
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	live := stageFiles(t, m)
-	dead := filepath.Join(m.Root(), stageDirName, newID())
+	dead := filepath.Join(m.Root(), stageDirName, store.NewID())
 	if err := os.Mkdir(dead, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cut := filepath.Join(dead, newID()+msgExt)
-	empty := filepath.Join(dead, newID()+msgExt)
+	cut := filepath.Join(dead, store.NewID()+msgExt)
+	empty := filepath.Join(dead, store.NewID()+msgExt)
 	os.WriteFile(cut, []byte(strings.Repeat("x", 100)), 0o600)
 	os.WriteFile(empty, nil, 0o600)
 
-	other, err := NewMaildir(m.Root(), MaildirOptions{})
+	other, err := New(m.Root(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := other.CleanAllTmp()
+	n, err := other.Recover()
 	if err != nil || n != 2 {
-		t.Fatalf("CleanAllTmp = %d, %v; want the 2 leftovers", n, err)
+		t.Fatalf("Recover = %d, %v; want the 2 leftovers", n, err)
 	}
 	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dead instance directory not removed: %v", err)
@@ -372,7 +373,7 @@ func TestCleanAllTmpRemovesStagingLeftovers(t *testing.T) {
 // each instance directory is placed by ext4 in a block group of its own
 // choosing (see stage.go).
 func TestStagingDirIsTopDir(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	f, err := os.Open(filepath.Join(m.Root(), stageDirName))
 	if err != nil {
@@ -397,10 +398,10 @@ func TestStagingDirIsTopDir(t *testing.T) {
 
 // TestStageCloseKeepsLockWhileDelivering: after Close, the instance
 // directory of a delivery still writing stays locked, so another process's
-// CleanAllTmp leaves its file alone; the delivery succeeds and then the
+// Recover leaves its file alone; the delivery succeeds and then the
 // directory goes.
 func TestStageCloseKeepsLockWhileDelivering(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	gd := startGated(m)
 	m.Close()
@@ -408,12 +409,12 @@ func TestStageCloseKeepsLockWhileDelivering(t *testing.T) {
 	if len(live) != 1 {
 		t.Fatalf("staging directory holds data in %v during the delivery, want one file", live)
 	}
-	other, err := NewMaildir(m.Root(), MaildirOptions{})
+	other, err := New(m.Root(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := other.CleanAllTmp(); err != nil || n != 0 {
-		t.Fatalf("CleanAllTmp during the delivery = %d, %v; want 0, nil", n, err)
+	if n, err := other.Recover(); err != nil || n != 0 {
+		t.Fatalf("Recover during the delivery = %d, %v; want 0, nil", n, err)
 	}
 	gd.finish(t, m)
 	if n := names(t, filepath.Join(m.Root(), stageDirName)); len(n) != 0 {
@@ -435,7 +436,7 @@ func (r *panicReader) Read(p []byte) (int, error) {
 // recovers) gives its staged file back like a failed one: nothing is left
 // and Close can remove the staging directory.
 func TestDeliverPanicUndoes(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	func() {
 		defer func() {
@@ -458,7 +459,7 @@ func TestDeliverPanicUndoes(t *testing.T) {
 // directory the pool's files in the old one are used first, and the old
 // directory goes once they are.
 func TestStageOldInstanceUsedUpAndRemoved(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	m.stage.mu.Lock()
@@ -480,7 +481,7 @@ func TestStageOldInstanceUsedUpAndRemoved(t *testing.T) {
 // (backoff after a failure) nor remove an old instance directory (not
 // empty) ends at once instead of spinning until the backoff is over.
 func TestStageRefillEndsDuringBackoff(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	m.stage.mu.Lock()
@@ -520,7 +521,7 @@ func TestStageMovesWhenCreationIsSlow(t *testing.T) {
 	stageSlowCreateCPU = -1 // every creation counts as slow
 	t.Cleanup(func() { stageSlowCreateCPU = saved })
 	var logs bytes.Buffer
-	m := newTestMaildir(t, MaildirOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	m := newTestMaildir(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	deliver(t, m, sampleMsg, "a")
 	m.stage.wait()
 	m.stage.mu.Lock()

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"postoffice/internal/store"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +18,7 @@ import (
 )
 
 // openDrop opens mailbox's maildrop and closes it at the end of the test.
-func openDrop(t testing.TB, m *Maildir, mailbox string) Maildrop {
+func openDrop(t testing.TB, m *Maildir, mailbox string) store.Maildrop {
 	t.Helper()
 	md, err := m.OpenMaildrop(mailbox)
 	if err != nil {
@@ -28,7 +29,7 @@ func openDrop(t testing.TB, m *Maildir, mailbox string) Maildrop {
 }
 
 // readMsg reads message i of md whole.
-func readMsg(t testing.TB, md Maildrop, i int) string {
+func readMsg(t testing.TB, md store.Maildrop, i int) string {
 	t.Helper()
 	rc, err := md.Open(i)
 	if err != nil {
@@ -42,7 +43,7 @@ func readMsg(t testing.TB, md Maildrop, i int) string {
 	return string(b)
 }
 
-func ids(md Maildrop) []string {
+func ids(md store.Maildrop) []string {
 	var out []string
 	for _, mi := range md.Messages() {
 		out = append(out, mi.ID)
@@ -69,7 +70,7 @@ func putForeign(t testing.TB, m *Maildir, mailbox, sub, name, content string, mt
 }
 
 func TestOpenMaildropEmpty(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	md := openDrop(t, m, "nobody")
 	if n := len(md.Messages()); n != 0 {
 		t.Fatalf("%d messages in a new mailbox", n)
@@ -79,13 +80,13 @@ func TestOpenMaildropEmpty(t *testing.T) {
 			t.Errorf("%s not created: %v", sub, err)
 		}
 	}
-	if _, err := md.Open(0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open(0) on empty = %v, want ErrNotFound", err)
+	if _, err := md.Open(0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Open(0) on empty = %v, want store.ErrNotFound", err)
 	}
 }
 
 func TestMaildropOurMessages(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	bodies := []string{sampleMsg, "Subject: 2\r\n\r\nsecond\r\n", "Subject: 3\r\n\r\n\r\n"}
 	var want []string
 	for _, b := range bodies {
@@ -104,29 +105,29 @@ func TestMaildropOurMessages(t *testing.T) {
 		}
 	}
 	for _, i := range []int{-1, 3} {
-		if _, err := md.Open(i); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Open(%d) = %v, want ErrNotFound", i, err)
+		if _, err := md.Open(i); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Open(%d) = %v, want store.ErrNotFound", i, err)
 		}
 	}
 }
 
 func TestMaildropLockInProcess(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	md, err := m.OpenMaildrop("u")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.OpenMaildrop("u"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("second OpenMaildrop = %v, want ErrLocked", err)
+	if _, err := m.OpenMaildrop("u"); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second OpenMaildrop = %v, want store.ErrLocked", err)
 	}
 	// Another Maildir value on the same root (as a second server would be)
 	// conflicts too.
-	m2, err := NewMaildir(m.Root(), MaildirOptions{})
+	m2, err := New(m.Root(), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m2.OpenMaildrop("u"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("OpenMaildrop via a second Maildir = %v, want ErrLocked", err)
+	if _, err := m2.OpenMaildrop("u"); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("OpenMaildrop via a second Maildir = %v, want store.ErrLocked", err)
 	}
 	// Other mailboxes are independent.
 	openDrop(t, m, "v")
@@ -157,13 +158,13 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	root, mailbox, _ := strings.Cut(spec, "|")
-	m, err := NewMaildir(root, MaildirOptions{})
+	m, err := New(root, Options{})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
 	md, err := m.OpenMaildrop(mailbox)
-	if errors.Is(err, ErrLocked) {
+	if errors.Is(err, store.ErrLocked) {
 		fmt.Println("busy")
 		os.Exit(0)
 	}
@@ -211,23 +212,23 @@ func startHelper(t *testing.T, m *Maildir, mailbox string) (string, func()) {
 }
 
 func TestMaildropLockAcrossProcesses(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "u")
 
-	// The other process holds the lock: we get ErrLocked.
+	// The other process holds the lock: we get store.ErrLocked.
 	line, stop := startHelper(t, m, "u")
 	if line != "locked" {
 		stop()
 		t.Fatalf("helper said %q, want locked", line)
 	}
-	if _, err := m.OpenMaildrop("u"); !errors.Is(err, ErrLocked) {
+	if _, err := m.OpenMaildrop("u"); !errors.Is(err, store.ErrLocked) {
 		stop()
-		t.Fatalf("OpenMaildrop while another process holds it = %v, want ErrLocked", err)
+		t.Fatalf("OpenMaildrop while another process holds it = %v, want store.ErrLocked", err)
 	}
 	stop() // its Close (and exit) releases the lock
 	md := openDrop(t, m, "u")
 
-	// We hold the lock: the other process gets ErrLocked.
+	// We hold the lock: the other process gets store.ErrLocked.
 	line, stop = startHelper(t, m, "u")
 	stop()
 	if line != "busy" {
@@ -242,7 +243,7 @@ func TestMaildropLockAcrossProcesses(t *testing.T) {
 }
 
 func TestSnapshotFixed(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	first := deliver(t, m, sampleMsg, "u")
 	md, err := m.OpenMaildrop("u")
 	if err != nil {
@@ -260,7 +261,7 @@ func TestSnapshotFixed(t *testing.T) {
 }
 
 func TestMaildropForeignFiles(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	longLine := strings.Repeat("x", 1<<20)
 	cases := []struct {
@@ -295,7 +296,7 @@ func TestMaildropForeignFiles(t *testing.T) {
 }
 
 func TestMaildropOrderAndUIDsStable(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	old := time.Now().Add(-48 * time.Hour)
 	putForeign(t, m, "u", "cur", "old-foreign:2,S", "a\n", old)
 	ours1 := deliver(t, m, sampleMsg, "u")
@@ -323,7 +324,7 @@ func TestMaildropOrderAndUIDsStable(t *testing.T) {
 		t.Errorf("order %q: want old-foreign, %s, %s first", first, ours1, ours2)
 	}
 	for _, id := range first[3:] {
-		if len(id) != 40 || !isHex(id) {
+		if len(id) != 40 || strings.Trim(id, "0123456789abcdef") != "" {
 			t.Errorf("UID %q of an unusable name: want 40 hex digits", id)
 		}
 	}
@@ -342,7 +343,7 @@ func TestMaildropOrderAndUIDsStable(t *testing.T) {
 }
 
 func TestMaildropDuplicateListedOnce(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	id := deliver(t, m, sampleMsg, "u")
 	// As if a reader's move from new/ to cur/ raced with our two readdirs.
 	os.Link(filepath.Join(m.Root(), "u", "new", id+".eml"), filepath.Join(m.Root(), "u", "cur", id+".eml:2,"))
@@ -353,14 +354,14 @@ func TestMaildropDuplicateListedOnce(t *testing.T) {
 }
 
 func TestMaildropOpenVanishedOrMoved(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	gone := deliver(t, m, sampleMsg, "u")
 	moved := deliver(t, m, "Subject: moved\r\n\r\n", "u")
 	md := openDrop(t, m, "u")
 	os.Remove(filepath.Join(m.Root(), "u", "new", gone+".eml"))
 	os.Rename(filepath.Join(m.Root(), "u", "new", moved+".eml"), filepath.Join(m.Root(), "u", "cur", moved+".eml:2,S"))
-	if _, err := md.Open(0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open of a vanished message = %v, want ErrNotFound", err)
+	if _, err := md.Open(0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Open of a vanished message = %v, want store.ErrNotFound", err)
 	}
 	if got := readMsg(t, md, 1); got != "Subject: moved\r\n\r\n" {
 		t.Errorf("moved message = %q", got)
@@ -368,7 +369,7 @@ func TestMaildropOpenVanishedOrMoved(t *testing.T) {
 }
 
 func TestMaildropOpenExactSize(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	putForeign(t, m, "u", "new", "grows", "a\n", time.Time{})
 	md := openDrop(t, m, "u")
 	// The file changes after the snapshot: Open still yields Size octets.
@@ -392,7 +393,7 @@ func TestMaildropCommit(t *testing.T) {
 		mu    sync.Mutex
 		syncs []string
 	)
-	m := newTestMaildir(t, MaildirOptions{FsyncHook: func(dir string) {
+	m := newTestMaildir(t, Options{FsyncHook: func(dir string) {
 		mu.Lock()
 		syncs = append(syncs, dir)
 		mu.Unlock()
@@ -407,8 +408,8 @@ func TestMaildropCommit(t *testing.T) {
 	os.Remove(filepath.Join(m.Root(), "u", "new", all[1]+".eml"))
 	os.Rename(filepath.Join(m.Root(), "u", "new", all[3]+".eml"), filepath.Join(m.Root(), "u", "cur", all[3]+".eml:2,S"))
 
-	if err := md.Commit([]int{0, 7}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("Commit with an index out of range = %v, want ErrNotFound", err)
+	if err := md.Commit([]int{0, 7}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Commit with an index out of range = %v, want store.ErrNotFound", err)
 	}
 	if len(names(t, filepath.Join(m.Root(), "u", "new"))) != 3 {
 		t.Fatal("failed Commit removed something")
@@ -426,8 +427,8 @@ func TestMaildropCommit(t *testing.T) {
 	if got := names(t, filepath.Join(m.Root(), "u", "cur")); len(got) != 0 {
 		t.Errorf("cur/ holds %v", got)
 	}
-	if _, err := md.Open(0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open of a committed message = %v, want ErrNotFound", err)
+	if _, err := md.Open(0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Open of a committed message = %v, want store.ErrNotFound", err)
 	}
 	if err := md.Commit([]int{0}); err != nil {
 		t.Errorf("second Commit of the same message = %v, want nil", err)
@@ -440,7 +441,7 @@ func TestMaildropCommit(t *testing.T) {
 }
 
 func TestMaildropNoCommitOnClose(t *testing.T) {
-	m := newTestMaildir(t, MaildirOptions{})
+	m := newTestMaildir(t, Options{})
 	deliver(t, m, sampleMsg, "u")
 	md, _ := m.OpenMaildrop("u")
 	md.Close()

@@ -1,4 +1,4 @@
-package store
+package index
 
 import (
 	"bufio"
@@ -6,48 +6,20 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"postoffice/internal/store"
 	"strings"
-	"time"
 )
-
-// Summary is what a mailbox listing shows of one message: the envelope of
-// the list view, taken from the message header once and kept by the Index.
-type Summary struct {
-	// ID is the message id, the POP3 UIDL.
-	ID string
-	// From, To and Subject are the header fields decoded to UTF-8 (RFC 2047
-	// encoded words decoded; To includes Cc). Missing fields are empty.
-	From    string
-	To      []string
-	Subject string
-	// Date is the Date header field, zero when absent or unparseable.
-	Date time.Time
-	// Received is when the message arrived: the time in its id, or the
-	// modification time of a foreign file.
-	Received time.Time
-	// Size is the size POP3 reports (CRLF line ends).
-	Size int64
-	// Attachments reports whether the message seems to carry attachments:
-	// a MIME part with "Content-Disposition: attachment" or a file name
-	// within the first SummaryScanBytes of the message.
-	Attachments bool
-	// Seen is the Maildir "S" flag (a file in cur/ whose info has 'S').
-	Seen bool
-}
-
-// SummaryScanBytes bounds how much of a message is read to summarize it.
-const SummaryScanBytes = 256 << 10
 
 // maxHeaderField bounds one unfolded header field kept while summarizing.
 const maxHeaderField = 8 << 10
 
 // summarize reads the header of a message from r (at most
-// SummaryScanBytes in all) and fills the header fields of s. It tolerates
+// store.SummaryScanBytes in all) and fills the header fields of s. It tolerates
 // broken mail: lines without a colon end the header (the classic
 // "Subject: x\nHello" with no blank line), bare LF is accepted, and
 // undecodable encoded words are kept as they are.
-func summarize(r io.Reader, s *Summary, dec *mime.WordDecoder) error {
-	br := bufio.NewReaderSize(io.LimitReader(r, SummaryScanBytes), 16<<10)
+func summarize(r io.Reader, s *store.Summary, dec *mime.WordDecoder) error {
+	br := bufio.NewReaderSize(io.LimitReader(r, store.SummaryScanBytes), 16<<10)
 	var (
 		fields  []string // unfolded header fields
 		cur     []byte

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"postoffice/internal/store"
 	"slices"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ const lockName = ".postoffice.lock"
 
 // message is one entry of a maildrop snapshot.
 type message struct {
-	MessageInfo
+	store.MessageInfo
 	sub     string // subdirectory: "new" or "cur"
 	name    string // file name
 	base    string // name without its ":2,..." info suffix
@@ -30,23 +31,23 @@ type message struct {
 	order   int64  // sort key: id time (ours) or mtime (foreign), in ns
 }
 
-// maildrop is the Maildrop of a Maildir mailbox.
+// maildrop is the store.Maildrop of a Maildir mailbox.
 type maildrop struct {
 	m     *Maildir
 	dir   string // root/<mailbox>
 	lock  *os.File
 	msgs  []message
-	infos []MessageInfo
+	infos []store.MessageInfo
 
 	mu      sync.Mutex
 	closed  bool
 	removed []bool
 }
 
-// OpenMaildrop implements Store. It creates the mailbox directories if
+// OpenMaildrop implements store.Store. It creates the mailbox directories if
 // needed, takes a non-blocking exclusive flock on root/<mailbox>/
 // .postoffice.lock (RFC 1939 §8: the server should take an exclusive-access
-// lock on the maildrop; a second session gets ErrLocked, whether in this
+// lock on the maildrop; a second session gets store.ErrLocked, whether in this
 // process or another) and snapshots new/ and cur/.
 //
 // The snapshot lists regular files only, skipping names starting with '.'.
@@ -62,14 +63,14 @@ type maildrop struct {
 // the ":2," suffix when that is 1-70 characters of 0x21-0x7E (RFC 1939 §7),
 // else the first 40 hex digits of the SHA-256 of that name; both are stable
 // across sessions.
-func (m *Maildir) OpenMaildrop(mailbox string) (_ Maildrop, err error) {
+func (m *Maildir) OpenMaildrop(mailbox string) (_ store.Maildrop, err error) {
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("open maildrop %q: %w", mailbox, noSpace(err))
 		}
 	}()
-	if !ValidMailboxName(mailbox) {
-		return nil, ErrBadMailbox
+	if !store.ValidMailboxName(mailbox) {
+		return nil, store.ErrBadMailbox
 	}
 	if err := m.ensureMailbox(mailbox); err != nil {
 		return nil, err
@@ -90,7 +91,7 @@ func (m *Maildir) OpenMaildrop(mailbox string) (_ Maildrop, err error) {
 		return nil, err
 	}
 	md := &maildrop{m: m, dir: dir, lock: lf, msgs: msgs,
-		infos: make([]MessageInfo, len(msgs)), removed: make([]bool, len(msgs))}
+		infos: make([]store.MessageInfo, len(msgs)), removed: make([]bool, len(msgs))}
 	for i := range msgs {
 		md.infos[i] = msgs[i].MessageInfo
 	}
@@ -135,7 +136,7 @@ func snapshot(dir string) ([]message, error) {
 			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
 				continue
 			}
-			msg, ok, err := scanMessage(dir, sub, e, &scanBuf)
+			msg, ok, err := scanMessage(dir, sub, name, &scanBuf)
 			if err != nil {
 				return nil, err
 			}
@@ -160,12 +161,12 @@ func snapshot(dir string) ([]message, error) {
 	return out, nil
 }
 
-// scanMessage describes one directory entry. ok is false when the file
-// vanished meanwhile. *buf is the scan buffer, allocated on first need.
-func scanMessage(dir, sub string, e fs.DirEntry, buf *[]byte) (msg message, ok bool, err error) {
-	name := e.Name()
+// scanMessage describes the message file dir/sub/name. ok is false when
+// the file vanished meanwhile. *buf is the scan buffer, allocated on first
+// need.
+func scanMessage(dir, sub, name string, buf *[]byte) (msg message, ok bool, err error) {
 	msg = message{sub: sub, name: name, base: baseName(name)}
-	fi, err := e.Info()
+	fi, err := os.Lstat(filepath.Join(dir, sub, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return msg, false, nil
 	}
@@ -173,7 +174,7 @@ func scanMessage(dir, sub string, e fs.DirEntry, buf *[]byte) (msg message, ok b
 		return msg, false, err
 	}
 	if id, ours := ourFileID(name); ours {
-		msg.ID, msg.Size, msg.order = id, fi.Size(), idTime(id)
+		msg.ID, msg.Size, msg.order = id, fi.Size(), store.IDTime(id)
 		return msg, true, nil
 	}
 	msg.foreign = true
@@ -197,8 +198,8 @@ func scanMessage(dir, sub string, e fs.DirEntry, buf *[]byte) (msg message, ok b
 	return msg, true, nil
 }
 
-// Messages implements Maildrop.
-func (md *maildrop) Messages() []MessageInfo { return md.infos }
+// Messages implements store.Maildrop.
+func (md *maildrop) Messages() []store.MessageInfo { return md.infos }
 
 // messageFile is an open message: the normalized, size-exact content of
 // the file it closes.
@@ -209,8 +210,8 @@ type messageFile struct {
 
 func (mf *messageFile) Close() error { return mf.f.Close() }
 
-// Open implements Maildrop. A message whose file has gone (removed by
-// another tool, or committed) gives ErrNotFound; one that a mail reader moved
+// Open implements store.Maildrop. A message whose file has gone (removed by
+// another tool, or committed) gives store.ErrNotFound; one that a mail reader moved
 // from new/ to cur/ or renamed with other flags is found by its base name.
 func (md *maildrop) Open(i int) (io.ReadCloser, error) {
 	md.mu.Lock()
@@ -219,27 +220,22 @@ func (md *maildrop) Open(i int) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("open message %d: maildrop closed", i)
 	}
 	if i < 0 || i >= len(md.msgs) || md.removed[i] {
-		return nil, fmt.Errorf("open message %d: %w", i, ErrNotFound)
+		return nil, fmt.Errorf("open message %d: %w", i, store.ErrNotFound)
 	}
 	msg := &md.msgs[i]
-	f, err := os.Open(filepath.Join(md.dir, msg.sub, msg.name))
-	if errors.Is(err, fs.ErrNotExist) {
+	rc, err := openMessage(md.dir, msg.sub, msg.name, msg.foreign, msg.Size)
+	if errors.Is(err, store.ErrNotFound) {
 		if sub, name, ok := md.locate(msg.base, nil); ok {
-			f, err = os.Open(filepath.Join(md.dir, sub, name))
+			rc, err = openMessage(md.dir, sub, name, msg.foreign, msg.Size)
 		}
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open message %s: %w", msg.ID, ErrNotFound)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("open message %s: %w", msg.ID, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open message %s: %w", msg.ID, err)
 	}
-	var r io.Reader = f
-	if msg.foreign {
-		// The normal form is never shorter than the file.
-		r = newCRLFReader(f, msg.Size)
-	}
-	return &messageFile{Reader: &exactReader{r: r, left: msg.Size}, f: f}, nil
+	return rc, nil
 }
 
 // locate finds, by its base name, a message file that is no longer where
@@ -271,7 +267,7 @@ func (md *maildrop) locate(base string, index *map[string][2]string) (sub, name 
 	return loc[0], loc[1], ok
 }
 
-// Commit implements Maildrop: it unlinks the files of the given messages
+// Commit implements store.Maildrop: it unlinks the files of the given messages
 // (RFC 1939 §6: only in the UPDATE state, i.e. at QUIT), finding a moved file
 // by its base name, then fsyncs every directory it removed from, and returns
 // only then. A file already gone is not an error. Indexes out of range fail
@@ -284,7 +280,7 @@ func (md *maildrop) Commit(indexes []int) error {
 	}
 	for _, i := range indexes {
 		if i < 0 || i >= len(md.msgs) {
-			return fmt.Errorf("commit: message index %d: %w", i, ErrNotFound)
+			return fmt.Errorf("commit: message index %d: %w", i, store.ErrNotFound)
 		}
 	}
 	var (
@@ -325,14 +321,14 @@ func (md *maildrop) Commit(indexes []int) error {
 			}
 		}
 	}
-	md.m.Publish(Event{Kind: EventDeleted, Mailbox: filepath.Base(md.dir), IDs: gone})
+	md.m.Publish(store.Event{Kind: store.EventDeleted, Mailbox: filepath.Base(md.dir), IDs: gone})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("commit %s: %w", filepath.Base(md.dir), err)
 	}
 	return nil
 }
 
-// Close implements Maildrop: it releases the lock. It is idempotent.
+// Close implements store.Maildrop: it releases the lock. It is idempotent.
 func (md *maildrop) Close() error {
 	md.mu.Lock()
 	defer md.mu.Unlock()

@@ -1,4 +1,4 @@
-package store
+package maildir
 
 import (
 	"context"
@@ -19,7 +19,7 @@ var message2KB = "From: a@example.org\r\nTo: b@example.org\r\nSubject: bench\r\n
 // group-committed new/ fsync) of 2 KiB messages to one mailbox.
 func BenchmarkDeliver2KB(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
-		m := newTestMaildir(b, MaildirOptions{})
+		m := newTestMaildir(b, Options{})
 		b.SetBytes(int64(len(message2KB)))
 		for b.Loop() {
 			if err := m.Deliver(context.Background(), m.NewID(), []string{"u"}, strings.NewReader(message2KB)); err != nil {
@@ -28,7 +28,7 @@ func BenchmarkDeliver2KB(b *testing.B) {
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
-		m := newTestMaildir(b, MaildirOptions{})
+		m := newTestMaildir(b, Options{})
 		b.SetBytes(int64(len(message2KB)))
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -44,7 +44,7 @@ func BenchmarkDeliver2KB(b *testing.B) {
 // BenchmarkOpenMaildrop1000 measures lock + snapshot of a mailbox of 1000
 // messages of ours (listing and stat, no content read).
 func BenchmarkOpenMaildrop1000(b *testing.B) {
-	m := newTestMaildir(b, MaildirOptions{})
+	m := newTestMaildir(b, Options{})
 	deliver(b, m, message2KB, "u") // create the mailbox
 	dir := filepath.Join(m.Root(), "u", "new")
 	for range 999 {
@@ -69,7 +69,7 @@ func BenchmarkOpenMaildrop1000(b *testing.B) {
 // messages: snapshot (which scans each for its size) and reading each one
 // through the CRLF normalizer.
 func BenchmarkOpenForeign(b *testing.B) {
-	m := newTestMaildir(b, MaildirOptions{})
+	m := newTestMaildir(b, Options{})
 	lf := strings.ReplaceAll(message2KB, "\r\n", "\n")
 	t0 := time.Now().Add(-time.Hour)
 	for i := range 100 {

@@ -1,4 +1,4 @@
-package delivery
+package backend
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"postoffice/internal/smtp"
-	"postoffice/internal/store"
+	"postoffice/internal/store/maildir"
 )
 
 type dir map[string]string
@@ -110,13 +110,13 @@ func TestTraceHeader(t *testing.T) {
 // for every other recipient too; it is now a temporary 451 and nothing is
 // stored.
 func TestDataRecipientGoneAfterRcptIsTemporary(t *testing.T) {
-	st, err := store.NewMaildir(t.TempDir(), store.MaildirOptions{})
+	st, err := maildir.New(t.TempDir(), maildir.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	users := dir{"alice": "alice", "bob": "bob"}
-	b := &Backend{Store: st, Router: &Router{Users: func() Directory { return users }}, Hostname: "mx.test"}
+	b := &SMTP{Store: st, Router: &Router{Users: func() Directory { return users }}, Hostname: "mx.test"}
 	env := &smtp.Envelope{Conn: smtp.ConnInfo{ID: "C1"}, To: []string{"alice@x", "bob@x"}}
 	delete(users, "bob") // the users file was reloaded after RCPT
 	_, err = b.Data(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nhi\r\n"))

@@ -1,0 +1,234 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"postoffice/internal/store"
+	"postoffice/internal/store/index"
+)
+
+// What the browsing index (internal/store/index) reads and changes the
+// Maildir through: index.Source. A message's key is its file name without
+// the ":2," info, its location "new/<name>" or "cur/<name>".
+
+var _ index.Source = (*Maildir)(nil)
+
+// racyWindow: a directory modified this recently may change again within
+// the same timestamp tick, so its unchanged mtime proves nothing.
+const racyWindow = 2 * time.Second
+
+// Stamp implements index.Source: the modification times of new/ and cur/
+// (zero when missing), settled when both are older than racyWindow.
+func (m *Maildir) Stamp(mailbox string) (stamp string, settled bool, err error) {
+	dir := m.mailboxDir(mailbox)
+	now := time.Now()
+	settled = true
+	var b strings.Builder
+	for _, sub := range []string{subNew, subCur} {
+		var t time.Time
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return "", false, err
+		default:
+			t = fi.ModTime()
+		}
+		if now.Sub(t) <= racyWindow {
+			settled = false
+		}
+		b.WriteString(strconv.FormatInt(t.UnixNano(), 10))
+		b.WriteByte(' ')
+	}
+	return b.String(), settled, nil
+}
+
+// Scan implements index.Source: the regular files of new/ and cur/ whose
+// names do not start with '.'.
+func (m *Maildir) Scan(mailbox string) ([]index.Scanned, error) {
+	dir := m.mailboxDir(mailbox)
+	var out []index.Scanned
+	for _, sub := range []string{subNew, subCur} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
+				continue
+			}
+			out = append(out, index.Scanned{Key: baseName(name), Loc: sub + "/" + name, Seen: seenFlag(sub, name)})
+		}
+	}
+	return out, nil
+}
+
+// splitLoc returns the subdirectory and file name of a location, and
+// whether it is one the Maildir made (an index cannot reach outside the
+// mailbox with it).
+func splitLoc(loc string) (sub, name string, ok bool) {
+	sub, name, ok = strings.Cut(loc, "/")
+	if !ok || (sub != subNew && sub != subCur) || name == "" || name[0] == '.' || strings.ContainsAny(name, "/\x00") {
+		return "", "", false
+	}
+	return sub, name, true
+}
+
+// Describe implements index.Source: what the POP3 snapshot says of the file
+// (see OpenMaildrop for ids, sizes and times).
+func (m *Maildir) Describe(mailbox, loc string, buf *[]byte) (index.Described, bool, error) {
+	sub, name, ok := splitLoc(loc)
+	if !ok {
+		return index.Described{}, false, nil
+	}
+	msg, ok, err := scanMessage(m.mailboxDir(mailbox), sub, name, buf)
+	if err != nil || !ok {
+		return index.Described{}, false, err
+	}
+	return index.Described{ID: msg.ID, Size: msg.Size, Order: msg.order}, true, nil
+}
+
+// Open implements index.Source.
+func (m *Maildir) Open(mailbox, loc string, size int64) (io.ReadCloser, error) {
+	sub, name, ok := splitLoc(loc)
+	if !ok {
+		return nil, fmt.Errorf("message %q: %w", loc, store.ErrNotFound)
+	}
+	_, ours := ourFileID(name)
+	return openMessage(m.mailboxDir(mailbox), sub, name, !ours, size)
+}
+
+// Exists implements index.Source.
+func (m *Maildir) Exists(mailbox, loc string) (bool, error) {
+	sub, name, ok := splitLoc(loc)
+	if !ok {
+		return false, nil
+	}
+	_, err := os.Lstat(filepath.Join(m.mailboxDir(mailbox), sub, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// lockMailbox takes the maildrop lock of mailbox without waiting: it
+// returns store.ErrLocked while a POP3 session (of any process) holds it.
+// The caller closes the file to release it.
+func (m *Maildir) lockMailbox(mailbox string) (*os.File, error) {
+	if err := m.ensureMailbox(mailbox); err != nil {
+		return nil, err
+	}
+	lf, err := os.OpenFile(filepath.Join(m.mailboxDir(mailbox), lockName), os.O_RDWR|os.O_CREATE, filePerm)
+	if err != nil {
+		m.forget(mailbox, err)
+		return nil, err
+	}
+	if err := tryLock(lf); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	return lf, nil
+}
+
+// Remove implements index.Source: under the maildrop lock, it unlinks the
+// files and fsyncs the directories it removed from.
+func (m *Maildir) Remove(mailbox string, msgs []index.Located) (removed []string, err error) {
+	lf, err := m.lockMailbox(mailbox)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	dir := m.mailboxDir(mailbox)
+	dirs := map[string]bool{}
+	var errs []error
+	for _, msg := range msgs {
+		sub, name, ok := splitLoc(msg.Loc)
+		if !ok {
+			continue
+		}
+		err := os.Remove(filepath.Join(dir, sub, name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		if err == nil {
+			dirs[sub] = true
+			removed = append(removed, msg.ID)
+		}
+	}
+	for _, sub := range []string{subNew, subCur} {
+		if dirs[sub] {
+			if err := m.syncers.get(filepath.Join(dir, sub)).Sync(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	m.Publish(store.Event{Kind: store.EventDeleted, Mailbox: mailbox, IDs: removed})
+	return removed, errors.Join(errs...)
+}
+
+// SetSeen implements index.Source. Marking read moves a file from new/ to
+// cur/ with the info suffix ":2,S" (other flags kept, flags in ASCII order
+// as the Maildir specification asks); marking unread removes 'S' and
+// leaves the file in cur/. The base name, hence the id and the POP3 UIDL,
+// never changes, nor does the content or its size. The rename is made
+// durable (both directories fsynced) before SetSeen returns.
+func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
+	sub, name, ok := splitLoc(loc)
+	if !ok {
+		return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	flags := ""
+	if i := strings.Index(name, ":2,"); i >= 0 {
+		flags = name[i+3:]
+	}
+	fl := []byte(strings.ReplaceAll(flags, "S", ""))
+	if seen {
+		fl = append(fl, 'S')
+		slices.Sort(fl)
+	}
+	to := baseName(name) + ":2," + string(fl)
+	if sub == subCur && to == name {
+		return loc, nil
+	}
+	dir := m.mailboxDir(mailbox)
+	if err := os.Rename(filepath.Join(dir, sub, name), filepath.Join(dir, subCur, to)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+		}
+		return "", fmt.Errorf("mark %s: %w", id, err)
+	}
+	for _, s := range []string{sub, subCur} {
+		if err := m.syncers.get(filepath.Join(dir, s)).Sync(); err != nil {
+			return "", fmt.Errorf("mark %s: %w", id, err)
+		}
+		if sub == subCur {
+			break
+		}
+	}
+	m.Publish(store.Event{Kind: store.EventUpdated, Mailbox: mailbox, IDs: []string{id}})
+	return subCur + "/" + to, nil
+}
+
+// seenFlag reports whether a message file carries the Maildir "S" (seen)
+// flag: it is in cur/ and its info ":2,<flags>" has 'S'.
+func seenFlag(sub, name string) bool {
+	if sub != subCur {
+		return false
+	}
+	i := strings.Index(name, ":2,")
+	return i >= 0 && strings.IndexByte(name[i+3:], 'S') >= 0
+}
