@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"postoffice/internal/store"
+	"slices"
 	"syscall"
 )
 
@@ -75,139 +76,204 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 			err = fmt.Errorf("deliver %s: %w", id, noSpace(err))
 		}
 	}()
-	if !validID(id) {
-		return fmt.Errorf("invalid message id %q", id)
-	}
-	boxes := make([]string, 0, len(mailboxes))
-	for _, mb := range mailboxes {
-		if !store.ValidMailboxName(mb) {
-			return fmt.Errorf("mailbox %q: %w", mb, store.ErrBadMailbox)
-		}
-		dup := false
-		for _, b := range boxes {
-			if b == mb {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			boxes = append(boxes, mb)
-		}
-	}
-	if len(boxes) == 0 {
-		return errors.New("no mailbox")
-	}
-	if err := ctx.Err(); err != nil {
+	boxes, err := m.mailboxesOf(ctx, id, mailboxes)
+	if err != nil {
 		return err
 	}
-	for _, mb := range boxes {
-		if err := m.ensureMailbox(mb); err != nil {
-			return fmt.Errorf("mailbox %s: %w", mb, err)
-		}
-	}
-
 	name := id + msgExt
 	sf, err := m.stageFor(boxes, name)
 	if err != nil {
 		return err
 	}
-	f, tmpPath := sf.f, sf.path
-	var linked []string
-	settled := false // the tmp file was handed back
-	defer func() {
-		// Any way out but success, a panic included, undoes the delivery.
-		if settled {
-			return
-		}
-		m.unlink(id, linked)
-		if rerr := os.Remove(tmpPath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", id, "path", tmpPath, "err", rerr)
-		}
-		f.Close()
-		if sf.staged {
-			m.stage.abandon(sf)
-		}
-	}()
-
-	bp := m.getBuf()
-	// Our files are always in the normal form (CRLF line ends, ending in
-	// CRLF): that is what lets OpenMaildrop take their size from stat. For
-	// the CRLF text the SMTP engine hands over this is a copy, not a change.
-	buf := *bp
-	size, err := copyFilled(f, newCRLFReaderBuf(ctxReader{ctx, r}, buf[:normBufSize]), buf[normBufSize:])
-	m.putBuf(bp)
+	d := delivery{m: m, id: id, name: name, boxes: boxes, sf: sf}
+	defer d.undo() // any way out but success, a panic included
+	size, err := d.write(ctx, r)
 	if err != nil {
 		return err
 	}
-	if err := fdatasync(f); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for _, mb := range boxes {
-		p := filepath.Join(m.mailboxDir(mb), subNew, name)
-		if err := os.Link(tmpPath, p); err != nil {
-			exdev := errors.Is(err, syscall.EXDEV)
-			gone := errors.Is(err, fs.ErrNotExist) && !exists(tmpPath)
-			if sf.staged && (exdev || gone) {
-				if exdev {
-					// The mailbox is on another mount than the staging
-					// directory although on the same filesystem (a
-					// bind mount): from now on it is delivered to
-					// through its own tmp/.
-					m.noStage.Store(mb, struct{}{})
-					m.log.Warn("maildir: mailbox on another mount than the staging directory; delivering through its tmp/", "mailbox", mb)
-				} else {
-					// Someone removed the staged file (a tmp cleaner
-					// that ignores locks, the staging directory deleted).
-					m.log.Warn("maildir: staged file removed by someone else; delivering again", "id", id, "path", tmpPath)
-					m.stage.lost(sf)
-				}
-				// Deliver again from the data written, which the open
-				// file still holds.
-				m.unlink(id, linked)
-				linked = nil
-				if err := m.Deliver(ctx, id, mailboxes, io.NewSectionReader(f, 0, size)); err != nil {
-					return errors.Unwrap(err)
-				}
-				settled = true
-				m.stage.drop(sf)
-				m.stage.abandon(sf)
-				return nil
-			}
-			if errors.Is(err, fs.ErrNotExist) {
-				if _, serr := os.Stat(filepath.Dir(p)); serr != nil {
-					m.forget(mb, serr)
-				}
-			}
+	if err := d.link(); err != nil {
+		if !d.redoable(err) {
 			return err
 		}
-		linked = append(linked, p)
+		return d.redo(ctx, mailboxes, size)
 	}
-	for _, mb := range boxes {
-		if err := m.syncers.get(filepath.Join(m.mailboxDir(mb), subNew)).Sync(); err != nil {
-			return err
-		}
+	if err := d.syncNew(); err != nil {
+		return err
 	}
-	// The message is durable in every mailbox. Removing the tmp name can
-	// wait: a name we fail to remove, or that a crash leaves, is harmless
-	// (Recover removes it at the next start).
-	settled = true
-	if sf.staged {
-		m.stage.retire(sf)
-	} else {
-		if rerr := os.Remove(tmpPath); rerr != nil {
-			m.log.Warn("maildir: cannot remove tmp file", "id", id, "path", tmpPath, "err", rerr)
-		}
-		if cerr := f.Close(); cerr != nil {
-			m.log.Warn("maildir: close tmp file", "id", id, "err", cerr)
-		}
-	}
+	d.settle()
 	for _, mb := range boxes {
 		m.Publish(store.Event{Kind: store.EventArrived, Mailbox: mb, IDs: []string{id}, Size: size})
 	}
 	return nil
+}
+
+// mailboxesOf checks a delivery's id and mailboxes and returns the
+// distinct mailboxes, whose directories then exist durably.
+func (m *Maildir) mailboxesOf(ctx context.Context, id string, mailboxes []string) ([]string, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("invalid message id %q", id)
+	}
+	boxes := make([]string, 0, len(mailboxes))
+	for _, mb := range mailboxes {
+		if !store.ValidMailboxName(mb) {
+			return nil, fmt.Errorf("mailbox %q: %w", mb, store.ErrBadMailbox)
+		}
+		if !slices.Contains(boxes, mb) {
+			boxes = append(boxes, mb)
+		}
+	}
+	if len(boxes) == 0 {
+		return nil, errors.New("no mailbox")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, mb := range boxes {
+		if err := m.ensureMailbox(mb); err != nil {
+			return nil, fmt.Errorf("mailbox %s: %w", mb, err)
+		}
+	}
+	return boxes, nil
+}
+
+// delivery is one Deliver in progress: its tmp file and the links made so
+// far.
+type delivery struct {
+	m       *Maildir
+	id      string
+	name    string   // <id>.eml
+	boxes   []string // distinct mailboxes
+	sf      *stagedFile
+	linked  []string // new/ names made so far
+	settled bool     // the tmp file was handed back: nothing to undo
+}
+
+// write streams the normal form of r into the tmp file and makes it
+// durable (fdatasync). Our files are always in the normal form (CRLF line
+// ends, ending in CRLF): that is what lets OpenMaildrop take their size
+// from stat. For the CRLF text the SMTP engine hands over this is a copy,
+// not a change.
+func (d *delivery) write(ctx context.Context, r io.Reader) (int64, error) {
+	bp := d.m.getBuf()
+	buf := *bp
+	size, err := copyFilled(d.sf.f, newCRLFReaderBuf(ctxReader{ctx, r}, buf[:normBufSize]), buf[normBufSize:])
+	d.m.putBuf(bp)
+	if err != nil {
+		return size, err
+	}
+	if err := fdatasync(d.sf.f); err != nil {
+		return size, err
+	}
+	return size, ctx.Err()
+}
+
+// link hard-links the tmp file as new/<id>.eml into every mailbox. On an
+// error the links made so far stay in d.linked (undo removes them).
+func (d *delivery) link() error {
+	for _, mb := range d.boxes {
+		p := filepath.Join(d.m.mailboxDir(mb), subNew, d.name)
+		if err := os.Link(d.sf.path, p); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				if _, serr := os.Stat(filepath.Dir(p)); serr != nil {
+					d.m.forget(mb, serr)
+				}
+			}
+			return &linkError{mailbox: mb, err: err}
+		}
+		d.linked = append(d.linked, p)
+	}
+	return nil
+}
+
+// linkError is a failed link of a delivery into one mailbox.
+type linkError struct {
+	mailbox string
+	err     error
+}
+
+func (e *linkError) Error() string { return e.err.Error() }
+func (e *linkError) Unwrap() error { return e.err }
+
+// redoable reports whether a failed link can be mended by delivering again
+// through another tmp file: a staged file that cannot be linked into a
+// mailbox on another mount (EXDEV: a bind mount of the same filesystem),
+// from now on delivered to through its own tmp/, or whose name someone
+// removed (a tmp cleaner that ignores locks, the staging directory
+// deleted).
+func (d *delivery) redoable(err error) bool {
+	var le *linkError
+	if !d.sf.staged || !errors.As(err, &le) {
+		return false
+	}
+	switch {
+	case errors.Is(err, syscall.EXDEV):
+		d.m.noStage.Store(le.mailbox, struct{}{})
+		d.m.log.Warn("maildir: mailbox on another mount than the staging directory; delivering through its tmp/", "mailbox", le.mailbox)
+		return true
+	case errors.Is(err, fs.ErrNotExist) && !exists(d.sf.path):
+		d.m.log.Warn("maildir: staged file removed by someone else; delivering again", "id", d.id, "path", d.sf.path)
+		d.m.stage.lost(d.sf)
+		return true
+	}
+	return false
+}
+
+// redo delivers again from the size octets written, which the open file
+// still holds, and hands the staged file back.
+func (d *delivery) redo(ctx context.Context, mailboxes []string, size int64) error {
+	d.m.unlink(d.id, d.linked)
+	d.linked = nil
+	if err := d.m.Deliver(ctx, d.id, mailboxes, io.NewSectionReader(d.sf.f, 0, size)); err != nil {
+		return errors.Unwrap(err)
+	}
+	d.settled = true
+	d.m.stage.drop(d.sf)
+	d.m.stage.abandon(d.sf)
+	return nil
+}
+
+// syncNew makes the new links durable: an fsync of each new/ directory,
+// shared with concurrent deliveries (group commit, see dirSyncer).
+func (d *delivery) syncNew() error {
+	for _, mb := range d.boxes {
+		if err := d.m.syncers.get(filepath.Join(d.m.mailboxDir(mb), subNew)).Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle hands the tmp file back once the message is durable in every
+// mailbox. Removing the tmp name can wait: a name we fail to remove, or
+// that a crash leaves, is harmless (Recover removes it at the next start).
+func (d *delivery) settle() {
+	d.settled = true
+	if d.sf.staged {
+		d.m.stage.retire(d.sf)
+		return
+	}
+	if rerr := os.Remove(d.sf.path); rerr != nil {
+		d.m.log.Warn("maildir: cannot remove tmp file", "id", d.id, "path", d.sf.path, "err", rerr)
+	}
+	if cerr := d.sf.f.Close(); cerr != nil {
+		d.m.log.Warn("maildir: close tmp file", "id", d.id, "err", cerr)
+	}
+}
+
+// undo removes what a delivery that did not settle made: its links (with
+// a sync of their directories) and its tmp file.
+func (d *delivery) undo() {
+	if d.settled {
+		return
+	}
+	d.m.unlink(d.id, d.linked)
+	if rerr := os.Remove(d.sf.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		d.m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", d.id, "path", d.sf.path, "err", rerr)
+	}
+	d.sf.f.Close()
+	if d.sf.staged {
+		d.m.stage.abandon(d.sf)
+	}
 }
 
 // exists reports whether path names a file: true unless lstat says it
