@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"postoffice/internal/store"
@@ -94,25 +93,16 @@ func (m *Maildir) Usage(mailbox string) (store.Usage, error) {
 	if !store.ValidMailboxName(mailbox) {
 		return u, fmt.Errorf("usage %q: %w", mailbox, store.ErrBadMailbox)
 	}
-	for _, sub := range []string{subNew, subCur} {
-		dir := filepath.Join(m.mailboxDir(mailbox), sub)
-		entries, err := os.ReadDir(dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+	for _, sub := range messageSubdirs {
+		err := messageFiles(m.mailboxDir(mailbox), sub, func(e fs.DirEntry) error {
+			if fi, err := e.Info(); err == nil { // else removed meanwhile
+				u.Messages++
+				u.Bytes += fi.Size()
+			}
+			return nil
+		})
 		if err != nil {
 			return u, fmt.Errorf("usage %s: %w", mailbox, err)
-		}
-		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-				continue
-			}
-			fi, err := e.Info()
-			if err != nil {
-				continue // removed meanwhile
-			}
-			u.Messages++
-			u.Bytes += fi.Size()
 		}
 	}
 	return u, nil

@@ -123,26 +123,16 @@ func foreignUID(base string) string {
 func snapshot(dir string) ([]message, error) {
 	var msgs []message
 	var scanBuf []byte // shared by the scans of foreign files
-	for _, sub := range []string{subNew, subCur} {
-		entries, err := os.ReadDir(filepath.Join(dir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-				continue
-			}
-			msg, ok, err := scanMessage(dir, sub, name, &scanBuf)
-			if err != nil {
-				return nil, err
-			}
+	for _, sub := range messageSubdirs {
+		err := messageFiles(dir, sub, func(e fs.DirEntry) error {
+			msg, ok, err := scanMessage(dir, sub, e.Name(), &scanBuf)
 			if ok {
 				msgs = append(msgs, msg)
 			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(msgs, func(a, b message) int {
@@ -248,16 +238,12 @@ func (md *maildrop) locate(base string, index *map[string][2]string) (sub, name 
 		idx = *index
 	} else {
 		idx = make(map[string][2]string)
-		for _, s := range []string{subNew, subCur} {
-			entries, err := os.ReadDir(filepath.Join(md.dir, s))
-			if err != nil {
-				continue
-			}
-			for _, e := range entries {
-				if n := e.Name(); !strings.HasPrefix(n, ".") && e.Type().IsRegular() {
-					idx[baseName(n)] = [2]string{s, n}
-				}
-			}
+		for _, s := range messageSubdirs {
+			// A directory that cannot be read has nothing to find.
+			_ = messageFiles(md.dir, s, func(e fs.DirEntry) error {
+				idx[baseName(e.Name())] = [2]string{s, e.Name()}
+				return nil
+			})
 		}
 		if index != nil {
 			*index = idx

@@ -1,6 +1,13 @@
 package maildir
 
-import "postoffice/internal/store"
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"postoffice/internal/store"
+	"strings"
+)
 
 // validID reports whether id can be a message file name stem: 1-70
 // characters of 0x21-0x7E (the POP3 unique-id alphabet, RFC 1939 §7) without
@@ -34,4 +41,30 @@ func ourFileID(name string) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// messageSubdirs are the subdirectories of a mailbox that hold messages,
+// in the order they are read.
+var messageSubdirs = [...]string{subNew, subCur}
+
+// messageFiles calls fn with every message file of dir/sub: the regular
+// files whose names do not start with '.'. A missing directory has none.
+// An error of fn ends the walk and is returned.
+func messageFiles(dir, sub string, fn func(e fs.DirEntry) error) error {
+	entries, err := os.ReadDir(filepath.Join(dir, sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -57,20 +57,14 @@ func (m *Maildir) Stamp(mailbox string) (stamp string, settled bool, err error) 
 func (m *Maildir) Scan(mailbox string) ([]index.Scanned, error) {
 	dir := m.mailboxDir(mailbox)
 	var out []index.Scanned
-	for _, sub := range []string{subNew, subCur} {
-		entries, err := os.ReadDir(filepath.Join(dir, sub))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+	for _, sub := range messageSubdirs {
+		err := messageFiles(dir, sub, func(e fs.DirEntry) error {
+			name := e.Name()
+			out = append(out, index.Scanned{Key: baseName(name), Loc: sub + "/" + name, Seen: seenFlag(sub, name)})
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-				continue
-			}
-			out = append(out, index.Scanned{Key: baseName(name), Loc: sub + "/" + name, Seen: seenFlag(sub, name)})
 		}
 	}
 	return out, nil
