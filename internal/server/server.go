@@ -24,10 +24,10 @@ import (
 	"postoffice/internal/config"
 	"postoffice/internal/delivery"
 	"postoffice/internal/metrics"
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/pop3"
 	"postoffice/internal/smtp"
 	"postoffice/internal/store"
-	"postoffice/internal/textio"
 	"postoffice/internal/web"
 )
 
@@ -158,7 +158,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
-		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		Limiter:           &netpolicy.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
 		IsLocal:           isLocal,
@@ -174,7 +174,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		IdleTimeout:       cfg.POP3IdleTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		MaxErrors:         cfg.MaxErrors,
-		Limiter:           &textio.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
+		Limiter:           &netpolicy.Limiter{Max: cfg.MaxConnections, MaxPerIP: cfg.MaxConnectionsPerIP, Exempt: isLocal},
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
 		IsLocal:           isLocal,
@@ -462,13 +462,13 @@ func (l *blockListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := textio.AddrIP(c.RemoteAddr())
+		ip := netpolicy.AddrIP(c.RemoteAddr())
 		if !l.blocked(ip) {
 			l.m.ConnOpened(l.proto)
 			return &countingConn{Conn: c, l: l}, nil
 		}
 		l.m.ConnRejected(l.proto, "blocked")
-		id := textio.NewID()
+		id := netpolicy.NewID()
 		l.log.Warn("connection refused: too many failed logins", "conn", id, "ip", ip.String())
 		go func() {
 			if l.reply != "" {
