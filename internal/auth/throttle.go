@@ -43,7 +43,7 @@ type ThrottleConfig struct {
 	Window time.Duration
 	// Exempt reports clients never blocked (loopback and trusted
 	// networks); they are still delayed. Nil means loopback addresses
-	// are exempt. textio.Networks.IsLocal fits.
+	// are exempt. netpolicy.Networks.IsLocal fits.
 	Exempt func(netip.Addr) bool
 	// MaxTracked bounds the number of clients remembered; when it is
 	// reached the least recently failing client is forgotten. Default

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"postoffice/internal/textio"
+	"postoffice/internal/netpolicy"
 )
 
 // Config is every setting of the server.
@@ -42,7 +42,7 @@ type Config struct {
 	AllowInsecureAuth bool
 	Insecure          bool
 	SMTPRequireAuth   bool
-	TrustedNetworks   textio.Networks
+	TrustedNetworks   netpolicy.Networks
 
 	MaxMessageSize      Size
 	MaxRecipients       int
@@ -169,7 +169,7 @@ func (v listValue) Set(s string) error {
 	return nil
 }
 
-type netsValue struct{ p *textio.Networks }
+type netsValue struct{ p *netpolicy.Networks }
 
 func (v netsValue) String() string {
 	if v.p == nil {
@@ -182,7 +182,7 @@ func (v netsValue) String() string {
 	return strings.Join(s, ",")
 }
 func (v netsValue) Set(s string) error {
-	n, err := textio.ParseNetworks(s)
+	n, err := netpolicy.ParseNetworks(s)
 	if err != nil {
 		return err
 	}

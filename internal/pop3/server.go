@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/textio"
 )
 
@@ -81,7 +82,7 @@ type Server struct {
 	MaxErrors int
 	// Limiter caps concurrent connections; nil means unlimited. A client over
 	// the cap gets "-ERR [SYS/TEMP] too many connections" and is closed.
-	Limiter *textio.Limiter
+	Limiter *netpolicy.Limiter
 	// TLSConfig enables STLS (RFC 2595 §4) when non-nil.
 	TLSConfig *tls.Config
 	// AllowInsecureAuth allows plaintext login (USER/PASS, AUTH PLAIN) on

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/textio"
 )
 
@@ -61,7 +62,7 @@ type session struct {
 
 // serve runs the session on c until it ends, then closes c.
 func (s *Server) serve(c net.Conn) {
-	id := textio.NewID()
+	id := netpolicy.NewID()
 	log := s.logger().With("conn", id)
 	remote := c.RemoteAddr()
 
@@ -86,7 +87,7 @@ func (s *Server) serve(c net.Conn) {
 			ID:         id,
 			RemoteAddr: remote,
 			LocalAddr:  c.LocalAddr(),
-			RemoteIP:   textio.AddrIP(remote),
+			RemoteIP:   netpolicy.AddrIP(remote),
 		},
 		loginDeadline: time.Now().Add(s.loginTimeout()),
 	}

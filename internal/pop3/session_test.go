@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/textio"
+	"postoffice/internal/netpolicy"
 )
 
 const (
@@ -826,7 +826,7 @@ func TestShutdownForce(t *testing.T) {
 
 func TestConnectionLimit(t *testing.T) {
 	b := newFakeBackend()
-	lim := &textio.Limiter{Max: 1}
+	lim := &netpolicy.Limiter{Max: 1}
 	srv := &Server{Backend: b, Limiter: lim}
 	addr := startServer(t, srv)
 	c1 := dial(t, addr)

@@ -24,12 +24,12 @@ import (
 	"postoffice/internal/backend"
 	"postoffice/internal/config"
 	"postoffice/internal/metrics"
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/pop3"
 	"postoffice/internal/smtp"
 	"postoffice/internal/store"
 	"postoffice/internal/store/index"
 	"postoffice/internal/store/maildir"
-	"postoffice/internal/textio"
 	"postoffice/internal/web"
 )
 
@@ -188,8 +188,8 @@ func (s *Server) authn(proto string) *backend.Authn {
 }
 
 // limiter returns a connection limiter of the configured caps.
-func (s *Server) limiter() *textio.Limiter {
-	return &textio.Limiter{Max: s.cfg.MaxConnections, MaxPerIP: s.cfg.MaxConnectionsPerIP, Exempt: s.cfg.TrustedNetworks.IsLocal}
+func (s *Server) limiter() *netpolicy.Limiter {
+	return &netpolicy.Limiter{Max: s.cfg.MaxConnections, MaxPerIP: s.cfg.MaxConnectionsPerIP, Exempt: s.cfg.TrustedNetworks.IsLocal}
 }
 
 // newSMTP returns the SMTP engine on the SMTP backend.
@@ -437,13 +437,13 @@ func (l *blockListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := textio.AddrIP(c.RemoteAddr())
+		ip := netpolicy.AddrIP(c.RemoteAddr())
 		if !l.blocked(ip) {
 			l.m.ConnOpened(l.proto)
 			return &countingConn{Conn: c, l: l}, nil
 		}
 		l.m.ConnRejected(l.proto, "blocked")
-		id := textio.NewID()
+		id := netpolicy.NewID()
 		l.log.Warn("connection refused: too many failed logins", "conn", id, "ip", ip.String())
 		go func() {
 			if l.reply != "" {

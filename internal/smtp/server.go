@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/textio"
 )
 
@@ -37,19 +38,19 @@ var ErrServerClosed = errors.New("smtp: server closed")
 // and do not change them afterwards. The zero value of each limit selects
 // its default.
 type Server struct {
-	Hostname          string          // in the greeting, the EHLO reply and error texts
-	Backend           Backend         // receives mail; required
-	Logger            *slog.Logger    // nil => slog.Default(); every line of a session carries "conn"=<id>
-	MaxMessageBytes   int64           // default 25 MiB; advertised as SIZE n; enforced while DATA/BDAT streams
-	MaxRecipients     int             // default 100
-	MaxLineLength     int             // command line without CRLF, default 2048, never below 512
-	MaxErrors         int             // protocol errors (5xx replies) before 421 and close, default 10
-	CommandTimeout    time.Duration   // wait for a command, default 5 min (RFC 5321 §4.5.3.2.7)
-	DataTimeout       time.Duration   // wait for each data block, default 3 min (RFC 5321 §4.5.3.2.5)
-	WriteTimeout      time.Duration   // each write of replies, default 1 min
-	Limiter           *textio.Limiter // nil => unlimited
-	TLSConfig         *tls.Config     // non-nil => STARTTLS offered (RFC 3207)
-	AllowInsecureAuth bool            // AUTH allowed without TLS from anywhere
+	Hostname          string             // in the greeting, the EHLO reply and error texts
+	Backend           Backend            // receives mail; required
+	Logger            *slog.Logger       // nil => slog.Default(); every line of a session carries "conn"=<id>
+	MaxMessageBytes   int64              // default 25 MiB; advertised as SIZE n; enforced while DATA/BDAT streams
+	MaxRecipients     int                // default 100
+	MaxLineLength     int                // command line without CRLF, default 2048, never below 512
+	MaxErrors         int                // protocol errors (5xx replies) before 421 and close, default 10
+	CommandTimeout    time.Duration      // wait for a command, default 5 min (RFC 5321 §4.5.3.2.7)
+	DataTimeout       time.Duration      // wait for each data block, default 3 min (RFC 5321 §4.5.3.2.5)
+	WriteTimeout      time.Duration      // each write of replies, default 1 min
+	Limiter           *netpolicy.Limiter // nil => unlimited
+	TLSConfig         *tls.Config        // non-nil => STARTTLS offered (RFC 3207)
+	AllowInsecureAuth bool               // AUTH allowed without TLS from anywhere
 	IsLocal           func(netip.Addr) bool
 	RequireAuth       bool // MAIL needs an authenticated session (530 5.7.0)
 	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
@@ -158,8 +159,8 @@ func (s *Server) serve(c net.Conn) {
 	if s.Limiter != nil {
 		release, err := s.Limiter.Acquire(c.RemoteAddr())
 		if err != nil {
-			id := textio.NewID()
-			s.logger().Warn("connection refused", "conn", id, "remote_ip", textio.AddrIP(c.RemoteAddr()), "err", err)
+			id := netpolicy.NewID()
+			s.logger().Warn("connection refused", "conn", id, "remote_ip", netpolicy.AddrIP(c.RemoteAddr()), "err", err)
 			s.observer().ConnRejected("limit")
 			refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.7.0 %s Too many connections, try again later (conn %s)\r\n", host, id))
 			return
@@ -177,7 +178,7 @@ func (s *Server) serve(c net.Conn) {
 
 func (s *Server) refuseShutdown(c net.Conn) {
 	s.observer().ConnRejected("shutdown")
-	refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down (conn %s)\r\n", s.hostname(), textio.NewID()))
+	refuse(c, s.writeTimeout(), fmt.Sprintf("421 4.3.2 %s Service shutting down (conn %s)\r\n", s.hostname(), netpolicy.NewID()))
 }
 
 // refuse writes a single reply to a connection that gets no session, and

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"postoffice/internal/netpolicy"
 	"postoffice/internal/textio"
 )
 
@@ -53,7 +54,7 @@ type session struct {
 }
 
 func newSession(srv *Server, c net.Conn) *session {
-	id := textio.NewID()
+	id := netpolicy.NewID()
 	ctx, stop := context.WithCancel(srv.lc.Context())
 	s := &session{
 		srv:   srv,
@@ -67,7 +68,7 @@ func newSession(srv *Server, c net.Conn) *session {
 			ID:         id,
 			RemoteAddr: c.RemoteAddr(),
 			LocalAddr:  c.LocalAddr(),
-			RemoteIP:   textio.AddrIP(c.RemoteAddr()),
+			RemoteIP:   netpolicy.AddrIP(c.RemoteAddr()),
 		},
 	}
 	s.conn = textio.NewConn(s.guard, srv.commandTimeout(), srv.writeTimeout())

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/textio"
+	"postoffice/internal/netpolicy"
 )
 
 // TestIssueSession replays the README's worked session verbatim.
@@ -553,7 +553,7 @@ func TestRequireAuth(t *testing.T) {
 
 func TestConnectionLimit(t *testing.T) {
 	srv := testServer(t, newBackend())
-	srv.Limiter = &textio.Limiter{Max: 1}
+	srv.Limiter = &netpolicy.Limiter{Max: 1}
 	addr := start(t, srv)
 	c1 := dialGreeted(t, addr)
 	c2 := dial(t, addr)

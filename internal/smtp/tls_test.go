@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"postoffice/internal/textio"
+	"postoffice/internal/netpolicy"
 )
 
 // upgrade runs the client side of STARTTLS on c and returns a client over
@@ -124,7 +124,7 @@ func TestImplicitTLS(t *testing.T) {
 func TestRefusedImplicitTLSConnectionIsClosed(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srvCfg, cliCfg := selfSigned(t)
-	srv.Limiter = &textio.Limiter{Max: 1}
+	srv.Limiter = &netpolicy.Limiter{Max: 1}
 	srv.WriteTimeout = 200 * time.Millisecond
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

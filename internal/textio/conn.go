@@ -1,6 +1,7 @@
-// Package textio holds what the SMTP and POP3 engines share: a buffered
-// line-oriented connection whose every read and write has a deadline and whose
-// line reads are bounded, and connection limits per client IP.
+// Package textio holds the wire layer the SMTP and POP3 engines share: a
+// buffered line-oriented connection whose every read and write has a
+// deadline and whose line reads are bounded. Who may connect, and the id of
+// each connection, are in package netpolicy.
 package textio
 
 import (
