@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -12,28 +11,22 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // crashClient delivers messages on one connection until the server dies,
 // recording each message that got a 250.
-func crashClient(addr string, worker int, acked map[string]string, mu *sync.Mutex, stop <-chan struct{}) {
-	c, err := net.Dial("tcp", addr)
+func crashClient(t *testing.T, addr string, worker int, acked map[string]string, mu *sync.Mutex, stop <-chan struct{}) {
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return
 	}
-	defer c.Close()
-	r := bufio.NewReader(c)
+	defer nc.Close()
+	c := testsupport.NewConn(t, nc)
 	reply := func() (string, bool) {
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				return "", false
-			}
-			if len(l) < 4 || l[3] != '-' {
-				return strings.TrimRight(l, "\r\n"), true
-			}
-		}
+		r, err := c.ReadReply()
+		return r.Last(), err == nil
 	}
 	if _, ok := reply(); !ok {
 		return
@@ -91,20 +84,15 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				crashClient(p.Addr("smtp"), round*100+w, acked, &mu, stop)
+				crashClient(t, p.Addr("smtp"), round*100+w, acked, &mu, stop)
 			}()
 		}
 		// Let deliveries get going, then kill in the middle of them.
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
+		testsupport.WaitUntil(20*time.Second, func() bool {
 			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= (round+1)*40 {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return len(acked) >= (round+1)*40
+		})
 		time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond)
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
@@ -145,17 +133,14 @@ func TestCrashKeepsAcknowledgedMail(t *testing.T) {
 		t.Fatal("no staged file left by the kills: deliveries did not go through .tmp/")
 	}
 	p := start(t, dir)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ents, _ := os.ReadDir(filepath.Join(dir, "user", "tmp"))
-		staged, dirs := stagedFiles(dir)
-		if len(ents) == 0 && len(staged) == 0 && len(dirs) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tmp/ and .tmp/ not cleaned at start-up: %d, %d files and %d directories left\n%s", len(ents), len(staged), len(dirs), p.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ents []os.DirEntry
+	var staged, dirs []string
+	if !testsupport.WaitUntil(10*time.Second, func() bool {
+		ents, _ = os.ReadDir(filepath.Join(dir, "user", "tmp"))
+		staged, dirs = stagedFiles(dir)
+		return len(ents) == 0 && len(staged) == 0 && len(dirs) == 0
+	}) {
+		t.Fatalf("tmp/ and .tmp/ not cleaned at start-up: %d, %d files and %d directories left\n%s", len(ents), len(staged), len(dirs), p.Log())
 	}
 	t.Logf("%d acknowledged, %d stored after 3 kills", len(acked), len(files))
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // TestFaultTmpLeftoversCleanedAtStart plants the leftovers (in tmp/ and
@@ -44,7 +46,7 @@ func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
 	}
 	p := startFault(t, dir)
 	for _, f := range []string{ours, staged, pooled, inst} {
-		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(f); return os.IsNotExist(err) }) {
+		if !testsupport.WaitUntil(10*time.Second, func() bool { _, err := os.Stat(f); return os.IsNotExist(err) }) {
 			t.Fatalf("leftover %s not removed at start-up\n%s", f, p.Log())
 		}
 	}
@@ -52,6 +54,6 @@ func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
 		t.Fatalf("another agent's fresh tmp file was removed: %v", err)
 	}
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	c.send("STAT\r\n")
-	c.expect("+OK 0 0")
+	c.Send("STAT\r\n")
+	c.Expect("+OK 0 0")
 }

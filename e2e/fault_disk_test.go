@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"postoffice/internal/testsupport"
 )
 
 // mountTmpfs mounts a tmpfs of the given size on a fresh directory and
@@ -68,18 +70,18 @@ func TestFaultDiskFullTmpfs(t *testing.T) {
 	id := sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, body)
 
 	filler := fillDisk(t, mnt)
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO full.test\r\n")
-	c.expect("250 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO full.test\r\n")
+	c.ExpectReply("250 *")
 	big := "Subject: too much\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 200)
 	for attempt := 0; attempt < 2; attempt++ {
-		c.send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-		c.expect("250 *")
-		c.expect("250 *")
-		c.expect("354 *")
-		c.send(big + ".\r\n")
-		c.expect("452 4.3.1 *")
+		c.Send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+		c.ExpectReply("250 *")
+		c.ExpectReply("250 *")
+		c.ExpectReply("354 *")
+		c.Send(big + ".\r\n")
+		c.ExpectReply("452 4.3.1 *")
 	}
 	if files := mailFiles(t, dir, "user"); len(files) != 1 {
 		t.Fatalf("after 452: %d message files, want only the earlier one: %v", len(files), files)
@@ -93,26 +95,26 @@ func TestFaultDiskFullTmpfs(t *testing.T) {
 
 	// Reads keep working on the full disk.
 	pc := login(t, p.Addr("pop3"), "user", "pass")
-	pc.send("UIDL 1\r\n")
-	pc.expect("+OK 1 " + id)
-	pc.send("RETR 1\r\n")
-	pc.expect("+OK *")
-	if _, msg := stripTrace(t, []byte(pc.multiline())); msg != body {
+	pc.Send("UIDL 1\r\n")
+	pc.Expect("+OK 1 " + id)
+	pc.Send("RETR 1\r\n")
+	pc.Expect("+OK *")
+	if _, msg := stripTrace(t, []byte(pc.MultilineText())); msg != body {
 		t.Fatalf("RETR on a full disk gave %q", msg)
 	}
-	pc.send("QUIT\r\n")
-	pc.expect("+OK*")
+	pc.Send("QUIT\r\n")
+	pc.Expect("+OK*")
 
 	// Space returns: the same session delivers.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	c.send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("354 *")
-	c.send(big + ".\r\n")
-	c.expect("250 2.0.0 Ok: queued as *")
+	c.Send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("354 *")
+	c.Send(big + ".\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as *")
 	if files := mailFiles(t, dir, "user"); len(files) != 2 {
 		t.Fatalf("after space returned: %d message files, want 2", len(files))
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,21 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// smtpReply reads one SMTP reply (all its lines) and returns the last line.
-func smtpReply(c net.Conn, r *bufio.Reader) (string, error) {
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		l, err := r.ReadString('\n')
-		if err != nil {
-			return l, err
-		}
-		if len(l) < 4 || l[3] != '-' {
-			return strings.TrimRight(l, "\r\n"), nil
-		}
-	}
-}
+	"postoffice/internal/testsupport"
+)
 
 // deliverMany delivers n messages (bodies from body(i), CRLF text without
 // the final dot) over workers concurrent SMTP sessions and returns the
@@ -43,23 +30,24 @@ func deliverMany(t *testing.T, addr string, n, workers int, body func(i int) str
 		go func() {
 			defer wg.Done()
 			errs <- func() error {
-				c, err := net.Dial("tcp", addr)
+				nc, err := net.Dial("tcp", addr)
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				r := bufio.NewReader(c)
+				defer nc.Close()
+				c := testsupport.NewConn(t, nc)
 				step := func(send, want string) (string, error) {
 					if send != "" {
-						c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+						c.SetWriteDeadline(time.Now().Add(testsupport.Timeout))
 						if _, err := c.Write([]byte(send)); err != nil {
 							return "", err
 						}
 					}
-					l, err := smtpReply(c, r)
+					r, err := c.ReadReply()
 					if err != nil {
 						return "", err
 					}
+					l := r.Last()
 					if !strings.HasPrefix(l, want) {
 						return "", fmt.Errorf("after %.40q got %q, want %s", send, l, want)
 					}
@@ -185,20 +173,6 @@ func procStatusKB(pid int, key string) int {
 		}
 	}
 	return -1
-}
-
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // startFault starts the binary like start, with the HTTP listener off so

@@ -5,29 +5,31 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"postoffice/internal/testsupport"
 )
 
 // trySend runs one mail transaction on an open SMTP session and returns the
 // reply to the end of data.
-func trySend(c *textConn, body string) string {
-	c.t.Helper()
-	c.send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("354 *")
-	c.send(body + ".\r\n")
-	return c.expect("*")
+func trySend(t *testing.T, c *testsupport.Conn, body string) string {
+	t.Helper()
+	c.Send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("354 *")
+	c.Send(body + ".\r\n")
+	return c.ExpectReply("*").Last()
 }
 
 // sendUntilOK retries a delivery on c until it is accepted, allowing at
 // most one temporary failure first (the store notices a vanished mailbox on
 // the failed attempt and recreates it on the next), and returns the
 // temporary replies seen.
-func sendUntilOK(t *testing.T, c *textConn, body string) []string {
+func sendUntilOK(t *testing.T, c *testsupport.Conn, body string) []string {
 	t.Helper()
 	var temp []string
 	for range 3 {
-		l := trySend(c, body)
+		l := trySend(t, c, body)
 		if strings.HasPrefix(l, "250 2.0.0 ") {
 			return temp
 		}
@@ -51,10 +53,10 @@ func TestFaultMailboxRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO x\r\n")
-	c.expect("250 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO x\r\n")
+	c.ExpectReply("250 *")
 	temp := sendUntilOK(t, c, "Subject: two\r\n\r\nafter removal\r\n")
 	t.Logf("delivery after removing the mailbox: temporary replies %q", temp)
 	if files := mailFiles(t, p.dir, "user"); len(files) != 1 {
@@ -65,24 +67,24 @@ func TestFaultMailboxRemoved(t *testing.T) {
 	}
 	// POP3 while the maildrop is gone: an empty maildrop or a temporary
 	// error, never a crash.
-	pc := dial(t, p.Addr("pop3"))
-	pc.expect("+OK*")
-	pc.send("USER user\r\nPASS pass\r\n")
-	pc.expect("+OK*")
-	if l := pc.line(); strings.HasPrefix(l, "+OK") {
-		pc.send("STAT\r\n")
-		pc.expect("+OK 0 0")
+	pc := testsupport.Dial(t, p.Addr("pop3"))
+	pc.Expect("+OK*")
+	pc.Send("USER user\r\nPASS pass\r\n")
+	pc.Expect("+OK*")
+	if l := pc.Line(); strings.HasPrefix(l, "+OK") {
+		pc.Send("STAT\r\n")
+		pc.Expect("+OK 0 0")
 	} else if !strings.HasPrefix(l, "-ERR [SYS/TEMP] ") {
 		t.Fatalf("POP3 login without a maildrop: %q, want +OK or -ERR [SYS/TEMP]", l)
 	}
-	pc.send("QUIT\r\n")
-	pc.expect("+OK*")
+	pc.Send("QUIT\r\n")
+	pc.Expect("+OK*")
 
 	l := login(t, p.Addr("pop3"), "user", "pass")
-	l.send("STAT\r\n")
-	l.expect("+OK 0 0")
-	l.send("QUIT\r\n")
-	l.expect("+OK*")
+	l.Send("STAT\r\n")
+	l.Expect("+OK 0 0")
+	l.Send("QUIT\r\n")
+	l.Expect("+OK*")
 	sendUntilOK(t, c, "Subject: three\r\n\r\nafter the second removal\r\n")
 	if files := mailFiles(t, p.dir, "user"); len(files) != 1 {
 		t.Fatalf("%d message files after the second removal and one delivery, want 1", len(files))
@@ -127,12 +129,12 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 		t.Log("new/ made read-only")
 	}
 
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO x\r\n")
-	c.expect("250 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO x\r\n")
+	c.ExpectReply("250 *")
 	for range 2 {
-		if l := trySend(c, "Subject: two\r\n\r\nrefused\r\n"); !strings.HasPrefix(l, "451 4.3.0 ") {
+		if l := trySend(t, c, "Subject: two\r\n\r\nrefused\r\n"); !strings.HasPrefix(l, "451 4.3.0 ") {
 			t.Fatalf("delivery into an unwritable new/: %q, want 451 4.3.0", l)
 		}
 	}
@@ -143,13 +145,13 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 		t.Fatalf("data left in .tmp/ after failed deliveries: %v", left)
 	}
 
-	pc := dial(t, p.Addr("pop3"))
-	pc.expect("+OK*")
-	pc.send("USER user\r\nPASS pass\r\n")
-	pc.expect("+OK*")
-	if l := pc.line(); strings.HasPrefix(l, "+OK") {
-		pc.send("QUIT\r\n")
-		pc.expect("+OK*")
+	pc := testsupport.Dial(t, p.Addr("pop3"))
+	pc.Expect("+OK*")
+	pc.Send("USER user\r\nPASS pass\r\n")
+	pc.Expect("+OK*")
+	if l := pc.Line(); strings.HasPrefix(l, "+OK") {
+		pc.Send("QUIT\r\n")
+		pc.Expect("+OK*")
 	} else if !strings.HasPrefix(l, "-ERR [SYS/TEMP] ") {
 		t.Fatalf("POP3 login with an unusable new/: %q, want +OK or -ERR [SYS/TEMP]", l)
 	}
@@ -158,8 +160,8 @@ func TestFaultMailboxUnwritable(t *testing.T) {
 	temp := sendUntilOK(t, c, "Subject: three\r\n\r\naccepted again\r\n")
 	t.Logf("after new/ came back: temporary replies %q", temp)
 	l := login(t, p.Addr("pop3"), "user", "pass")
-	l.send("STAT\r\n")
-	l.expect("+OK 2 *")
-	l.send("QUIT\r\n")
-	l.expect("+OK*")
+	l.Send("STAT\r\n")
+	l.Expect("+OK 2 *")
+	l.Send("QUIT\r\n")
+	l.Expect("+OK*")
 }

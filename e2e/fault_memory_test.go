@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"postoffice/internal/testsupport"
 )
 
 // memoryRun starts a fresh server, delivers n messages of size octets each
@@ -31,18 +32,18 @@ func memoryRun(t *testing.T, n, size int) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("tcp", p.Addr("smtp"))
+			nc, err := net.Dial("tcp", p.Addr("smtp"))
 			if err != nil {
 				errs <- err
 				return
 			}
-			defer c.Close()
-			r := bufio.NewReader(c)
+			defer nc.Close()
+			c := testsupport.NewConn(t, nc)
 			want := []string{"220", "250", "250", "250", "354"}
 			c.Write([]byte("EHLO mem\r\nMAIL FROM:<m@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n"))
 			for _, w := range want {
-				if l, err := smtpReply(c, r); err != nil || !strings.HasPrefix(l, w) {
-					errs <- fmt.Errorf("want %s: %q, %v", w, l, err)
+				if r, err := c.ReadReply(); err != nil || !strings.HasPrefix(r.Last(), w) {
+					errs <- fmt.Errorf("want %s: %q, %v", w, r, err)
 					return
 				}
 			}
@@ -50,8 +51,8 @@ func memoryRun(t *testing.T, n, size int) int {
 				errs <- err
 				return
 			}
-			if l, err := smtpReply(c, r); err != nil || !strings.HasPrefix(l, "250 2.0.0") {
-				errs <- fmt.Errorf("end of data: %q, %v", l, err)
+			if r, err := c.ReadReply(); err != nil || !strings.HasPrefix(r.Last(), "250 2.0.0") {
+				errs <- fmt.Errorf("end of data: %q, %v", r, err)
 			}
 		}()
 	}

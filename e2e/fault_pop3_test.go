@@ -28,10 +28,10 @@ func TestFaultKillDuringQuitCommit(t *testing.T) {
 		before := readMailFiles(t, dir, "user")
 
 		c := login(t, p.Addr("pop3"), "user", "pass")
-		c.send("UIDL\r\n")
-		c.expect("+OK*")
+		c.Send("UIDL\r\n")
+		c.Expect("+OK*")
 		uidOf := map[int]string{}
-		for _, l := range strings.Split(strings.TrimSuffix(c.multiline(), "\r\n"), "\r\n") {
+		for _, l := range strings.Split(strings.TrimSuffix(c.MultilineText(), "\r\n"), "\r\n") {
 			var n int
 			var uid string
 			if _, err := fmt.Sscanf(l, "%d %s", &n, &uid); err != nil {
@@ -48,11 +48,11 @@ func TestFaultKillDuringQuitCommit(t *testing.T) {
 			fmt.Fprintf(&cmds, "DELE %d\r\n", n)
 			deleted[uidOf[n]+".eml"] = true
 		}
-		c.send(cmds.String())
+		c.Send(cmds.String())
 		for n := 1; n <= dele; n++ {
-			c.expect("+OK*")
+			c.Expect("+OK*")
 		}
-		c.send("QUIT\r\n")
+		c.Send("QUIT\r\n")
 		time.Sleep(delay)
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		<-p.exited
@@ -81,9 +81,9 @@ func TestFaultKillDuringQuitCommit(t *testing.T) {
 		// lists exactly what is on disk.
 		p = startFault(t, dir)
 		c = login(t, p.Addr("pop3"), "user", "pass")
-		c.send("STAT\r\n")
-		c.expect(fmt.Sprintf("+OK %d *", len(after)))
-		c.send("QUIT\r\n")
-		c.expect("+OK*")
+		c.Send("STAT\r\n")
+		c.Expect(fmt.Sprintf("+OK %d *", len(after)))
+		c.Send("QUIT\r\n")
+		c.Expect("+OK*")
 	}
 }

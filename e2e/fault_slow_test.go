@@ -1,13 +1,13 @@
 package e2e
 
 import (
-	"errors"
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // A client trickling one byte per second. --smtp-command-timeout bounds the
@@ -17,8 +17,8 @@ import (
 // answered, while others are served meanwhile.
 func TestFaultTricklingClient(t *testing.T) {
 	p := startFault(t, "", "--smtp-command-timeout", "2s")
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -28,8 +28,8 @@ func TestFaultTricklingClient(t *testing.T) {
 				return
 			case <-time.After(time.Second):
 			}
-			c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.c.Write([]byte{b}); err != nil {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte{b}); err != nil {
 				return
 			}
 		}
@@ -37,21 +37,17 @@ func TestFaultTricklingClient(t *testing.T) {
 	began := time.Now()
 	// Someone else is served while the trickle goes on.
 	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: meanwhile\r\n\r\nok\r\n")
-	c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	rest, err := io.ReadAll(c.r)
-	if err != nil && !isConnReset(err) {
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	rest, err := io.ReadAll(c.R)
+	if err != nil && !testsupport.IsReset(err) {
 		t.Fatalf("trickling client not dropped: %v after %q", err, rest)
 	}
-	if !glob("421 4.4.2 *\r\n", string(rest)) {
+	if !testsupport.Glob("421 4.4.2 *\r\n", string(rest)) {
 		t.Fatalf("trickling client got %q, want only 421 4.4.2 (the NOOP took longer than the command timeout)", rest)
 	}
 	if took := time.Since(began); took > 5*time.Second {
 		t.Logf("dropped after %v (timeout 2s)", took)
 	}
-}
-
-func isConnReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // A client that pipelines NOOPs without end and never reads a reply fills
@@ -74,7 +70,7 @@ func TestFaultClientNeverReads(t *testing.T) {
 			break
 		}
 	}
-	if werr == nil || !isConnReset(werr) {
+	if werr == nil || !testsupport.IsReset(werr) {
 		t.Fatalf("writing without reading: %v, want the server to drop the connection", werr)
 	}
 	t.Logf("server dropped the non-reading client after %v", time.Since(start).Round(100*time.Millisecond))
@@ -112,17 +108,17 @@ func TestFaultThousandIdleConnections(t *testing.T) {
 	// Others are still served: SMTP (4 slots left) and POP3.
 	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: busy\r\n\r\nok\r\n")
 	pc := login(t, p.Addr("pop3"), "user", "pass")
-	pc.send("STAT\r\n")
-	pc.expect("+OK 1 *")
+	pc.Send("STAT\r\n")
+	pc.Expect("+OK 1 *")
 
 	// Over the cap: 421.
-	var extra []*textConn
+	var extra []*testsupport.Conn
 	for range 10 {
-		extra = append(extra, dial(t, p.Addr("smtp")))
+		extra = append(extra, testsupport.Dial(t, p.Addr("smtp")))
 	}
 	refused := 0
 	for _, c := range extra {
-		if l := c.line(); strings.HasPrefix(l, "421 ") {
+		if l := c.Line(); strings.HasPrefix(l, "421 ") {
 			refused++
 		} else if !strings.HasPrefix(l, "220 ") {
 			t.Fatalf("over the cap: %q", l)
@@ -134,7 +130,7 @@ func TestFaultThousandIdleConnections(t *testing.T) {
 		t.Fatalf("%d of 10 connections beyond 1000 refused with --max-connections 1005, want 5", refused)
 	}
 	for _, c := range extra {
-		c.c.Close()
+		c.Close()
 	}
 
 	// The idle clients go; the slots come back.
@@ -142,7 +138,7 @@ func TestFaultThousandIdleConnections(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	if !waitFor(20*time.Second, func() bool {
+	if !testsupport.WaitUntil(20*time.Second, func() bool {
 		c, err := net.Dial("tcp", p.Addr("smtp"))
 		if err != nil {
 			return false

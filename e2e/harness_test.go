@@ -7,7 +7,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +16,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
+	// The binary under test may be built with -race and share the machine
+	// with parallel tests: give each read and write more time.
+	testsupport.Timeout = 30 * time.Second
 	dir, err := os.MkdirTemp("", "postoffice-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -148,99 +152,28 @@ func (p *proc) stop(sig syscall.Signal) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-// textConn is a minimal line client for transcripts.
-type textConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dial(t *testing.T, addr string) *textConn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &textConn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (c *textConn) send(s string) {
-	c.t.Helper()
-	c.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c.c, s); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// line reads one reply line without CRLF.
-func (c *textConn) line() string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	l, err := c.r.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return strings.TrimRight(l, "\r\n")
-}
-
-// expect reads one line (SMTP: the whole multi-line reply, returning the
-// last line) and checks it against a glob pattern.
-func (c *textConn) expect(pattern string) string {
-	c.t.Helper()
-	l := c.line()
-	for len(l) >= 4 && l[3] == '-' && l[0] >= '2' && l[0] <= '5' {
-		l = c.line()
-	}
-	if !glob(pattern, l) {
-		c.t.Fatalf("got %q, want %q", l, pattern)
-	}
-	return l
-}
-
-// multiline reads a POP3 multi-line body up to the final ".", undoing
-// dot-stuffing, and returns it with CRLF line ends.
-func (c *textConn) multiline() string {
-	c.t.Helper()
-	var b strings.Builder
-	for {
-		c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		l, err := c.r.ReadString('\n')
-		if err != nil {
-			c.t.Fatalf("read: %v", err)
-		}
-		if l == ".\r\n" {
-			return b.String()
-		}
-		if strings.HasPrefix(l, ".") {
-			l = l[1:]
-		}
-		b.WriteString(l)
-	}
-}
-
 var queuedRe = regexp.MustCompile(`^250 2\.0\.0 Ok: queued as (\S+)$`)
 
 // sendRaw delivers one message over a raw SMTP session (data already
 // dot-stuffed with CRLF line ends) and returns the queue id.
 func sendRaw(t *testing.T, addr, from string, to []string, data string) string {
 	t.Helper()
-	c := dial(t, addr)
-	c.expect("220 *")
-	c.send("EHLO client.test\r\n")
-	c.expect("250 *")
-	c.send("MAIL FROM:<" + from + ">\r\n")
-	c.expect("250 2.1.0*")
+	c := testsupport.Dial(t, addr)
+	c.ExpectReply("220 *")
+	c.Send("EHLO client.test\r\n")
+	c.ExpectReply("250 *")
+	c.Send("MAIL FROM:<" + from + ">\r\n")
+	c.ExpectReply("250 2.1.0*")
 	for _, r := range to {
-		c.send("RCPT TO:<" + r + ">\r\n")
-		c.expect("250 2.1.5*")
+		c.Send("RCPT TO:<" + r + ">\r\n")
+		c.ExpectReply("250 2.1.5*")
 	}
-	c.send("DATA\r\n")
-	c.expect("354 *")
-	c.send(data + ".\r\n")
-	m := queuedRe.FindStringSubmatch(c.expect("250 2.0.0 Ok: queued as *"))
-	c.send("QUIT\r\n")
-	c.expect("221 *")
+	c.Send("DATA\r\n")
+	c.ExpectReply("354 *")
+	c.Send(data + ".\r\n")
+	m := queuedRe.FindStringSubmatch(c.ExpectReply("250 2.0.0 Ok: queued as *").Last())
+	c.Send("QUIT\r\n")
+	c.ExpectReply("221 *")
 	return m[1]
 }
 
@@ -284,25 +217,4 @@ func mailFiles(t *testing.T, dir, user string) []string {
 		}
 	}
 	return out
-}
-
-// glob matches s against pattern, where only '*' is special (any run of
-// characters): POP3 response codes like [IN-USE] stay literal.
-func glob(pattern, s string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == s
-	}
-	if !strings.HasPrefix(s, parts[0]) {
-		return false
-	}
-	s = s[len(parts[0]):]
-	for _, p := range parts[1 : len(parts)-1] {
-		i := strings.Index(s, p)
-		if i < 0 {
-			return false
-		}
-		s = s[i+len(p):]
-	}
-	return strings.HasSuffix(s, parts[len(parts)-1])
 }

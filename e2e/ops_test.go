@@ -1,44 +1,24 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"postoffice/internal/testsupport"
 )
 
 // opsScrape fetches /metrics of p and returns the samples by series.
 func opsScrape(t *testing.T, p *proc) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.Addr("http") + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample %q", l)
-		}
-		out[l[:i]] = v
-	}
-	return out
+	return testsupport.Scrape(t, "http://"+p.Addr("http")+"/metrics")
 }
 
 // TestOpsMetricsThroughBinary: the real binary's /metrics before and after
@@ -48,21 +28,17 @@ func TestOpsMetricsThroughBinary(t *testing.T) {
 	before := opsScrape(t, p)
 	sendRaw(t, p.Addr("smtp"), "a@example.org", []string{"user@example.org"}, "Subject: m\r\n\r\nhello\r\n")
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	c.send("RETR 1\r\n")
-	c.expect("+OK*")
-	c.multiline()
-	c.send("DELE 1\r\nQUIT\r\n")
-	c.expect("+OK*")
-	c.expect("+OK*")
+	c.Send("RETR 1\r\n")
+	c.Expect("+OK*")
+	c.MultilineText()
+	c.Send("DELE 1\r\nQUIT\r\n")
+	c.Expect("+OK*")
+	c.Expect("+OK*")
 	var after map[string]float64
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testsupport.WaitUntil(10*time.Second, func() bool {
 		after = opsScrape(t, p)
-		if after[`postoffice_connections_current{proto="pop3"}`] == 0 && after[`postoffice_connections_current{proto="smtp"}`] == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return after[`postoffice_connections_current{proto="pop3"}`] == 0 && after[`postoffice_connections_current{proto="smtp"}`] == 0
+	})
 	for series, want := range map[string]float64{
 		`postoffice_connections_total{proto="smtp"}`:      1,
 		`postoffice_connections_total{proto="pop3"}`:      1,
@@ -96,7 +72,7 @@ func TestOpsSIGHUPReloadsUsersFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, "", "--users-file", users, "--auth-delay", "0s")
-	login(t, p.Addr("pop3"), "bob", "secret").send("QUIT\r\n")
+	login(t, p.Addr("pop3"), "bob", "secret").Send("QUIT\r\n")
 
 	fi, err := os.Stat(users)
 	if err != nil {
@@ -111,23 +87,19 @@ func TestOpsSIGHUPReloadsUsersFile(t *testing.T) {
 	os.Chtimes(users, fi.ModTime(), fi.ModTime())
 
 	tryCat := func() string {
-		c := dial(t, p.Addr("pop3"))
-		c.expect("+OK*")
-		c.send("USER cat\r\nPASS secret\r\n")
-		c.expect("+OK*")
-		return c.line()
+		c := testsupport.Dial(t, p.Addr("pop3"))
+		c.Expect("+OK*")
+		c.Send("USER cat\r\nPASS secret\r\n")
+		c.Expect("+OK*")
+		return c.Line()
 	}
 	time.Sleep(1500 * time.Millisecond) // the watcher polls every second
 	if l := tryCat(); !strings.HasPrefix(l, "-ERR") {
 		t.Fatalf("cat logged in before SIGHUP: %q", l)
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Log(), "reloaded users") {
-		if time.Now().After(deadline) {
-			t.Fatal("no reload logged after SIGHUP")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testsupport.WaitUntil(10*time.Second, func() bool { return strings.Contains(p.Log(), "reloaded users") }) {
+		t.Fatal("no reload logged after SIGHUP")
 	}
 	if l := tryCat(); !strings.HasPrefix(l, "+OK maildrop locked") {
 		t.Errorf("cat after SIGHUP: %q", l)
@@ -154,30 +126,24 @@ func TestOpsSIGTERMDrains(t *testing.T) {
 	if code, l := ready(); code != 200 || l != "ok" {
 		t.Fatalf("readyz before: %d %q", code, l)
 	}
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<user@example.org>\r\nDATA\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("354 *")
-	c.send("Subject: drain\r\n\r\nfirst half\r\n")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<user@example.org>\r\nDATA\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("354 *")
+	c.Send("Subject: drain\r\n\r\nfirst half\r\n")
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, l := ready()
-		if code == 503 && l == "shutting down" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz while draining: %d %q", code, l)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var code int
+	var l string
+	if !testsupport.WaitUntil(10*time.Second, func() bool { code, l = ready(); return code == 503 && l == "shutting down" }) {
+		t.Fatalf("readyz while draining: %d %q", code, l)
 	}
-	c.send("second half\r\n.\r\n")
-	c.expect("250 2.0.0 Ok: queued as *")
-	c.expect("421 4.3.2 *")
+	c.Send("second half\r\n.\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as *")
+	c.ExpectReply("421 4.3.2 *")
 	select {
 	case <-p.exited:
 	case <-time.After(15 * time.Second):

@@ -9,38 +9,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
-func login(t *testing.T, addr, user, pass string) *textConn {
+func login(t *testing.T, addr, user, pass string) *testsupport.Conn {
 	t.Helper()
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("USER " + user + "\r\n")
-	c.expect("+OK*")
-	c.send("PASS " + pass + "\r\n")
-	c.expect("+OK maildrop locked and ready*")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login(user, pass)
 	return c
 }
 
 // loginWhenFree logs in, retrying while the maildrop is still held by a
 // session whose connection the client just dropped (the server notices the
 // drop a moment later).
-func loginWhenFree(t *testing.T, addr, user, pass string) *textConn {
+func loginWhenFree(t *testing.T, addr, user, pass string) *testsupport.Conn {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c := dial(t, addr)
-		c.expect("+OK*")
-		c.send("USER " + user + "\r\nPASS " + pass + "\r\n")
-		c.expect("+OK*")
-		l := c.line()
+		c := testsupport.Dial(t, addr)
+		c.Expect("+OK*")
+		c.Send("USER " + user + "\r\nPASS " + pass + "\r\n")
+		c.Expect("+OK*")
+		l := c.Line()
 		if strings.HasPrefix(l, "+OK maildrop locked and ready") {
 			return c
 		}
 		if !strings.HasPrefix(l, "-ERR [IN-USE]") || time.Now().After(deadline) {
 			t.Fatalf("login: %q", l)
 		}
-		c.c.Close()
+		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -58,35 +56,35 @@ func TestPOP3SeedSession(t *testing.T) {
 	size := strconv.Itoa(len(eml))
 
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	c.send("STAT\r\n")
-	c.expect("+OK 1 " + size)
-	c.send("LIST\r\n")
-	c.expect("+OK 1 messages (" + size + " octets)")
-	if got := c.multiline(); got != "1 "+size+"\r\n" {
+	c.Send("STAT\r\n")
+	c.Expect("+OK 1 " + size)
+	c.Send("LIST\r\n")
+	c.Expect("+OK 1 messages (" + size + " octets)")
+	if got := c.MultilineText(); got != "1 "+size+"\r\n" {
 		t.Fatalf("LIST body %q", got)
 	}
-	c.send("UIDL 1\r\n")
-	c.expect("+OK 1 " + id)
-	c.send("RETR 1\r\n")
-	c.expect("+OK " + size + " octets")
-	if got := c.multiline(); got != string(eml) {
+	c.Send("UIDL 1\r\n")
+	c.Expect("+OK 1 " + id)
+	c.Send("RETR 1\r\n")
+	c.Expect("+OK " + size + " octets")
+	if got := c.MultilineText(); got != string(eml) {
 		t.Fatalf("RETR gave %q, file holds %q", got, eml)
 	}
 	_, msg := stripTrace(t, eml)
 	if msg != strings.Replace(body, "..a", ".a", 1) {
 		t.Fatalf("message %q", msg)
 	}
-	c.send("DELE 1\r\n")
-	c.expect("+OK message 1 deleted")
-	c.c.Close() // drop without QUIT: nothing deleted
+	c.Send("DELE 1\r\n")
+	c.Expect("+OK message 1 deleted")
+	c.Close() // drop without QUIT: nothing deleted
 
 	c = loginWhenFree(t, p.Addr("pop3"), "user", "pass")
-	c.send("STAT\r\n")
-	c.expect("+OK 1 " + size)
-	c.send("DELE 1\r\n")
-	c.expect("+OK*")
-	c.send("QUIT\r\n")
-	c.expect("+OK*")
+	c.Send("STAT\r\n")
+	c.Expect("+OK 1 " + size)
+	c.Send("DELE 1\r\n")
+	c.Expect("+OK*")
+	c.Send("QUIT\r\n")
+	c.Expect("+OK*")
 	if files := mailFiles(t, p.dir, "user"); len(files) != 0 {
 		t.Fatalf("after QUIT: %v", files)
 	}
@@ -105,18 +103,18 @@ func TestPOP3FiveHundredAndLock(t *testing.T) {
 	}
 
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	second := dial(t, p.Addr("pop3"))
-	second.expect("+OK*")
-	second.send("USER user\r\n")
-	second.expect("+OK*")
-	second.send("PASS pass\r\n")
-	second.expect("-ERR [IN-USE]*")
+	second := testsupport.Dial(t, p.Addr("pop3"))
+	second.Expect("+OK*")
+	second.Send("USER user\r\n")
+	second.Expect("+OK*")
+	second.Send("PASS pass\r\n")
+	second.Expect("-ERR [IN-USE]*")
 
-	c.send("STAT\r\n")
-	c.expect(fmt.Sprintf("+OK %d *", n))
-	c.send("UIDL\r\n")
-	c.expect("+OK*")
-	uidl := strings.Split(strings.TrimSpace(c.multiline()), "\r\n")
+	c.Send("STAT\r\n")
+	c.Expect(fmt.Sprintf("+OK %d *", n))
+	c.Send("UIDL\r\n")
+	c.Expect("+OK*")
+	uidl := strings.Split(strings.TrimSpace(c.MultilineText()), "\r\n")
 	if len(uidl) != n {
 		t.Fatalf("UIDL listed %d", len(uidl))
 	}
@@ -130,24 +128,24 @@ func TestPOP3FiveHundredAndLock(t *testing.T) {
 			t.Fatalf("messages not in delivery order: %s after %s", f[1], prev)
 		}
 		prev = f[1]
-		c.send("RETR " + f[0] + "\r\n")
-		c.expect("+OK*")
-		_, msg := stripTrace(t, []byte(c.multiline()))
+		c.Send("RETR " + f[0] + "\r\n")
+		c.Expect("+OK*")
+		_, msg := stripTrace(t, []byte(c.MultilineText()))
 		if msg != bodies[f[1]] {
 			t.Fatalf("message %s: %q, want %q", f[1], msg, bodies[f[1]])
 		}
-		c.send("DELE " + f[0] + "\r\n")
-		c.expect("+OK*")
+		c.Send("DELE " + f[0] + "\r\n")
+		c.Expect("+OK*")
 	}
-	c.send("QUIT\r\n")
-	c.expect("+OK*")
+	c.Send("QUIT\r\n")
+	c.Expect("+OK*")
 	if files := mailFiles(t, p.dir, "user"); len(files) != 0 {
 		t.Fatalf("%d files left after deleting all", len(files))
 	}
 	// The lock is released: a new login works.
 	c = login(t, p.Addr("pop3"), "user", "pass")
-	c.send("STAT\r\n")
-	c.expect("+OK 0 0")
+	c.Send("STAT\r\n")
+	c.Expect("+OK 0 0")
 }
 
 // The lock holds between two postoffice processes sharing one directory.
@@ -156,11 +154,11 @@ func TestPOP3LockAcrossProcesses(t *testing.T) {
 	a := start(t, dir)
 	b := start(t, dir)
 	login(t, a.Addr("pop3"), "user", "pass")
-	c := dial(t, b.Addr("pop3"))
-	c.expect("+OK*")
-	c.send("USER user\r\nPASS pass\r\n")
-	c.expect("+OK*")
-	c.expect("-ERR [IN-USE]*")
+	c := testsupport.Dial(t, b.Addr("pop3"))
+	c.Expect("+OK*")
+	c.Send("USER user\r\nPASS pass\r\n")
+	c.Expect("+OK*")
+	c.Expect("-ERR [IN-USE]*")
 }
 
 // Files put into the Maildir by other tools are served with CRLF and the
@@ -171,23 +169,23 @@ func TestPOP3ForeignFiles(t *testing.T) {
 	cur := filepath.Join(p.dir, "user", "cur")
 	os.WriteFile(filepath.Join(cur, "1700000000.M1P1.host:2,S"), []byte("Subject: lf\n\n.starts with dot\nno final newline"), 0o600)
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	c.send("LIST\r\n")
-	c.expect("+OK 2 messages*")
-	lines := strings.Split(strings.TrimSpace(c.multiline()), "\r\n")
+	c.Send("LIST\r\n")
+	c.Expect("+OK 2 messages*")
+	lines := strings.Split(strings.TrimSpace(c.MultilineText()), "\r\n")
 	want := "Subject: lf\r\n\r\n.starts with dot\r\nno final newline\r\n"
 	found := false
 	for _, l := range lines {
 		f := strings.Fields(l)
-		c.send("RETR " + f[0] + "\r\n")
-		c.expect("+OK " + f[1] + " octets")
-		got := c.multiline()
+		c.Send("RETR " + f[0] + "\r\n")
+		c.Expect("+OK " + f[1] + " octets")
+		got := c.MultilineText()
 		if strconv.Itoa(len(got)) != f[1] {
 			t.Fatalf("message %s: LIST says %s, RETR sent %d", f[0], f[1], len(got))
 		}
 		if got == want {
 			found = true
-			c.send("UIDL " + f[0] + "\r\n")
-			c.expect("+OK " + f[0] + " 1700000000.M1P1.host")
+			c.Send("UIDL " + f[0] + "\r\n")
+			c.Expect("+OK " + f[0] + " 1700000000.M1P1.host")
 		}
 	}
 	if !found {
@@ -204,11 +202,11 @@ func TestNetSMTPThenPOP3(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := login(t, p.Addr("pop3"), "user", "pass")
-	c.send("LIST 1\r\n")
-	size := strings.Fields(c.expect("+OK 1 *"))[2]
-	c.send("RETR 1\r\n")
-	c.expect("+OK " + size + " octets")
-	got := c.multiline()
+	c.Send("LIST 1\r\n")
+	size := strings.Fields(c.Expect("+OK 1 *"))[2]
+	c.Send("RETR 1\r\n")
+	c.Expect("+OK " + size + " octets")
+	got := c.MultilineText()
 	if strconv.Itoa(len(got)) != size {
 		t.Fatalf("RETR sent %d octets, LIST said %s", len(got), size)
 	}

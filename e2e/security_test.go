@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // runCLI runs the postoffice binary with args and stdin, returning its
@@ -66,11 +67,11 @@ func TestUserCommandRoundTrip(t *testing.T) {
 	}
 	p := start(t, "", "--users-file", path)
 	login(t, p.Addr("pop3"), "bob", "newpass")
-	c := dial(t, p.Addr("pop3"))
-	c.expect("+OK*")
-	c.send("USER alice\r\nPASS wrong\r\n")
-	c.expect("+OK*")
-	c.expect("-ERR [AUTH]*")
+	c := testsupport.Dial(t, p.Addr("pop3"))
+	c.Expect("+OK*")
+	c.Send("USER alice\r\nPASS wrong\r\n")
+	c.Expect("+OK*")
+	c.Expect("-ERR [AUTH]*")
 
 	if code, out := runCLI(t, "", "user", "del", "--users-file", path, "bob"); code != 0 {
 		t.Fatalf("del: %d %s", code, out)
@@ -89,21 +90,21 @@ func TestPerUserRouting(t *testing.T) {
 	sendRaw(t, p.Addr("smtp"), "x@test", []string{"alice@one.test", "ALICE+news@two.test"}, "Subject: for alice\r\n\r\nhi\r\n")
 	sendRaw(t, p.Addr("smtp"), "x@test", []string{"bob@one.test"}, "Subject: for bob\r\n\r\nhi\r\n")
 
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO t\r\nMAIL FROM:<x@test>\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO t\r\nMAIL FROM:<x@test>\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
 	for _, rcpt := range []string{"carol@one.test", "../alice@one.test", "a/b@one.test", "..@one.test", "user@one.test", strings.Repeat("a", 200) + "@one.test"} {
-		c.send("RCPT TO:<" + rcpt + ">\r\n")
+		c.Send("RCPT TO:<" + rcpt + ">\r\n")
 		// 550 5.1.1 (no such user) or 501 5.1.3 (not a valid RFC 5321
 		// local part, e.g. a leading dot or over 64 octets).
-		if l := c.expect("5* 5.1.*"); !strings.HasPrefix(l, "550 5.1.1") && !strings.HasPrefix(l, "501 5.1.3") {
+		if l := c.ExpectReply("5* 5.1.*").Last(); !strings.HasPrefix(l, "550 5.1.1") && !strings.HasPrefix(l, "501 5.1.3") {
 			t.Errorf("RCPT %.40s: %s", rcpt, l)
 		}
 	}
-	c.send("QUIT\r\n")
-	c.expect("221 *")
+	c.Send("QUIT\r\n")
+	c.ExpectReply("221 *")
 
 	if n := len(mailFiles(t, p.dir, "alice")); n != 1 {
 		t.Fatalf("alice has %d files, want 1 (two addresses, one mailbox)", n)
@@ -120,15 +121,15 @@ func TestPerUserRouting(t *testing.T) {
 	}
 	for user, subject := range map[string]string{"alice": "for alice", "bob": "for bob"} {
 		c := login(t, p.Addr("pop3"), user, user[:1]+"-pass")
-		c.send("STAT\r\n")
-		c.expect("+OK 1 *")
-		c.send("TOP 1 0\r\n")
-		c.expect("+OK*")
-		if hdr := c.multiline(); !strings.Contains(hdr, "Subject: "+subject+"\r\n") {
+		c.Send("STAT\r\n")
+		c.Expect("+OK 1 *")
+		c.Send("TOP 1 0\r\n")
+		c.Expect("+OK*")
+		if hdr := c.MultilineText(); !strings.Contains(hdr, "Subject: "+subject+"\r\n") {
 			t.Errorf("%s sees %q", user, hdr)
 		}
-		c.send("QUIT\r\n")
-		c.expect("+OK*")
+		c.Send("QUIT\r\n")
+		c.Expect("+OK*")
 	}
 }
 
@@ -139,13 +140,13 @@ func TestCatchAllAndDomains(t *testing.T) {
 	if n := len(mailFiles(t, p.dir, "postmaster")); n != 1 {
 		t.Fatalf("catch-all has %d files", n)
 	}
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO t\r\nMAIL FROM:<x@test>\r\nRCPT TO:<alice@elsewhere.test>\r\nQUIT\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("550 5.7.1 *")
-	c.expect("221 *")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO t\r\nMAIL FROM:<x@test>\r\nRCPT TO:<alice@elsewhere.test>\r\nQUIT\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("550 5.7.1 *")
+	c.ExpectReply("221 *")
 }
 
 // STARTTLS with a real crypto/tls client: STARTTLS is offered, EHLO is
@@ -153,12 +154,12 @@ func TestCatchAllAndDomains(t *testing.T) {
 func TestSTARTTLSAuthSubmission(t *testing.T) {
 	path := usersFile(t, map[string]string{"alice": "secret"})
 	p := start(t, "", "--users-file", path, "--tls-self-signed", "--smtp-require-auth")
-	c := dial(t, p.Addr("smtp"))
-	c.expect("220 *")
-	c.send("EHLO client.test\r\n")
+	c := testsupport.Dial(t, p.Addr("smtp"))
+	c.ExpectReply("220 *")
+	c.Send("EHLO client.test\r\n")
 	var ehlo []string
 	for {
-		l := c.line()
+		l := c.Line()
 		ehlo = append(ehlo, l)
 		if l[3] == ' ' {
 			break
@@ -167,32 +168,28 @@ func TestSTARTTLSAuthSubmission(t *testing.T) {
 	if !strings.Contains(strings.Join(ehlo, "\n"), "STARTTLS") {
 		t.Fatalf("no STARTTLS in %q", ehlo)
 	}
-	c.send("MAIL FROM:<alice@test>\r\n")
-	c.expect("530 5.7.0 *")
-	c.send("STARTTLS\r\n")
-	c.expect("220 *")
-	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	c.Send("MAIL FROM:<alice@test>\r\n")
+	c.ExpectReply("530 5.7.0 *")
+	c.Send("STARTTLS\r\n")
+	c.ExpectReply("220 *")
+	tc := c.StartTLS(&tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
 	if v := tc.ConnectionState().Version; v < tls.VersionTLS12 {
 		t.Fatalf("TLS version %x", v)
 	}
-	c.c, c.r = tc, bufio.NewReader(tc)
-	c.send("MAIL FROM:<alice@test>\r\n")
-	c.expect("503 5.5.1 *") // RFC 3207 §4.2: state is reset, EHLO first
-	c.send("EHLO client.test\r\n")
-	c.expect("250 *")
-	c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong")) + "\r\n")
-	c.expect("535 5.7.8 *")
-	c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret")) + "\r\n")
-	c.expect("235 2.7.0 *")
-	c.send("MAIL FROM:<alice@test>\r\nRCPT TO:<alice@test>\r\nDATA\r\n")
-	c.expect("250 *")
-	c.expect("250 *")
-	c.expect("354 *")
-	c.send("Subject: secure\r\n\r\nbody\r\n.\r\n")
-	c.expect("250 2.0.0 Ok: queued as *")
+	c.Send("MAIL FROM:<alice@test>\r\n")
+	c.ExpectReply("503 5.5.1 *") // RFC 3207 §4.2: state is reset, EHLO first
+	c.Send("EHLO client.test\r\n")
+	c.ExpectReply("250 *")
+	c.Send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong")) + "\r\n")
+	c.ExpectReply("535 5.7.8 *")
+	c.Send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00alice\x00secret")) + "\r\n")
+	c.ExpectReply("235 2.7.0 *")
+	c.Send("MAIL FROM:<alice@test>\r\nRCPT TO:<alice@test>\r\nDATA\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("354 *")
+	c.Send("Subject: secure\r\n\r\nbody\r\n.\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as *")
 	files := mailFiles(t, p.dir, "alice")
 	if len(files) != 1 {
 		t.Fatalf("%d files", len(files))
@@ -208,31 +205,23 @@ func TestImplicitTLSAndSTLS(t *testing.T) {
 	p := start(t, "", "--tls-self-signed", "--smtps-addr", "127.0.0.1:0", "--pop3s-addr", "127.0.0.1:0")
 	cfg := &tls.Config{InsecureSkipVerify: true}
 	for _, tc := range []struct{ name, greeting string }{{"smtps", "220 mx.test ESMTP*"}, {"pop3s", "+OK*"}} {
-		conn, err := tls.Dial("tcp", p.Addr(tc.name), cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		c := &textConn{t: t, c: conn, r: bufio.NewReader(conn)}
-		c.expect(tc.greeting)
-		conn.Close()
+		c := testsupport.DialTLS(t, p.Addr(tc.name), cfg)
+		c.Expect(tc.greeting)
+		c.Close()
 	}
-	c := dial(t, p.Addr("pop3"))
-	c.expect("+OK*")
-	c.send("CAPA\r\n")
-	c.expect("+OK*")
-	if capa := c.multiline(); !strings.Contains(capa, "STLS\r\n") {
+	c := testsupport.Dial(t, p.Addr("pop3"))
+	c.Expect("+OK*")
+	c.Send("CAPA\r\n")
+	c.Expect("+OK*")
+	if capa := c.MultilineText(); !strings.Contains(capa, "STLS\r\n") {
 		t.Fatalf("CAPA without STLS: %q", capa)
 	}
-	c.send("STLS\r\n")
-	c.expect("+OK*")
-	tc := tls.Client(c.c, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c.c, c.r = tc, bufio.NewReader(tc)
-	c.send("USER user\r\nPASS pass\r\n")
-	c.expect("+OK*")
-	c.expect("+OK maildrop locked and ready*")
+	c.Send("STLS\r\n")
+	c.Expect("+OK*")
+	c.StartTLS(cfg)
+	c.Send("USER user\r\nPASS pass\r\n")
+	c.Expect("+OK*")
+	c.Expect("+OK maildrop locked and ready*")
 }
 
 // Start-up refuses to expose the default credentials beyond loopback.

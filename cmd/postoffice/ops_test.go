@@ -3,13 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +17,7 @@ import (
 
 	"postoffice/internal/store"
 	"postoffice/internal/store/maildir"
+	"postoffice/internal/testsupport"
 )
 
 // runCmd runs "postoffice ARGS..." in process.
@@ -71,30 +65,6 @@ func TestConfigCommand(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate valid from notBefore to
-// notAfter and its key.
-func writeCert(t *testing.T, dir string, notBefore, notAfter time.Time) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.test"},
-		NotBefore: notBefore, NotAfter: notAfter, DNSNames: []string{"mx.test"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
-
 // TestCheckCatchesEachProblem runs "postoffice check" on a good setup,
 // then breaks one thing at a time and expects one line naming it.
 func TestCheckCatchesEachProblem(t *testing.T) {
@@ -102,7 +72,7 @@ func TestCheckCatchesEachProblem(t *testing.T) {
 	users := filepath.Join(dir, "users")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), 4)
 	os.WriteFile(users, []byte("bob:"+string(hash)+"\n"), 0o600)
-	cert, key := writeCert(t, dir, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert, key := testsupport.CertFiles(t, dir, "mx.test", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	mail := filepath.Join(dir, "mail")
 	os.Mkdir(mail, 0o700)
 	good := append([]string{"check", "--mailbox-dir", mail, "--users-file", users, "--tls-cert", cert, "--tls-key", key}, quietArgs...)
@@ -117,7 +87,7 @@ func TestCheckCatchesEachProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	expired, expiredKey := writeCert(t, t.TempDir(), time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	expired, expiredKey := testsupport.CertFiles(t, t.TempDir(), "mx.test", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
 	badUsers := filepath.Join(dir, "bad-users")
 	os.WriteFile(badUsers, []byte("bob:not-a-bcrypt-hash\n"), 0o600)
 	aFile := filepath.Join(dir, "a-file")

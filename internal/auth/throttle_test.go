@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // fakeClock is a settable time source for ThrottleConfig.Now.
@@ -77,7 +79,7 @@ func TestThrottleCustomDelays(t *testing.T) {
 
 func TestThrottleCapAndWindow(t *testing.T) {
 	clock := newFakeClock()
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	th := NewThrottle(ThrottleConfig{
 		Now:         clock.Now,
 		MaxFailures: 3,
@@ -127,7 +129,7 @@ func TestThrottleCapAndWindow(t *testing.T) {
 
 func TestThrottleExemptDelayedNotBlocked(t *testing.T) {
 	clock := newFakeClock()
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	trusted := netip.MustParsePrefix("10.0.0.0/8")
 	th := NewThrottle(ThrottleConfig{
 		Now:         clock.Now,

@@ -1,34 +1,16 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger used from goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // writeUsers writes content to path and moves its mtime forward, so that a
 // change is seen even on file systems with coarse timestamps.
@@ -43,23 +25,11 @@ func writeUsers(t *testing.T, path, content string, age time.Duration) {
 	}
 }
 
-// waitFor polls cond until it is true or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestUsersFileReload(t *testing.T) {
 	h := secretHash(t, "$2a$")
 	path := filepath.Join(t.TempDir(), "users")
 	writeUsers(t, path, "alice:"+h+"\n", -time.Hour)
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	uf, err := OpenUsersFile(path, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +88,7 @@ func TestUsersFileWatch(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "users")
 	writeUsers(t, path, "alice:"+h+"\n", -time.Hour)
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	uf, err := OpenUsersFile(path, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -136,12 +106,12 @@ func TestUsersFileWatch(t *testing.T) {
 
 	// An in-place edit is picked up.
 	writeUsers(t, path, "alice:"+h+"\nbob:"+h+"\n", -30*time.Minute)
-	waitFor(t, "bob to appear", func() bool { _, ok := uf.Current().Lookup("bob"); return ok })
+	testsupport.WaitFor(t, "bob to appear", func() bool { _, ok := uf.Current().Lookup("bob"); return ok })
 
 	// A broken edit keeps the previous snapshot and is logged once.
 	good := uf.Current()
 	writeUsers(t, path, "alice:"+h+"\nbob:oops\n", -20*time.Minute)
-	waitFor(t, "the reload error to be logged", func() bool { return strings.Contains(logs.String(), "reload failed") })
+	testsupport.WaitFor(t, "the reload error to be logged", func() bool { return strings.Contains(logs.String(), "reload failed") })
 	time.Sleep(50 * time.Millisecond) // several more polls of the unchanged broken file
 	if uf.Current() != good {
 		t.Error("a broken edit replaced the snapshot")
@@ -156,7 +126,7 @@ func TestUsersFileWatch(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "carol to replace alice and bob", func() bool {
+	testsupport.WaitFor(t, "carol to replace alice and bob", func() bool {
 		_, ok := uf.Current().Lookup("carol")
 		return ok && uf.Current().Len() == 1
 	})

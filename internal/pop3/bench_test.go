@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 func BenchmarkDotStuff(b *testing.B) {
@@ -45,9 +48,9 @@ func BenchmarkRetr(b *testing.B) {
 	for range n {
 		be.add("user", m)
 	}
-	addr := startServer(b, &Server{Backend: be})
-	c := dial(b, addr)
-	c.login("user", "pass")
+	addr := testsupport.Serve(b, &Server{Backend: be, Logger: slog.New(slog.DiscardHandler)}, ErrServerClosed)
+	c := testsupport.Dial(b, addr)
+	c.POP3Login("user", "pass")
 	var cmds strings.Builder
 	for i := 1; i <= n; i++ {
 		fmt.Fprintf(&cmds, "RETR %d\r\n", i)
@@ -55,14 +58,14 @@ func BenchmarkRetr(b *testing.B) {
 	b.SetBytes(int64(n * len(m)))
 	b.ResetTimer()
 	for b.Loop() {
-		c.c.SetDeadline(time.Now().Add(time.Minute))
+		c.SetDeadline(time.Now().Add(time.Minute))
 		errc := make(chan error, 1)
 		go func() {
-			_, err := io.WriteString(c.c, cmds.String())
+			_, err := io.WriteString(c, cmds.String())
 			errc <- err
 		}()
 		for range n {
-			c.readRaw()
+			readRaw(b, c)
 		}
 		if err := <-errc; err != nil {
 			b.Fatal(err)

@@ -2,11 +2,12 @@ package pop3
 
 import (
 	"encoding/base64"
-	"io"
-	"net"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // seedCommands is every command of every state, well- and ill-formed.
@@ -67,21 +68,12 @@ func FuzzSession(f *testing.F) {
 		LoginTimeout: 5 * time.Second,
 		IdleTimeout:  5 * time.Second,
 		WriteTimeout: 5 * time.Second,
+		Logger:       slog.New(slog.DiscardHandler),
 	}
-	addr := startServer(f, srv)
+	addr := testsupport.Serve(f, srv, ErrServerClosed)
 
 	f.Fuzz(func(t *testing.T, input []byte) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		go func() {
-			c.Write(input)
-			c.(*net.TCPConn).CloseWrite()
-		}()
-		out, err := io.ReadAll(c)
+		out, err := testsupport.Exchange(t, addr, input)
 		if err != nil {
 			t.Fatalf("session did not end: %v", err)
 		}
@@ -92,12 +84,6 @@ func FuzzSession(f *testing.F) {
 			t.Fatalf("no greeting: %q", out)
 		}
 		// The maildrop is released once the session is gone.
-		deadline := time.Now().Add(10 * time.Second)
-		for b.isLocked("user") {
-			if time.Now().After(deadline) {
-				t.Fatal("maildrop still locked after the session ended")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		testsupport.WaitFor(t, "the maildrop to be released after the session ended", func() bool { return !b.isLocked("user") })
 	})
 }

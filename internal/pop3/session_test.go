@@ -15,11 +15,11 @@ import (
 	"os/exec"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"postoffice/internal/netpolicy"
+	"postoffice/internal/testsupport"
 )
 
 const (
@@ -30,11 +30,11 @@ const (
 // newTestServer starts a server on b; opts adjust it before it serves.
 func newTestServer(t *testing.T, b *fakeBackend, opts ...func(*Server)) (*Server, string) {
 	t.Helper()
-	srv := &Server{Backend: b, Hostname: "test.example"}
+	srv := &Server{Backend: b, Hostname: "test.example", Logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(srv)
 	}
-	return srv, startServer(t, srv)
+	return srv, testsupport.Serve(t, srv, ErrServerClosed)
 }
 
 // TestIssueSession replays the session from the task description with exact
@@ -43,28 +43,28 @@ func TestIssueSession(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
+	c := testsupport.Dial(t, addr)
 	n := len(msg1)
 
-	c.expect("+OK Postoffice POP3 ready")
-	c.send("USER user")
-	c.expect("+OK*")
-	c.send("PASS pass")
-	c.expect(fmt.Sprintf("+OK maildrop locked and ready, 1 messages (%d octets)", n))
-	c.send("STAT")
-	c.expect(fmt.Sprintf("+OK 1 %d", n))
-	c.send("LIST")
-	c.expect(fmt.Sprintf("+OK 1 messages (%d octets)", n), fmt.Sprintf("1 %d", n), ".")
-	c.send("RETR 1")
-	body := c.expectMulti(fmt.Sprintf("+OK %d octets", n))
+	c.Expect("+OK Postoffice POP3 ready")
+	c.SendLines("USER user")
+	c.Expect("+OK*")
+	c.SendLines("PASS pass")
+	c.Expect(fmt.Sprintf("+OK maildrop locked and ready, 1 messages (%d octets)", n))
+	c.SendLines("STAT")
+	c.Expect(fmt.Sprintf("+OK 1 %d", n))
+	c.SendLines("LIST")
+	c.Expect(fmt.Sprintf("+OK 1 messages (%d octets)", n), fmt.Sprintf("1 %d", n), ".")
+	c.SendLines("RETR 1")
+	body := c.ExpectMulti(fmt.Sprintf("+OK %d octets", n))
 	if got := strings.Join(body, "\r\n") + "\r\n"; got != msg1 {
 		t.Fatalf("RETR body %q, want %q", got, msg1)
 	}
-	c.send("DELE 1")
-	c.expect("+OK message 1 deleted")
-	c.send("QUIT")
-	c.expect("+OK bye")
-	c.expectClosed()
+	c.SendLines("DELE 1")
+	c.Expect("+OK message 1 deleted")
+	c.SendLines("QUIT")
+	c.Expect("+OK bye")
+	c.ExpectClosed()
 
 	d := b.lastDrop(t)
 	d.waitClosed(t)
@@ -79,32 +79,32 @@ func TestIssueSession(t *testing.T) {
 func TestAuthorizationState(t *testing.T) {
 	b := newFakeBackend()
 	_, addr := newTestServer(t, b, func(s *Server) { s.MaxErrors = 100 })
-	c := dial(t, addr)
-	c.expect("+OK Postoffice POP3 ready")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK Postoffice POP3 ready")
 
 	for _, cmd := range []string{"STAT", "LIST", "LIST 1", "RETR 1", "DELE 1", "NOOP", "RSET", "TOP 1 0", "UIDL", "UIDL 1"} {
-		c.send(cmd)
-		c.expect("-ERR *")
+		c.SendLines(cmd)
+		c.Expect("-ERR *")
 	}
-	c.send("CAPA")
-	caps := c.expectMulti("+OK Capability list follows")
+	c.SendLines("CAPA")
+	caps := c.ExpectMulti("+OK Capability list follows")
 	want := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "USER", "SASL PLAIN", "IMPLEMENTATION Postoffice"}
 	if !reflect.DeepEqual(caps, want) {
 		t.Fatalf("CAPA %q, want %q", caps, want)
 	}
-	c.send("AUTH")
-	if mechs := c.expectMulti("+OK"); !reflect.DeepEqual(mechs, []string{"PLAIN"}) {
+	c.SendLines("AUTH")
+	if mechs := c.ExpectMulti("+OK"); !reflect.DeepEqual(mechs, []string{"PLAIN"}) {
 		t.Fatalf("AUTH mechanisms %q", mechs)
 	}
-	c.send("AUTH CRAM-MD5")
-	c.expect("-ERR *")
-	c.send("STLS") // no TLSConfig
-	c.expect("-ERR *")
-	c.send("APOP user 0123456789abcdef0123456789abcdef")
-	c.expect("-ERR unknown command")
-	c.send("quit") // case-insensitive
-	c.expect("+OK bye")
-	c.expectClosed()
+	c.SendLines("AUTH CRAM-MD5")
+	c.Expect("-ERR *")
+	c.SendLines("STLS") // no TLSConfig
+	c.Expect("-ERR *")
+	c.SendLines("APOP user 0123456789abcdef0123456789abcdef")
+	c.Expect("-ERR unknown command")
+	c.SendLines("quit") // case-insensitive
+	c.Expect("+OK bye")
+	c.ExpectClosed()
 	if b.loginCount() != 0 {
 		t.Fatalf("backend saw %d logins", b.logins)
 	}
@@ -114,50 +114,50 @@ func TestTransactionState(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 
 	for _, cmd := range []string{"USER user", "PASS pass", "AUTH PLAIN", "AUTH", "STLS", "APOP x y", "XYZ"} {
-		c.send(cmd)
-		c.expect("-ERR *")
+		c.SendLines(cmd)
+		c.Expect("-ERR *")
 	}
-	c.send("NOOP")
-	c.expect("+OK")
-	c.send("noop")
-	c.expect("+OK")
-	c.send("CAPA")
-	caps := c.expectMulti("+OK Capability list follows")
+	c.SendLines("NOOP")
+	c.Expect("+OK")
+	c.SendLines("noop")
+	c.Expect("+OK")
+	c.SendLines("CAPA")
+	caps := c.ExpectMulti("+OK Capability list follows")
 	// RFC 2449 §5: what AUTHORIZATION offered is announced in TRANSACTION too.
 	want := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "USER", "SASL PLAIN", "IMPLEMENTATION Postoffice"}
 	if !reflect.DeepEqual(caps, want) {
 		t.Fatalf("CAPA %q, want %q", caps, want)
 	}
-	c.send("UIDL")
-	if got := c.expectMulti("+OK*"); !reflect.DeepEqual(got, []string{"1 uid-user-1", "2 uid-user-2"}) {
+	c.SendLines("UIDL")
+	if got := c.ExpectMulti("+OK*"); !reflect.DeepEqual(got, []string{"1 uid-user-1", "2 uid-user-2"}) {
 		t.Fatalf("UIDL %q", got)
 	}
-	c.send("UIDL 2")
-	c.expect("+OK 2 uid-user-2")
-	c.send("LIST 2")
-	c.expect(fmt.Sprintf("+OK 2 %d", len(msg2)))
-	c.send("DELE 1")
-	c.expect("+OK message 1 deleted")
+	c.SendLines("UIDL 2")
+	c.Expect("+OK 2 uid-user-2")
+	c.SendLines("LIST 2")
+	c.Expect(fmt.Sprintf("+OK 2 %d", len(msg2)))
+	c.SendLines("DELE 1")
+	c.Expect("+OK message 1 deleted")
 	// RFC 1939 §5: deleted messages are left out of STAT, LIST and UIDL.
-	c.send("STAT")
-	c.expect(fmt.Sprintf("+OK 1 %d", len(msg2)))
-	c.send("LIST")
-	c.expectMulti(fmt.Sprintf("+OK 1 messages (%d octets)", len(msg2)))
-	c.send("UIDL")
-	if got := c.expectMulti("+OK*"); !reflect.DeepEqual(got, []string{"2 uid-user-2"}) {
+	c.SendLines("STAT")
+	c.Expect(fmt.Sprintf("+OK 1 %d", len(msg2)))
+	c.SendLines("LIST")
+	c.ExpectMulti(fmt.Sprintf("+OK 1 messages (%d octets)", len(msg2)))
+	c.SendLines("UIDL")
+	if got := c.ExpectMulti("+OK*"); !reflect.DeepEqual(got, []string{"2 uid-user-2"}) {
 		t.Fatalf("UIDL after DELE %q", got)
 	}
 	for _, cmd := range []string{"RETR 1", "TOP 1 0", "LIST 1", "UIDL 1", "DELE 1"} {
-		c.send(cmd)
-		c.expect("-ERR message 1 already deleted")
+		c.SendLines(cmd)
+		c.Expect("-ERR message 1 already deleted")
 	}
-	c.send("QUIT")
-	c.expect("+OK bye")
-	c.expectClosed()
+	c.SendLines("QUIT")
+	c.Expect("+OK bye")
+	c.ExpectClosed()
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if got := d.commitCalls(); !reflect.DeepEqual(got, [][]int{{0}}) {
@@ -169,30 +169,30 @@ func TestSyntaxErrors(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b, func(s *Server) { s.MaxErrors = 100 })
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 	for _, cmd := range []string{"STAT 1", "RETR", "RETR 1 2", "DELE", "TOP 1", "TOP 1 x", "TOP 1 -1", "LIST 1 2", "NOOP x", "RSET 1"} {
-		c.send(cmd)
-		c.expect("-ERR *")
+		c.SendLines(cmd)
+		c.Expect("-ERR *")
 	}
 	// Nothing was deleted by any of that.
-	c.send("STAT")
-	c.expect(fmt.Sprintf("+OK 1 %d", len(msg1)))
+	c.SendLines("STAT")
+	c.Expect(fmt.Sprintf("+OK 1 %d", len(msg1)))
 }
 
 func TestRset(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("DELE 1", "DELE 2", "STAT", "RSET", "STAT", "RETR 2")
-	c.expect("+OK message 1 deleted", "+OK message 2 deleted", "+OK 0 0")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 1", "DELE 2", "STAT", "RSET", "STAT", "RETR 2")
+	c.Expect("+OK message 1 deleted", "+OK message 2 deleted", "+OK 0 0")
 	total := len(msg1) + len(msg2)
-	c.expect(fmt.Sprintf("+OK maildrop has 2 messages (%d octets)", total), fmt.Sprintf("+OK 2 %d", total))
-	c.expectMulti("+OK * octets")
-	c.send("QUIT")
-	c.expect("+OK bye")
+	c.Expect(fmt.Sprintf("+OK maildrop has 2 messages (%d octets)", total), fmt.Sprintf("+OK 2 %d", total))
+	c.ExpectMulti("+OK * octets")
+	c.SendLines("QUIT")
+	c.Expect("+OK bye")
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if got := d.commitCalls(); len(got) != 0 {
@@ -206,11 +206,11 @@ func TestDeleThenDropCommitsNothing(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("DELE 1", "DELE 2")
-	c.expect("+OK*", "+OK*")
-	c.c.Close()
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 1", "DELE 2")
+	c.Expect("+OK*", "+OK*")
+	c.Close()
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if got := d.commitCalls(); len(got) != 0 {
@@ -228,20 +228,20 @@ func TestDeleThenQuitCommitsIndexes(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2, msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("DELE 4", "DELE 2", "QUIT")
-	c.expect("+OK*", "+OK*", "+OK bye")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 4", "DELE 2", "QUIT")
+	c.Expect("+OK*", "+OK*", "+OK bye")
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if got := d.commitCalls(); !reflect.DeepEqual(got, [][]int{{1, 3}}) {
 		t.Fatalf("Commit calls %v, want [[1 3]]", got)
 	}
 	// The lock is released before +OK: logging in again at once works.
-	c2 := dial(t, c.c.RemoteAddr().String())
-	c2.login("user", "pass")
-	c2.send("STAT")
-	c2.expect(fmt.Sprintf("+OK 2 %d", 2*len(msg1)))
+	c2 := testsupport.Dial(t, c.RemoteAddr().String())
+	c2.POP3Login("user", "pass")
+	c2.SendLines("STAT")
+	c2.Expect(fmt.Sprintf("+OK 2 %d", 2*len(msg1)))
 }
 
 func TestCommitFailure(t *testing.T) {
@@ -249,11 +249,11 @@ func TestCommitFailure(t *testing.T) {
 	b.add("user", msg1)
 	b.commitErr = errors.New("disk on fire")
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("DELE 1", "QUIT")
-	c.expect("+OK*", "-ERR [SYS/TEMP] some deleted messages not removed (conn *)")
-	c.expectClosed()
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 1", "QUIT")
+	c.Expect("+OK*", "-ERR [SYS/TEMP] some deleted messages not removed (conn *)")
+	c.ExpectClosed()
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if len(d.commitCalls()) != 1 {
@@ -265,18 +265,18 @@ func TestMaildropInUse(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b)
-	c1 := dial(t, addr)
-	c1.login("user", "pass")
+	c1 := testsupport.Dial(t, addr)
+	c1.POP3Login("user", "pass")
 
-	c2 := dial(t, addr)
-	c2.expect("+OK*")
-	c2.send("USER user", "PASS pass")
-	c2.expect("+OK*", "-ERR [IN-USE] Mailbox is locked by another session")
+	c2 := testsupport.Dial(t, addr)
+	c2.Expect("+OK*")
+	c2.SendLines("USER user", "PASS pass")
+	c2.Expect("+OK*", "-ERR [IN-USE] Mailbox is locked by another session")
 
-	c1.send("QUIT")
-	c1.expect("+OK bye")
-	c2.send("USER user", "PASS pass")
-	c2.expect("+OK*", "+OK maildrop locked and ready, 1 messages*")
+	c1.SendLines("QUIT")
+	c1.Expect("+OK bye")
+	c2.SendLines("USER user", "PASS pass")
+	c2.Expect("+OK*", "+OK maildrop locked and ready, 1 messages*")
 }
 
 func TestTop(t *testing.T) {
@@ -285,8 +285,8 @@ func TestTop(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", long, noBlank, "")
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 	for _, tc := range []struct {
 		cmd  string
 		want string
@@ -300,31 +300,31 @@ func TestTop(t *testing.T) {
 		{"TOP 2 0", noBlank},
 		{"TOP 2 5", noBlank},
 	} {
-		c.send(tc.cmd)
-		got := strings.Join(c.expectMulti("+OK*"), "\r\n") + "\r\n"
+		c.SendLines(tc.cmd)
+		got := strings.Join(c.ExpectMulti("+OK*"), "\r\n") + "\r\n"
 		if got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.cmd, got, tc.want)
 		}
 	}
 	// An empty message: nothing between +OK and the terminator.
-	c.send("TOP 3 0", "RETR 3")
-	if got := c.expectMulti("+OK*"); len(got) != 0 {
+	c.SendLines("TOP 3 0", "RETR 3")
+	if got := c.ExpectMulti("+OK*"); len(got) != 0 {
 		t.Errorf("TOP of empty message: %q", got)
 	}
-	if got := c.expectMulti("+OK 0 octets"); len(got) != 0 {
+	if got := c.ExpectMulti("+OK 0 octets"); len(got) != 0 {
 		t.Errorf("RETR of empty message: %q", got)
 	}
 }
 
 // readRaw reads a multi-line reply and returns its raw bytes, terminator
 // included.
-func (c *client) readRaw() []byte {
-	c.t.Helper()
+func readRaw(t testing.TB, c *testsupport.Conn) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	for {
-		l, err := c.r.ReadBytes('\n')
+		l, err := c.R.ReadBytes('\n')
 		if err != nil {
-			c.t.Fatalf("read: %v", err)
+			t.Fatalf("read: %v", err)
 		}
 		buf.Write(l)
 		if string(l) == ".\r\n" {
@@ -338,18 +338,18 @@ func TestDotStuffing(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", m)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("RETR 1")
-	c.expect(fmt.Sprintf("+OK %d octets", len(m)))
-	got := string(c.readRaw())
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("RETR 1")
+	c.Expect(fmt.Sprintf("+OK %d octets", len(m)))
+	got := string(readRaw(t, c))
 	want := "..\r\n...\r\n..x\r\nno dot\r\n.. \r\n.\r\n"
 	if got != want {
 		t.Fatalf("wire %q, want %q", got, want)
 	}
-	c.send("TOP 1 0") // no blank line: all headers
-	c.expect("+OK*")
-	if got := string(c.readRaw()); got != want {
+	c.SendLines("TOP 1 0") // no blank line: all headers
+	c.Expect("+OK*")
+	if got := string(readRaw(t, c)); got != want {
 		t.Fatalf("TOP wire %q, want %q", got, want)
 	}
 }
@@ -389,52 +389,52 @@ func TestLongLineRoundTrip(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", m)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("RETR 1")
-	c.expect(fmt.Sprintf("+OK %d octets", len(m)))
-	raw := c.readRaw()
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("RETR 1")
+	c.Expect(fmt.Sprintf("+OK %d octets", len(m)))
+	raw := readRaw(t, c)
 	want := "Subject: big\r\n\r\n." + line + "\r\n..\r\n.\r\n"
 	if string(raw) != want {
 		t.Fatalf("1 MB line did not round-trip: got %d octets, want %d", len(raw), len(want))
 	}
-	c.send("NOOP")
-	c.expect("+OK")
+	c.SendLines("NOOP")
+	c.Expect("+OK")
 }
 
 func TestBadMessageNumbers(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 	for _, n := range []string{"0", "-1", "+1", "3", "99", "abc", "1a", "0x1", "99999999999999999999999999", "4294967297", "1.0"} {
 		for _, verb := range []string{"RETR %s", "DELE %s", "LIST %s", "UIDL %s", "TOP %s 0"} {
-			c.send(fmt.Sprintf(verb, n))
-			c.expect("-ERR no such message")
+			c.SendLines(fmt.Sprintf(verb, n))
+			c.Expect("-ERR no such message")
 		}
 	}
-	c.send("RETR 01") // leading zeros are still decimal
-	c.expectMulti(fmt.Sprintf("+OK %d octets", len(msg1)))
-	c.send("STAT")
-	c.expect(fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2)))
+	c.SendLines("RETR 01") // leading zeros are still decimal
+	c.ExpectMulti(fmt.Sprintf("+OK %d octets", len(msg1)))
+	c.SendLines("STAT")
+	c.Expect(fmt.Sprintf("+OK 2 %d", len(msg1)+len(msg2)))
 }
 
 func TestCommandLineLength(t *testing.T) {
 	b := newFakeBackend()
 	b.pass[strings.Repeat("u", 248)] = "p"
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.expect("+OK*")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
 	// RFC 2449 §4: 255 octets including CRLF is the limit.
-	c.send("USER " + strings.Repeat("u", 248)) // 253 + CRLF
-	c.expect("+OK*")
-	c.send("USER " + strings.Repeat("u", 249)) // 254 + CRLF
-	c.expect("-ERR line too long")
-	c.send("USER " + strings.Repeat("u", 100000))
-	c.expect("-ERR line too long")
-	c.send("CAPA")
-	c.expectMulti("+OK*")
+	c.SendLines("USER " + strings.Repeat("u", 248)) // 253 + CRLF
+	c.Expect("+OK*")
+	c.SendLines("USER " + strings.Repeat("u", 249)) // 254 + CRLF
+	c.Expect("-ERR line too long")
+	c.SendLines("USER " + strings.Repeat("u", 100000))
+	c.Expect("-ERR line too long")
+	c.SendLines("CAPA")
+	c.ExpectMulti("+OK*")
 }
 
 func TestAuthPlain(t *testing.T) {
@@ -444,51 +444,51 @@ func TestAuthPlain(t *testing.T) {
 	_, addr := newTestServer(t, b, func(s *Server) { s.MaxAuthFailures = 10 })
 
 	t.Run("initial response", func(t *testing.T) {
-		c := dial(t, addr)
-		c.expect("+OK*")
-		c.send("AUTH PLAIN " + enc("\x00user\x00pass"))
-		c.expect("+OK maildrop locked and ready, 1 messages*")
-		c.send("QUIT")
-		c.expect("+OK bye")
+		c := testsupport.Dial(t, addr)
+		c.Expect("+OK*")
+		c.SendLines("AUTH PLAIN " + enc("\x00user\x00pass"))
+		c.Expect("+OK maildrop locked and ready, 1 messages*")
+		c.SendLines("QUIT")
+		c.Expect("+OK bye")
 		b.lastDrop(t).waitClosed(t)
 	})
 	t.Run("continuation", func(t *testing.T) {
-		c := dial(t, addr)
-		c.expect("+OK*")
-		c.send("auth plain")
-		c.expect("+ ")
-		c.send(enc("user\x00user\x00pass"))
-		c.expect("+OK maildrop locked*")
-		c.send("QUIT")
-		c.expect("+OK bye")
+		c := testsupport.Dial(t, addr)
+		c.Expect("+OK*")
+		c.SendLines("auth plain")
+		c.Expect("+ ")
+		c.SendLines(enc("user\x00user\x00pass"))
+		c.Expect("+OK maildrop locked*")
+		c.SendLines("QUIT")
+		c.Expect("+OK bye")
 		b.lastDrop(t).waitClosed(t)
 	})
 	t.Run("failures", func(t *testing.T) {
-		c := dial(t, addr)
-		c.expect("+OK*")
-		c.send("AUTH PLAIN")
-		c.expect("+ ")
-		c.send("*")
-		c.expect("-ERR *")
-		c.send("AUTH PLAIN !!!notbase64")
-		c.expect("-ERR *")
-		c.send("AUTH PLAIN")
-		c.expect("+ ")
-		c.send("@@@")
-		c.expect("-ERR *")
-		c.send("AUTH PLAIN =")
-		c.expect("-ERR [AUTH] *")
-		c.send("AUTH PLAIN " + enc("\x00user\x00wrong"))
-		c.expect("-ERR [AUTH] Authentication failed")
-		c.send("AUTH PLAIN " + enc("admin\x00user\x00pass")) // no proxy logins
-		c.expect("-ERR [AUTH] *")
-		c.send("AUTH PLAIN " + enc("user\x00pass"))
-		c.expect("-ERR [AUTH] *")
-		c.send("AUTH PLAIN a b c")
-		c.expect("-ERR *")
+		c := testsupport.Dial(t, addr)
+		c.Expect("+OK*")
+		c.SendLines("AUTH PLAIN")
+		c.Expect("+ ")
+		c.SendLines("*")
+		c.Expect("-ERR *")
+		c.SendLines("AUTH PLAIN !!!notbase64")
+		c.Expect("-ERR *")
+		c.SendLines("AUTH PLAIN")
+		c.Expect("+ ")
+		c.SendLines("@@@")
+		c.Expect("-ERR *")
+		c.SendLines("AUTH PLAIN =")
+		c.Expect("-ERR [AUTH] *")
+		c.SendLines("AUTH PLAIN " + enc("\x00user\x00wrong"))
+		c.Expect("-ERR [AUTH] Authentication failed")
+		c.SendLines("AUTH PLAIN " + enc("admin\x00user\x00pass")) // no proxy logins
+		c.Expect("-ERR [AUTH] *")
+		c.SendLines("AUTH PLAIN " + enc("user\x00pass"))
+		c.Expect("-ERR [AUTH] *")
+		c.SendLines("AUTH PLAIN a b c")
+		c.Expect("-ERR *")
 		// Still usable afterwards.
-		c.send("AUTH PLAIN " + enc("\x00user\x00pass"))
-		c.expect("+OK maildrop locked*")
+		c.SendLines("AUTH PLAIN " + enc("\x00user\x00pass"))
+		c.Expect("+OK maildrop locked*")
 	})
 }
 
@@ -496,42 +496,42 @@ func TestPassRules(t *testing.T) {
 	b := newFakeBackend()
 	b.pass["bob"] = "two words "
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("PASS pass")
-	c.expect("-ERR PASS must follow USER")
-	c.send("USER user", "CAPA", "PASS pass")
-	c.expect("+OK*")
-	c.expectMulti("+OK*")
-	c.expect("-ERR PASS must follow USER")
-	c.send("USER", "USER a b")
-	c.expect("-ERR *", "-ERR *")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("PASS pass")
+	c.Expect("-ERR PASS must follow USER")
+	c.SendLines("USER user", "CAPA", "PASS pass")
+	c.Expect("+OK*")
+	c.ExpectMulti("+OK*")
+	c.Expect("-ERR PASS must follow USER")
+	c.SendLines("USER", "USER a b")
+	c.Expect("-ERR *", "-ERR *")
 	// The password is the rest of the line, spaces included.
-	c.send("USER bob", "PASS two words ")
-	c.expect("+OK*", "+OK maildrop locked and ready, 0 messages (0 octets)")
+	c.SendLines("USER bob", "PASS two words ")
+	c.Expect("+OK*", "+OK maildrop locked and ready, 0 messages (0 octets)")
 }
 
 func TestPlaintextRefused(t *testing.T) {
 	b := newFakeBackend()
-	srv := &Server{Backend: b, IsLocal: func(netip.Addr) bool { return false }}
-	addr := startServer(t, srv)
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("CAPA")
-	caps := c.expectMulti("+OK*")
+	srv := &Server{Backend: b, IsLocal: func(netip.Addr) bool { return false }, Logger: slog.New(slog.DiscardHandler)}
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("CAPA")
+	caps := c.ExpectMulti("+OK*")
 	for _, cp := range caps {
 		if cp == "USER" || strings.HasPrefix(cp, "SASL") {
 			t.Fatalf("CAPA offers %q on an insecure connection: %q", cp, caps)
 		}
 	}
-	c.send("USER user")
-	c.expect("-ERR [AUTH] Plaintext authentication disallowed on non-secure connections")
-	c.send("PASS pass")
-	c.expect("-ERR *")
-	c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00user\x00pass")))
-	c.expect("-ERR [AUTH] Plaintext*")
-	c.send("AUTH")
-	if m := c.expectMulti("+OK"); len(m) != 0 {
+	c.SendLines("USER user")
+	c.Expect("-ERR [AUTH] Plaintext authentication disallowed on non-secure connections")
+	c.SendLines("PASS pass")
+	c.Expect("-ERR *")
+	c.SendLines("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00user\x00pass")))
+	c.Expect("-ERR [AUTH] Plaintext*")
+	c.SendLines("AUTH")
+	if m := c.ExpectMulti("+OK"); len(m) != 0 {
 		t.Fatalf("AUTH lists %q", m)
 	}
 	if b.loginCount() != 0 {
@@ -539,74 +539,61 @@ func TestPlaintextRefused(t *testing.T) {
 	}
 
 	t.Run("AllowInsecureAuth", func(t *testing.T) {
-		srv := &Server{Backend: b, IsLocal: func(netip.Addr) bool { return false }, AllowInsecureAuth: true}
-		c := dial(t, startServer(t, srv))
-		c.login("user", "pass")
+		srv := &Server{Backend: b, IsLocal: func(netip.Addr) bool { return false }, AllowInsecureAuth: true, Logger: slog.New(slog.DiscardHandler)}
+		c := testsupport.Dial(t, testsupport.Serve(t, srv, ErrServerClosed))
+		c.POP3Login("user", "pass")
 	})
 }
 
 func TestSTLS(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
-	serverTLS, clientTLS := testTLSConfig(t)
-	srv := &Server{Backend: b, TLSConfig: serverTLS, IsLocal: func(netip.Addr) bool { return false }}
-	addr := startServer(t, srv)
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("CAPA")
-	caps := c.expectMulti("+OK*")
+	serverTLS, clientTLS := testsupport.TLSPair(t, "mx.test")
+	srv := &Server{Backend: b, TLSConfig: serverTLS, IsLocal: func(netip.Addr) bool { return false }, Logger: slog.New(slog.DiscardHandler)}
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("CAPA")
+	caps := c.ExpectMulti("+OK*")
 	if !contains(caps, "STLS") || contains(caps, "USER") {
 		t.Fatalf("CAPA before TLS: %q", caps)
 	}
 	// RFC 2595 §4: a command pipelined after STLS in plaintext is
 	// discarded, never answered.
-	c.send("STLS", "USER injected")
-	c.expect("+OK Begin TLS negotiation")
-	if c.r.Buffered() != 0 {
+	c.SendLines("STLS", "USER injected")
+	c.Expect("+OK Begin TLS negotiation")
+	if c.R.Buffered() != 0 {
 		t.Fatal("server sent more after +OK")
 	}
-	tc := tls.Client(c.c, clientTLS)
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c = newClient(t, tc)
-	c.send("CAPA")
-	caps = c.expectMulti("+OK Capability list follows")
+	c.StartTLS(clientTLS)
+	c.SendLines("CAPA")
+	caps = c.ExpectMulti("+OK Capability list follows")
 	if contains(caps, "STLS") || !contains(caps, "USER") || !contains(caps, "SASL PLAIN") {
 		t.Fatalf("CAPA after TLS: %q", caps)
 	}
-	c.send("STLS")
-	c.expect("-ERR *")
-	c.send("PASS pass") // the injected USER was not acted on
-	c.expect("-ERR PASS must follow USER")
-	c.send("USER user", "PASS pass", "STAT")
-	c.expect("+OK*", "+OK maildrop locked*", fmt.Sprintf("+OK 1 %d", len(msg1)))
-	c.send("QUIT")
-	c.expect("+OK bye")
+	c.SendLines("STLS")
+	c.Expect("-ERR *")
+	c.SendLines("PASS pass") // the injected USER was not acted on
+	c.Expect("-ERR PASS must follow USER")
+	c.SendLines("USER user", "PASS pass", "STAT")
+	c.Expect("+OK*", "+OK maildrop locked*", fmt.Sprintf("+OK 1 %d", len(msg1)))
+	c.SendLines("QUIT")
+	c.Expect("+OK bye")
 }
 
 func TestImplicitTLS(t *testing.T) {
 	b := newFakeBackend()
-	serverTLS, clientTLS := testTLSConfig(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &Server{Backend: b, TLSConfig: serverTLS, IsLocal: func(netip.Addr) bool { return false }}
-	addr := serveOn(t, srv, tls.NewListener(l, serverTLS))
-	tc, err := tls.Dial("tcp", addr, clientTLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	c := newClient(t, tc)
-	c.expect("+OK Postoffice POP3 ready")
-	c.send("CAPA")
-	if caps := c.expectMulti("+OK*"); contains(caps, "STLS") || !contains(caps, "USER") {
+	serverTLS, clientTLS := testsupport.TLSPair(t, "mx.test")
+	srv := &Server{Backend: b, TLSConfig: serverTLS, IsLocal: func(netip.Addr) bool { return false }, Logger: slog.New(slog.DiscardHandler)}
+	addr := testsupport.ServeOn(t, srv, tls.NewListener(testsupport.Listen(t), serverTLS), ErrServerClosed)
+	c := testsupport.DialTLS(t, addr, clientTLS)
+	c.Expect("+OK Postoffice POP3 ready")
+	c.SendLines("CAPA")
+	if caps := c.ExpectMulti("+OK*"); contains(caps, "STLS") || !contains(caps, "USER") {
 		t.Fatalf("CAPA on POP3S: %q", caps)
 	}
-	c.send("USER user", "PASS pass")
-	c.expect("+OK*", "+OK maildrop locked*")
+	c.SendLines("USER user", "PASS pass")
+	c.Expect("+OK*", "+OK maildrop locked*")
 }
 
 func contains(list []string, s string) bool {
@@ -622,43 +609,43 @@ func TestPipelining(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1, msg2)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("CAPA", "USER user", "PASS pass", "STAT", "LIST", "UIDL 1", "RETR 2", "TOP 1 0", "DELE 1", "NOOP", "BOGUS", "QUIT")
-	c.expectMulti("+OK Capability list follows")
-	c.expect("+OK*", "+OK maildrop locked*", "+OK 2 *")
-	c.expectMulti("+OK 2 messages*")
-	c.expect("+OK 1 uid-user-1")
-	if got := strings.Join(c.expectMulti(fmt.Sprintf("+OK %d octets", len(msg2))), "\r\n") + "\r\n"; got != msg2 {
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("CAPA", "USER user", "PASS pass", "STAT", "LIST", "UIDL 1", "RETR 2", "TOP 1 0", "DELE 1", "NOOP", "BOGUS", "QUIT")
+	c.ExpectMulti("+OK Capability list follows")
+	c.Expect("+OK*", "+OK maildrop locked*", "+OK 2 *")
+	c.ExpectMulti("+OK 2 messages*")
+	c.Expect("+OK 1 uid-user-1")
+	if got := strings.Join(c.ExpectMulti(fmt.Sprintf("+OK %d octets", len(msg2))), "\r\n") + "\r\n"; got != msg2 {
 		t.Fatalf("RETR 2 = %q", got)
 	}
-	c.expectMulti("+OK*")
-	c.expect("+OK message 1 deleted", "+OK", "-ERR unknown command", "+OK bye")
-	c.expectClosed()
+	c.ExpectMulti("+OK*")
+	c.Expect("+OK message 1 deleted", "+OK", "-ERR unknown command", "+OK bye")
+	c.ExpectClosed()
 }
 
 func TestMaxAuthFailures(t *testing.T) {
 	b := newFakeBackend()
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.expect("+OK*")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
 	for range 2 {
-		c.send("USER user", "PASS wrong")
-		c.expect("+OK*", "-ERR [AUTH] Authentication failed")
+		c.SendLines("USER user", "PASS wrong")
+		c.Expect("+OK*", "-ERR [AUTH] Authentication failed")
 	}
-	c.send("USER user", "PASS wrong")
-	c.expect("+OK*", "-ERR [AUTH] Authentication failed")
-	c.expectClosed()
+	c.SendLines("USER user", "PASS wrong")
+	c.Expect("+OK*", "-ERR [AUTH] Authentication failed")
+	c.ExpectClosed()
 }
 
 func TestMaxErrors(t *testing.T) {
 	b := newFakeBackend()
 	_, addr := newTestServer(t, b, func(s *Server) { s.MaxErrors = 3 })
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("X", "STAT", "")
-	c.expect("-ERR unknown command", "-ERR *", "-ERR unknown command", "-ERR too many errors*")
-	c.expectClosed()
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("X", "STAT", "")
+	c.Expect("-ERR unknown command", "-ERR *", "-ERR unknown command", "-ERR too many errors*")
+	c.ExpectClosed()
 }
 
 func TestBackendErrors(t *testing.T) {
@@ -666,77 +653,77 @@ func TestBackendErrors(t *testing.T) {
 	_, addr := newTestServer(t, b)
 
 	b.set(func(b *fakeBackend) { b.failErr = errors.New("database down") })
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("USER user", "PASS pass")
-	c.expect("+OK*", "-ERR [SYS/TEMP] * (conn *)")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("USER user", "PASS pass")
+	c.Expect("+OK*", "-ERR [SYS/TEMP] * (conn *)")
 
 	b.set(func(b *fakeBackend) { b.failErr = ErrBlocked })
-	c.send("USER user", "PASS pass")
-	c.expect("+OK*", "-ERR [AUTH] *")
-	c.expectClosed()
+	c.SendLines("USER user", "PASS pass")
+	c.Expect("+OK*", "-ERR [AUTH] *")
+	c.ExpectClosed()
 }
 
 func TestOpenError(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 	b.set(func(b *fakeBackend) { b.openErr = errors.New("gone") })
-	c.send("RETR 1", "TOP 1 1", "NOOP")
-	c.expect("-ERR [SYS/TEMP] *", "-ERR [SYS/TEMP] *", "+OK")
+	c.SendLines("RETR 1", "TOP 1 1", "NOOP")
+	c.Expect("-ERR [SYS/TEMP] *", "-ERR [SYS/TEMP] *", "+OK")
 }
 
 func TestPanicRecovered(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b)
-	c := dial(t, addr)
-	c.login("user", "pass")
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
 	b.set(func(b *fakeBackend) { b.panicOpen = true })
-	c.send("RETR 1")
-	c.expect("-ERR [SYS/TEMP] internal error (conn *)")
-	c.expectClosed()
+	c.SendLines("RETR 1")
+	c.Expect("-ERR [SYS/TEMP] internal error (conn *)")
+	c.ExpectClosed()
 	b.lastDrop(t).waitClosed(t)
 	if got := b.lastDrop(t).commitCalls(); len(got) != 0 {
 		t.Fatalf("Commit after panic: %v", got)
 	}
 
 	b.set(func(b *fakeBackend) { b.panicOpen, b.panicLogin = false, true })
-	c = dial(t, addr)
-	c.expect("+OK*")
-	c.send("USER user", "PASS pass")
-	c.expect("+OK*", "-ERR [SYS/TEMP] internal error*")
-	c.expectClosed()
+	c = testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("USER user", "PASS pass")
+	c.Expect("+OK*", "-ERR [SYS/TEMP] internal error*")
+	c.ExpectClosed()
 }
 
 func TestLoginTimeout(t *testing.T) {
 	b := newFakeBackend()
 	_, addr := newTestServer(t, b, func(s *Server) { s.LoginTimeout = 300 * time.Millisecond })
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.expect("-ERR [SYS/TEMP] autologout*")
-	c.expectClosed()
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.Expect("-ERR [SYS/TEMP] autologout*")
+	c.ExpectClosed()
 
 	// Trickling a line one octet at a time does not stretch the phase: the
 	// connection is gone long before 400 octets at 10 ms each.
-	c = dial(t, addr)
-	c.expect("+OK*")
+	c = testsupport.Dial(t, addr)
+	c.Expect("+OK*")
 	closed := false
 	for range 400 {
-		if _, err := c.c.Write([]byte("x")); err != nil {
+		if _, err := c.Write([]byte("x")); err != nil {
 			closed = true
 			break
 		}
-		c.c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
-		if _, err := c.r.Peek(1); err == nil {
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := c.R.Peek(1); err == nil {
 			break // the autologout reply arrived
 		}
 	}
-	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if !closed {
-		c.expect("-ERR [SYS/TEMP] autologout*")
+		c.Expect("-ERR [SYS/TEMP] autologout*")
 	}
 }
 
@@ -744,12 +731,12 @@ func TestIdleTimeout(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b, func(s *Server) { s.IdleTimeout = 300 * time.Millisecond })
-	c := dial(t, addr)
-	c.login("user", "pass")
-	c.send("DELE 1")
-	c.expect("+OK*")
-	c.expect("-ERR [SYS/TEMP] autologout*")
-	c.expectClosed()
+	c := testsupport.Dial(t, addr)
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 1")
+	c.Expect("+OK*")
+	c.Expect("-ERR [SYS/TEMP] autologout*")
+	c.ExpectClosed()
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if len(d.commitCalls()) != 0 {
@@ -760,20 +747,17 @@ func TestIdleTimeout(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testsupport.Listen(t)
 	srv := &Server{Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 
-	c := dial(t, l.Addr().String())
-	c.login("user", "pass")
-	c.send("DELE 1")
-	c.expect("+OK*")
-	idle := dial(t, l.Addr().String())
-	idle.expect("+OK*")
+	c := testsupport.Dial(t, l.Addr().String())
+	c.POP3Login("user", "pass")
+	c.SendLines("DELE 1")
+	c.Expect("+OK*")
+	idle := testsupport.Dial(t, l.Addr().String())
+	idle.Expect("+OK*")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -783,10 +767,10 @@ func TestShutdown(t *testing.T) {
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
-	c.expect("-ERR [SYS/TEMP] server shutting down")
-	c.expectClosed()
-	idle.expect("-ERR [SYS/TEMP] server shutting down")
-	idle.expectClosed()
+	c.Expect("-ERR [SYS/TEMP] server shutting down")
+	c.ExpectClosed()
+	idle.Expect("-ERR [SYS/TEMP] server shutting down")
+	idle.ExpectClosed()
 	d := b.lastDrop(t)
 	d.waitClosed(t)
 	if len(d.commitCalls()) != 0 {
@@ -806,15 +790,12 @@ func TestShutdownForce(t *testing.T) {
 	b := newFakeBackend()
 	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 1<<18) // 4.5 MB
 	b.add("user", big)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testsupport.Listen(t)
 	srv := &Server{Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go srv.Serve(l)
-	c := dial(t, l.Addr().String())
-	c.login("user", "pass")
-	c.send("RETR 1") // and never read the reply
+	c := testsupport.Dial(t, l.Addr().String())
+	c.POP3Login("user", "pass")
+	c.SendLines("RETR 1") // and never read the reply
 	time.Sleep(50 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -827,63 +808,36 @@ func TestShutdownForce(t *testing.T) {
 func TestConnectionLimit(t *testing.T) {
 	b := newFakeBackend()
 	lim := &netpolicy.Limiter{Max: 1}
-	srv := &Server{Backend: b, Limiter: lim}
-	addr := startServer(t, srv)
-	c1 := dial(t, addr)
-	c1.expect("+OK*")
-	c2 := dial(t, addr)
-	c2.expect("-ERR [SYS/TEMP] too many connections")
-	c2.expectClosed()
-	c1.send("QUIT")
-	c1.expect("+OK bye")
-	c1.expectClosed()
+	srv := &Server{Backend: b, Limiter: lim, Logger: slog.New(slog.DiscardHandler)}
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
+	c1 := testsupport.Dial(t, addr)
+	c1.Expect("+OK*")
+	c2 := testsupport.Dial(t, addr)
+	c2.Expect("-ERR [SYS/TEMP] too many connections")
+	c2.ExpectClosed()
+	c1.SendLines("QUIT")
+	c1.Expect("+OK bye")
+	c1.ExpectClosed()
 	// The slot is released once the first session is gone.
-	deadline := time.Now().Add(10 * time.Second)
-	for lim.Count() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("limiter slot not released")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	dial(t, addr).expect("+OK Postoffice POP3 ready")
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	testsupport.WaitFor(t, "the limiter slot to be released", func() bool { return lim.Count() == 0 })
+	testsupport.Dial(t, addr).Expect("+OK Postoffice POP3 ready")
 }
 
 func TestLogging(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	srv := &Server{Backend: b, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-	addr := startServer(t, srv)
-	c := dial(t, addr)
-	c.expect("+OK*")
-	c.send("USER user", "PASS s3cret-wrong", "USER user", "PASS pass", "RETR 1", "DELE 1", "QUIT")
-	c.expect("+OK*", "-ERR [AUTH]*", "+OK*", "+OK*")
-	c.expectMulti("+OK*")
-	c.expect("+OK*", "+OK bye")
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
+	c.SendLines("USER user", "PASS s3cret-wrong", "USER user", "PASS pass", "RETR 1", "DELE 1", "QUIT")
+	c.Expect("+OK*", "-ERR [AUTH]*", "+OK*", "+OK*")
+	c.ExpectMulti("+OK*")
+	c.Expect("+OK*", "+OK bye")
 	b.lastDrop(t).waitClosed(t)
-	c.expectClosed()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "pop3 disconnect") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	c.ExpectClosed()
+	testsupport.WaitUntil(10*time.Second, func() bool { return strings.Contains(logs.String(), "pop3 disconnect") })
 	out := logs.String()
 	if strings.Contains(out, "s3cret") || strings.Contains(out, "pass\"") {
 		t.Fatalf("password in log:\n%s", out)
@@ -904,11 +858,7 @@ func TestLogging(t *testing.T) {
 func TestServeConn(t *testing.T) {
 	b := newFakeBackend()
 	srv := &Server{Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := testsupport.Listen(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -918,10 +868,10 @@ func TestServeConn(t *testing.T) {
 		}
 		srv.ServeConn(sc)
 	}()
-	c := dial(t, l.Addr().String())
-	c.login("user", "pass")
-	c.send("QUIT")
-	c.expect("+OK bye")
+	c := testsupport.Dial(t, l.Addr().String())
+	c.POP3Login("user", "pass")
+	c.SendLines("QUIT")
+	c.Expect("+OK bye")
 	<-done
 }
 
@@ -931,23 +881,23 @@ func TestHostileInput(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	_, addr := newTestServer(t, b, func(s *Server) { s.MaxErrors = 100 })
-	c := dial(t, addr)
-	c.expect("+OK*")
+	c := testsupport.Dial(t, addr)
+	c.Expect("+OK*")
 	for _, l := range []string{"USER us\x00er", "USER user\r", "\x00", "US\rER x", "USER\ttab", "\xff\xfe", "ÜSER x", "USERX y"} {
-		c.send(l)
-		c.expect("-ERR *")
+		c.SendLines(l)
+		c.Expect("-ERR *")
 	}
 	for _, ch := range []byte("USER user\r\nPASS pass\r\n") {
-		if _, err := c.c.Write([]byte{ch}); err != nil {
+		if _, err := c.Write([]byte{ch}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.expect("+OK*", "+OK maildrop locked*")
+	c.Expect("+OK*", "+OK maildrop locked*")
 	// Bare LF ends a command too (lenient, like Dovecot).
-	if _, err := io.WriteString(c.c, "STAT\n"); err != nil {
+	if _, err := io.WriteString(c, "STAT\n"); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("+OK 1 *")
+	c.Expect("+OK 1 *")
 	if b.loginCount() != 1 {
 		t.Fatalf("backend saw %d logins", b.loginCount())
 	}
@@ -1006,16 +956,13 @@ func TestShutdownLetsRetrFinish(t *testing.T) {
 	b := newFakeBackend()
 	b.add("user", msg1)
 	g := newGate()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testsupport.Listen(t)
 	srv := &Server{Backend: b, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	go srv.Serve(l)
-	c := dial(t, l.Addr().String())
-	c.login("user", "pass")
+	c := testsupport.Dial(t, l.Addr().String())
+	c.POP3Login("user", "pass")
 	b.set(func(b *fakeBackend) { b.gate = g })
-	c.send("RETR 1")
+	c.SendLines("RETR 1")
 	select { // the session is now inside RETR, waiting on the gate
 	case <-g.entered:
 	case <-time.After(10 * time.Second):
@@ -1030,16 +977,16 @@ func TestShutdownLetsRetrFinish(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(g.release)
-	c.expect("+OK * octets")
+	c.Expect("+OK * octets")
 	var body []string
-	for l := c.readLine(); l != "."; l = c.readLine() {
+	for l := c.Line(); l != "."; l = c.Line() {
 		body = append(body, l)
 	}
 	if got := strings.Join(body, "\r\n") + "\r\n"; got != msg1 {
 		t.Fatalf("RETR during shutdown sent %q", got)
 	}
-	c.expect("-ERR [SYS/TEMP] server shutting down")
-	c.expectClosed()
+	c.Expect("-ERR [SYS/TEMP] server shutting down")
+	c.ExpectClosed()
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}

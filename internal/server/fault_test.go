@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,75 +21,20 @@ import (
 	"postoffice/internal/config"
 	"postoffice/internal/smtp"
 	"postoffice/internal/store/maildir"
+	"postoffice/internal/testsupport"
 )
 
 // faultServer starts a whole server in-process on loopback port 0, without
 // the HTTP listener, on a fresh mailbox directory.
 func faultServer(t *testing.T) *Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.SMTPAddr, cfg.POP3Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", ""
-	cfg.MailboxDir = filepath.Join(t.TempDir(), "mailbox")
-	cfg.Hostname = "mx.test"
-	s, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
+	return opsServer(t, func(c *config.Config) { c.HTTPAddr = "" })
 }
 
-// faultConn is a raw line client.
-type faultConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func faultDial(t *testing.T, l net.Listener) *faultConn {
+// faultDial connects to l.
+func faultDial(t *testing.T, l net.Listener) *testsupport.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &faultConn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (f *faultConn) send(s string) {
-	f.t.Helper()
-	f.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(f.c, s); err != nil {
-		f.t.Fatalf("send: %v", err)
-	}
-}
-
-// expect reads one reply (the last line of a multi-line SMTP reply) and
-// checks its prefix.
-func (f *faultConn) expect(prefix string) string {
-	f.t.Helper()
-	for {
-		f.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		l, err := f.r.ReadString('\n')
-		if err != nil {
-			f.t.Fatalf("want %q: %v", prefix, err)
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if len(l) >= 4 && l[3] == '-' && l[0] >= '2' && l[0] <= '5' {
-			continue
-		}
-		if !strings.HasPrefix(l, prefix) {
-			f.t.Fatalf("got %q, want %q", l, prefix)
-		}
-		return l
-	}
+	return testsupport.Dial(t, l.Addr().String())
 }
 
 // stagedData counts the files holding data in the Maildir's staging
@@ -132,18 +76,9 @@ func messageFiles(t *testing.T, s *Server, user string) (stored, tmp int) {
 }
 
 // waitGoroutines waits until the goroutine count is at most want.
-func waitGoroutines(want int) (int, bool) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return n, true
-		}
-		if time.Now().After(deadline) {
-			return n, false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+func waitGoroutines(want int) (n int, ok bool) {
+	ok = testsupport.WaitUntil(15*time.Second, func() bool { n = runtime.NumGoroutine(); return n <= want })
+	return n, ok
 }
 
 // Clients that vanish in the middle of DATA, of a BDAT chunk, between BDAT
@@ -158,25 +93,25 @@ func TestFaultClientVanishes(t *testing.T) {
 	// lazily started goroutine (directory syncers, ...) exists before the
 	// baseline is taken.
 	c := faultDial(t, smtpL)
-	c.expect("220 ")
-	c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("250 ")
-	c.expect("354 ")
+	c.ExpectReply("220 *")
+	c.Send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("250 *")
+	c.ExpectReply("354 *")
 	line := strings.Repeat("r", 998) + "\r\n"
-	c.send("Subject: big\r\n\r\n" + strings.Repeat(line, 2000) + ".\r\n")
-	c.expect("250 2.0.0 ")
-	c.send("QUIT\r\n")
-	c.expect("221 ")
-	c.c.Close()
+	c.Send("Subject: big\r\n\r\n" + strings.Repeat(line, 2000) + ".\r\n")
+	c.ExpectReply("250 2.0.0 *")
+	c.Send("QUIT\r\n")
+	c.ExpectReply("221 *")
+	c.Close()
 	p := faultDial(t, pop3L)
-	p.expect("+OK")
-	p.send("USER user\r\nPASS pass\r\nQUIT\r\n")
-	p.expect("+OK")
-	p.expect("+OK")
-	p.expect("+OK")
-	p.c.Close()
+	p.ExpectReply("+OK*")
+	p.Send("USER user\r\nPASS pass\r\nQUIT\r\n")
+	p.ExpectReply("+OK*")
+	p.ExpectReply("+OK*")
+	p.ExpectReply("+OK*")
+	p.Close()
 	time.Sleep(200 * time.Millisecond)
 	baseline := runtime.NumGoroutine()
 
@@ -184,70 +119,68 @@ func TestFaultClientVanishes(t *testing.T) {
 	vanish := map[string]func(){
 		"mid-DATA": func() {
 			c := faultDial(t, smtpL)
-			c.expect("220 ")
-			c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+			c.ExpectReply("220 *")
+			c.Send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
 			for _, w := range []string{"250 ", "250 ", "250 ", "354 "} {
-				c.expect(w)
+				c.ExpectReply(w + "*")
 			}
-			c.send("Subject: cut\r\n\r\n" + half)
-			c.c.Close()
+			c.Send("Subject: cut\r\n\r\n" + half)
+			c.Close()
 		},
 		"mid-BDAT-chunk": func() {
 			c := faultDial(t, smtpL)
-			c.expect("220 ")
-			c.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\n")
+			c.ExpectReply("220 *")
+			c.Send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\n")
 			for _, w := range []string{"250 ", "250 ", "250 "} {
-				c.expect(w)
+				c.ExpectReply(w + "*")
 			}
-			c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", 2*len(half), half))
+			c.Send(fmt.Sprintf("BDAT %d LAST\r\n%s", 2*len(half), half))
 			time.Sleep(20 * time.Millisecond) // let the server read into the chunk
-			c.c.Close()
+			c.Close()
 		},
 		"between-BDAT-chunks": func() {
 			c := faultDial(t, smtpL)
-			c.expect("220 ")
-			c.send(fmt.Sprintf("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nBDAT %d\r\n%s", len(half), half))
+			c.ExpectReply("220 *")
+			c.Send(fmt.Sprintf("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nBDAT %d\r\n%s", len(half), half))
 			for _, w := range []string{"250 ", "250 ", "250 ", "250 "} {
-				c.expect(w)
+				c.ExpectReply(w + "*")
 			}
-			c.c.Close()
+			c.Close()
 		},
 		"mid-RETR": func() {
 			// The previous round's last login closed without QUIT: its
 			// session may hold the lock for a moment yet.
-			var p *faultConn
+			var p *testsupport.Conn
 			deadline := time.Now().Add(10 * time.Second)
 			for {
 				p = faultDial(t, pop3L)
-				p.expect("+OK")
-				p.send("USER user\r\nPASS pass\r\n")
-				p.expect("+OK")
-				p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				l, _ := p.r.ReadString('\n')
+				p.ExpectReply("+OK*")
+				p.Send("USER user\r\nPASS pass\r\n")
+				p.ExpectReply("+OK*")
+				l, _ := p.ReadLine()
 				if strings.HasPrefix(l, "+OK maildrop") {
 					break
 				}
-				p.c.Close()
+				p.Close()
 				if !strings.HasPrefix(l, "-ERR [IN-USE]") || time.Now().After(deadline) {
 					t.Fatalf("login before RETR: %q", l)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			p.send("RETR 1\r\n")
-			p.expect("+OK")
+			p.Send("RETR 1\r\n")
+			p.ExpectReply("+OK*")
 			buf := make([]byte, 10000)
-			io.ReadFull(p.r, buf)
-			p.c.Close()
+			io.ReadFull(p, buf)
+			p.Close()
 			// The lock is released: the next login gets in.
 			deadline = time.Now().Add(10 * time.Second)
 			for {
 				q := faultDial(t, pop3L)
-				q.expect("+OK")
-				q.send("USER user\r\nPASS pass\r\n")
-				q.expect("+OK")
-				q.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				l, _ := q.r.ReadString('\n')
-				q.c.Close()
+				q.ExpectReply("+OK*")
+				q.Send("USER user\r\nPASS pass\r\n")
+				q.ExpectReply("+OK*")
+				l, _ := q.ReadLine()
+				q.Close()
 				if strings.HasPrefix(l, "+OK maildrop") {
 					break
 				}
@@ -327,29 +260,21 @@ func TestFaultDiskFullInjected(t *testing.T) {
 		Backend:  &backend.SMTP{Store: st, Router: &backend.Router{Single: "user"}, Hostname: "mx.test"},
 		Logger:   slog.New(slog.DiscardHandler),
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	l := testsupport.Listen(t)
+	testsupport.ServeOn(t, srv, l, smtp.ErrServerClosed)
 
 	c := faultDial(t, l)
-	c.expect("220 ")
-	c.send("EHLO x\r\n")
-	c.expect("250 ")
+	c.ExpectReply("220 *")
+	c.Send("EHLO x\r\n")
+	c.ExpectReply("250 *")
 	deliver := func(want string) {
 		t.Helper()
-		c.send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-		c.expect("250 ")
-		c.expect("250 ")
-		c.expect("354 ")
-		c.send("Subject: x\r\n\r\n" + strings.Repeat("body\r\n", 1000) + ".\r\n")
-		c.expect(want)
+		c.Send("MAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+		c.ExpectReply("250 *")
+		c.ExpectReply("250 *")
+		c.ExpectReply("354 *")
+		c.Send("Subject: x\r\n\r\n" + strings.Repeat("body\r\n", 1000) + ".\r\n")
+		c.ExpectReply(want + "*")
 	}
 	deliver("250 2.0.0 ")
 	st.full.Store(true)

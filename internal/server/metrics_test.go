@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"postoffice/internal/config"
+	"postoffice/internal/testsupport"
 )
 
 // TestMetricsCountRefusalsAndStoreErrors: a connection over
@@ -23,23 +24,22 @@ func TestMetricsCountRefusalsAndStoreErrors(t *testing.T) {
 
 	// The slot of that delivery's session comes free once the server has
 	// closed it, which may be just after the client saw 221.
-	var a *faultConn
+	var a *testsupport.Conn
 	for try := 0; ; try++ {
 		a = faultDial(t, s.Listener("smtp"))
-		a.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		l, err := a.r.ReadString('\n')
+		l, err := a.ReadLine()
 		if strings.HasPrefix(l, "220 ") {
 			break
 		}
 		if !strings.HasPrefix(l, "421 ") || try == 100 {
 			t.Fatalf("first connection: %q %v", l, err)
 		}
-		a.c.Close()
+		a.Close()
 		time.Sleep(10 * time.Millisecond)
 	}
 	rejected := scrape(t, s)[`postoffice_connections_rejected_total{proto="smtp",reason="limit"}`]
 	b := faultDial(t, s.Listener("smtp"))
-	b.expect("421 ")
+	b.ExpectReply("421 *")
 	waitMetric(t, s, `postoffice_connections_rejected_total{proto="smtp",reason="limit"}`, func(v float64) bool { return v == rejected+1 })
 
 	newDir := filepath.Join(s.cfg.MailboxDir, "user", "new")
@@ -49,13 +49,13 @@ func TestMetricsCountRefusalsAndStoreErrors(t *testing.T) {
 	if err := os.WriteFile(newDir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a.send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
-	a.expect("250 ")
-	a.expect("250 ")
-	a.expect("250 ")
-	a.expect("354 ")
-	a.send("Subject: refused\r\n\r\nbody\r\n.\r\n")
-	a.expect("451 4.3.0 ")
+	a.Send("EHLO x\r\nMAIL FROM:<a@test>\r\nRCPT TO:<user@test>\r\nDATA\r\n")
+	a.ExpectReply("250 *")
+	a.ExpectReply("250 *")
+	a.ExpectReply("250 *")
+	a.ExpectReply("354 *")
+	a.Send("Subject: refused\r\n\r\nbody\r\n.\r\n")
+	a.ExpectReply("451 4.3.0 *")
 	m := scrape(t, s)
 	for series, want := range map[string]float64{
 		`postoffice_store_errors_total{op="deliver"}`: 1,

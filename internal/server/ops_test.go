@@ -1,50 +1,31 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/smtp"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"postoffice/internal/config"
+	"postoffice/internal/testsupport"
 )
 
 // opsServer starts a server on loopback port 0 listeners, the HTTP one
 // included, with a fresh mailbox directory.
 func opsServer(t *testing.T, edit func(*config.Config)) *Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.SMTPAddr, cfg.POP3Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.MailboxDir = filepath.Join(t.TempDir(), "mail")
-	cfg.Hostname = "mx.test"
-	cfg.AuthDelay, cfg.AuthMaxDelay = time.Millisecond, time.Millisecond
+	cfg := testsupport.Config(t)
 	if edit != nil {
 		edit(&cfg)
 	}
-	s, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
+	return testsupport.StartServer(t, cfg, New)
 }
 
 func (s *Server) testURL(path string) string {
@@ -55,90 +36,25 @@ func (s *Server) testURL(path string) string {
 // written ("name{labels}").
 func scrape(t *testing.T, s *Server) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(s.testURL("/metrics"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %s", resp.Status)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
+	return testsupport.Scrape(t, s.testURL("/metrics"))
 }
 
 // waitMetric polls until cond holds for the series, or fails.
 func waitMetric(t *testing.T, s *Server, series string, cond func(float64) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v, ok := scrape(t, s)[series]
-		if ok && cond(v) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v (present %v), condition not met", series, v, ok)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var v float64
+	var ok bool
+	if !testsupport.WaitUntil(10*time.Second, func() bool { v, ok = scrape(t, s)[series]; return ok && cond(v) }) {
+		t.Fatalf("%s = %v (present %v), condition not met", series, v, ok)
 	}
 }
 
-type pop3Client struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func pop3Dial(t *testing.T, s *Server) *pop3Client {
+// pop3Dial connects to the POP3 listener of s and reads the greeting.
+func pop3Dial(t *testing.T, s *Server) *testsupport.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", s.Listener("pop3").Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	p := &pop3Client{t: t, c: c, r: bufio.NewReader(c)}
-	p.expect("+OK")
-	return p
-}
-
-func (p *pop3Client) expect(prefix string) string {
-	p.t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	l, err := p.r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(l, prefix) {
-		p.t.Fatalf("got %q (%v), want %s", l, err, prefix)
-	}
-	return l
-}
-
-func (p *pop3Client) cmd(line, prefix string) string {
-	p.t.Helper()
-	fmt.Fprintf(p.c, "%s\r\n", line)
-	return p.expect(prefix)
-}
-
-// multi reads a multi-line body up to the terminating dot.
-func (p *pop3Client) multi() {
-	p.t.Helper()
-	for {
-		if l := p.expect(""); l == ".\r\n" {
-			return
-		}
-	}
+	c := testsupport.Dial(t, s.Listener("pop3").Addr().String())
+	c.Expect("+OK*")
+	return c
 }
 
 func send(t *testing.T, s *Server, body string) {
@@ -165,14 +81,14 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	waitMetric(t, s, `postoffice_mailbox_messages{mailbox="user"}`, func(v float64) bool { return v == 1 })
 
 	p := pop3Dial(t, s)
-	p.cmd("USER user", "+OK")
-	p.cmd("PASS wrong", "-ERR")
-	p.cmd("USER user", "+OK")
-	p.cmd("PASS pass", "+OK")
-	p.cmd("RETR 1", "+OK")
-	p.multi()
-	p.cmd("DELE 1", "+OK")
-	p.cmd("QUIT", "+OK")
+	p.Cmd("USER user", "+OK*")
+	p.Cmd("PASS wrong", "-ERR*")
+	p.Cmd("USER user", "+OK*")
+	p.Cmd("PASS pass", "+OK*")
+	p.Cmd("RETR 1", "+OK*")
+	p.Multiline()
+	p.Cmd("DELE 1", "+OK*")
+	p.Cmd("QUIT", "+OK*")
 	waitMetric(t, s, `postoffice_mailbox_messages{mailbox="user"}`, func(v float64) bool { return v == 0 })
 	waitMetric(t, s, `postoffice_connections_current{proto="pop3"}`, func(v float64) bool { return v == 0 })
 
@@ -308,8 +224,8 @@ func TestRetentionSkipsLockedMailbox(t *testing.T) {
 		c.RetentionInterval = 50 * time.Millisecond
 	})
 	p := pop3Dial(t, s)
-	p.cmd("USER user", "+OK")
-	p.cmd("PASS pass", "+OK") // holds the lock
+	p.Cmd("USER user", "+OK*")
+	p.Cmd("PASS pass", "+OK*") // holds the lock
 	for i := range 3 {
 		send(t, s, fmt.Sprint("message ", i))
 	}
@@ -317,7 +233,7 @@ func TestRetentionSkipsLockedMailbox(t *testing.T) {
 	if l, err := s.Store().List("user"); err != nil || len(l) != 3 {
 		t.Fatalf("locked mailbox pruned: %d messages, %v", len(l), err)
 	}
-	p.cmd("QUIT", "+OK")
+	p.Cmd("QUIT", "+OK*")
 	waitMetric(t, s, "postoffice_retention_removed_total", func(v float64) bool { return v == 2 })
 	l, err := s.Store().List("user")
 	if err != nil || len(l) != 1 {

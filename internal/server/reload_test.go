@@ -1,56 +1,22 @@
 package server
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"postoffice/internal/config"
+	"postoffice/internal/testsupport"
 )
-
-// writeTestCert writes a self-signed certificate for cn and its key to
-// certFile and keyFile, replacing what is there.
-func writeTestCert(t *testing.T, certFile, keyFile, cn string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{cn}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestReloadSwapsTLSCertificate: Reload (SIGHUP) makes new handshakes on
 // the implicit-TLS listeners use the certificate now in the files; a broken
 // file is reported and the certificate in use stays.
 func TestReloadSwapsTLSCertificate(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeTestCert(t, certFile, keyFile, "old.test")
+	certFile, keyFile := testsupport.CertFiles(t, dir, "old.test", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	s := opsServer(t, func(c *config.Config) {
 		c.HTTPAddr = ""
 		c.TLSCert, c.TLSKey = certFile, keyFile
@@ -71,7 +37,7 @@ func TestReloadSwapsTLSCertificate(t *testing.T) {
 		}
 	}
 
-	writeTestCert(t, certFile, keyFile, "new.test")
+	testsupport.CertFiles(t, dir, "new.test", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 	if cn := peer("smtps"); cn != "old.test" {
 		t.Fatalf("certificate changed before Reload: %q", cn)
 	}

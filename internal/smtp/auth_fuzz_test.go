@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 // authRecorder is a Backend recording the credentials Authenticate gets.
@@ -71,7 +73,7 @@ func FuzzAuthPlain(f *testing.F) {
 		MaxErrors:      100,
 		CommandTimeout: 5 * time.Second,
 	}
-	addr := start(f, srv)
+	addr := testsupport.Serve(f, srv, ErrServerClosed)
 	f.Fuzz(func(t *testing.T, raw []byte, arg string, useArg bool) {
 		if !useArg {
 			arg = base64.StdEncoding.EncodeToString(raw)
@@ -85,10 +87,10 @@ func FuzzAuthPlain(f *testing.F) {
 			return // beyond the command line limit: a different test
 		}
 		c := dialGreeted(t, addr)
-		defer c.conn.Close()
-		c.cmd("EHLO fuzz", "250 *")
+		defer c.Close()
+		c.Cmd("EHLO fuzz", "250 *")
 		be.take()
-		lines := c.cmd("AUTH PLAIN "+arg, "*")
+		lines := c.Cmd("AUTH PLAIN "+arg, "*")
 		got := lines[len(lines)-1]
 		calls, user, pass := be.take()
 

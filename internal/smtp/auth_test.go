@@ -5,26 +5,28 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"postoffice/internal/testsupport"
 )
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-func authSession(t *testing.T, be *fakeBackend) *client {
+func authSession(t *testing.T, be *fakeBackend) *testsupport.Conn {
 	t.Helper()
-	c := dialGreeted(t, start(t, testServer(t, be)))
-	c.cmd("EHLO c", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
 	return c
 }
 
 func TestAuthPlain(t *testing.T) {
 	be := newBackend()
 	c := authSession(t, be)
-	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
-	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "503 5.5.1 Error: already authenticated")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.cmd("x\r\n.", "250 *")
+	c.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+	c.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "503 5.5.1 Error: already authenticated")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "250 *")
 	if u := be.messages()[0].env.AuthUser; u != "user" {
 		t.Fatalf("AuthUser = %q", u)
 	}
@@ -32,8 +34,8 @@ func TestAuthPlain(t *testing.T) {
 
 func TestAuthPlainChallenge(t *testing.T) {
 	c := authSession(t, newBackend())
-	c.cmd("auth plain", "334 ")
-	c.cmd(b64("user\x00user\x00pass"), "235 2.7.0 *")
+	c.Cmd("auth plain", "334 ")
+	c.Cmd(b64("user\x00user\x00pass"), "235 2.7.0 *")
 }
 
 func TestAuthFailures(t *testing.T) {
@@ -61,8 +63,8 @@ func TestAuthFailures(t *testing.T) {
 			c := authSession(t, be)
 			runSteps(t, c, tc.steps)
 			// Not authenticated: a later good AUTH works.
-			c.cmd("RSET", "250 *")
-			c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
+			c.Cmd("RSET", "250 *")
+			c.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
 		})
 	}
 }
@@ -70,13 +72,13 @@ func TestAuthFailures(t *testing.T) {
 func TestAuthLogin(t *testing.T) {
 	be := newBackend()
 	c := authSession(t, be)
-	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
-	c.cmd(b64("user"), "334 UGFzc3dvcmQ6")
-	c.cmd(b64("pass"), "235 2.7.0 Authentication successful")
+	c.Cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.Cmd(b64("user"), "334 UGFzc3dvcmQ6")
+	c.Cmd(b64("pass"), "235 2.7.0 Authentication successful")
 
 	c2 := authSession(t, be)
-	c2.cmd("AUTH LOGIN "+b64("user"), "334 UGFzc3dvcmQ6")
-	c2.cmd(b64("pass"), "235 2.7.0 *")
+	c2.Cmd("AUTH LOGIN "+b64("user"), "334 UGFzc3dvcmQ6")
+	c2.Cmd(b64("pass"), "235 2.7.0 *")
 }
 
 // TestAuthNeedsTLS: a client that is not local gets no AUTH without TLS
@@ -84,48 +86,48 @@ func TestAuthLogin(t *testing.T) {
 func TestAuthNeedsTLS(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.IsLocal = notLocal
-	c := dialGreeted(t, start(t, srv))
-	lines := c.cmd("EHLO c", "250 BINARYMIME")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	lines := c.Cmd("EHLO c", "250 BINARYMIME")
 	for _, l := range lines {
 		if l == "250-AUTH PLAIN LOGIN" {
 			t.Fatal("AUTH advertised without TLS")
 		}
 	}
-	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "538 5.7.11 Encryption required for requested authentication mechanism")
-	c.cmd("AUTH LOGIN", "538 5.7.11 *")
+	c.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "538 5.7.11 Encryption required for requested authentication mechanism")
+	c.Cmd("AUTH LOGIN", "538 5.7.11 *")
 
 	srv2 := testServer(t, newBackend())
 	srv2.IsLocal = notLocal
 	srv2.AllowInsecureAuth = true
-	c2 := dialGreeted(t, start(t, srv2))
-	c2.cmd("EHLO c", "250 AUTH PLAIN LOGIN")
-	c2.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
+	c2 := dialGreeted(t, testsupport.Serve(t, srv2, ErrServerClosed))
+	c2.Cmd("EHLO c", "250 AUTH PLAIN LOGIN")
+	c2.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 *")
 }
 
 func TestAuthBackendErrors(t *testing.T) {
 	be := newBackend()
 	be.authErr = errors.New("users file unreadable")
 	c := authSession(t, be)
-	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "454 4.7.0 Temporary authentication failure (conn *)")
+	c.Cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "454 4.7.0 Temporary authentication failure (conn *)")
 	be.mu.Lock()
 	be.authErr = &Error{Code: 421, Enhanced: "4.7.0", Message: "Too many failed authentications"}
 	be.mu.Unlock()
-	c.cmd("AUTH LOGIN "+b64("user"), "334 *")
-	c.cmd(b64("pass"), "421 4.7.0 Too many failed authentications")
-	expectClosed(t, c)
+	c.Cmd("AUTH LOGIN "+b64("user"), "334 *")
+	c.Cmd(b64("pass"), "421 4.7.0 Too many failed authentications")
+	c.ExpectClosed()
 }
 
 // TestAuthFailuresCount: failed AUTH counts toward MaxErrors.
 func TestAuthFailuresCount(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.MaxErrors = 2
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("AUTH PLAIN "+b64("\x00user\x00bad"), "535 *")
-	c.send("AUTH PLAIN " + b64("\x00user\x00bad") + "\r\n")
-	expect(t, c, "535 *")
-	expect(t, c, "421 4.7.0 * Too many errors*")
-	expectClosed(t, c)
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("AUTH PLAIN "+b64("\x00user\x00bad"), "535 *")
+	c.Send("AUTH PLAIN " + b64("\x00user\x00bad") + "\r\n")
+	c.ExpectReply("535 *")
+	c.ExpectReply("421 4.7.0 * Too many errors*")
+	c.ExpectClosed()
 }
 
 // An AUTH response line trickled one octet at a time used to reset the
@@ -135,9 +137,9 @@ func TestAuthFailuresCount(t *testing.T) {
 func TestAuthResponseTrickleTimesOut(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.CommandTimeout = 200 * time.Millisecond
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
 	done := make(chan struct{})
 	ranOut := make(chan bool, 1)
 	go func() {
@@ -149,14 +151,14 @@ func TestAuthResponseTrickleTimesOut(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			if _, err := c.conn.Write([]byte("A")); err != nil {
+			if _, err := c.Write([]byte("A")); err != nil {
 				ranOut <- false
 				return
 			}
 		}
 		ranOut <- true
 	}()
-	expect(t, c, "421 4.4.2 * Timeout exceeded*")
+	c.ExpectReply("421 4.4.2 * Timeout exceeded*")
 	close(done)
 	if <-ranOut {
 		t.Fatal("the timeout fired only after the client stopped trickling")

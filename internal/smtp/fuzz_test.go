@@ -2,14 +2,14 @@ package smtp
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"postoffice/internal/testsupport"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -70,20 +70,10 @@ func FuzzSession(f *testing.F) {
 		CommandTimeout:  5 * time.Second,
 		DataTimeout:     5 * time.Second,
 	}
-	addr := start(f, srv)
+	addr := testsupport.Serve(f, srv, ErrServerClosed)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		go func() {
-			conn.Write(in)
-			conn.(*net.TCPConn).CloseWrite()
-		}()
-		out, err := io.ReadAll(conn)
-		if err != nil && !isReset(err) {
+		out, err := testsupport.Exchange(t, addr, in)
+		if err != nil && !testsupport.IsReset(err) {
 			t.Fatalf("reading replies: %v (hang?)", err)
 		}
 		if p := watch.seen.Load(); p != nil {

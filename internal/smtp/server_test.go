@@ -12,37 +12,27 @@ import (
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
-)
 
-func shutdown(t testing.TB, srv *Server) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-}
+	"postoffice/internal/testsupport"
+)
 
 func TestShutdownIdle(t *testing.T) {
 	srv := testServer(t, newBackend())
-	addr := start(t, srv)
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
 	c := dialGreeted(t, addr)
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *") // mid-transaction but waiting for a command
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *") // mid-transaction but waiting for a command
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
-	expect(t, c, "421 4.3.2 mx.test Service shutting down")
-	expectClosed(t, c)
+	c.ExpectReply("421 4.3.2 mx.test Service shutting down")
+	c.ExpectClosed()
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		t.Fatal("listener still accepting after Shutdown")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testsupport.Listen(t)
 	if err := srv.Serve(l); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Shutdown: %v", err)
 	}
@@ -53,25 +43,25 @@ func TestShutdownIdle(t *testing.T) {
 func TestShutdownDuringData(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.send("first part\r\n")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send("first part\r\n")
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
-	waitFor(t, "shutdown to start", srv.lc.Closing)
+	testsupport.WaitFor(t, "shutdown to start", srv.lc.Closing)
 	time.Sleep(20 * time.Millisecond) // let Shutdown reach the session
 	select {
 	case err := <-done:
 		t.Fatalf("Shutdown returned %v during DATA", err)
 	default:
 	}
-	c.send("second part\r\n.\r\n")
-	expect(t, c, "250 2.0.0 Ok: queued as Q1")
-	expect(t, c, "421 4.3.2 mx.test Service shutting down")
-	expectClosed(t, c)
+	c.Send("second part\r\n.\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as Q1")
+	c.ExpectReply("421 4.3.2 mx.test Service shutting down")
+	c.ExpectClosed()
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -85,18 +75,18 @@ func TestShutdownDuringData(t *testing.T) {
 func TestShutdownForce(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.send("never finished\r\n")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send("never finished\r\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	expectClosed(t, c)
+	c.ExpectClosed()
 	if len(be.messages()) != 0 || len(be.errs()) != 1 {
 		t.Fatalf("messages %v errors %v", be.messages(), be.errs())
 	}
@@ -105,9 +95,9 @@ func TestShutdownForce(t *testing.T) {
 func TestGoSMTPClient(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
-	srvCfg, cliCfg := selfSigned(t)
+	srvCfg, cliCfg := testsupport.TLSPair(t, "mx.test")
 	srv.TLSConfig = srvCfg
-	addr := start(t, srv)
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
 
 	// Plain happy path.
 	c, err := gosmtp.Dial(addr)
@@ -156,7 +146,7 @@ func TestGoSMTPClient(t *testing.T) {
 func TestGoSMTPClientErrors(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.MaxMessageBytes = 100
-	c, err := gosmtp.Dial(start(t, srv))
+	c, err := gosmtp.Dial(testsupport.Serve(t, srv, ErrServerClosed))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +163,7 @@ func TestGoSMTPClientErrors(t *testing.T) {
 
 func TestNetSMTPClient(t *testing.T) {
 	be := newBackend()
-	addr := start(t, testServer(t, be))
+	addr := testsupport.Serve(t, testServer(t, be), ErrServerClosed)
 	auth := netsmtp.PlainAuth("", "user", "pass", "127.0.0.1")
 	msg := "Subject: net/smtp\r\n\r\nhello\n.\nstill the body\r\n"
 	if err := netsmtp.SendMail(addr, auth, "a@example.com", []string{"b@example.com"}, []byte(msg)); err != nil {
@@ -199,17 +189,17 @@ func (discardBackend) Data(ctx context.Context, env *Envelope, r io.Reader) (str
 func BenchmarkSession2KB(b *testing.B) {
 	srv := testServer(b, &discardBackend{newBackend()})
 	srv.Logger = discardLogger()
-	c := dialGreeted(b, start(b, srv))
-	c.cmd("EHLO bench", "250 *")
+	c := dialGreeted(b, testsupport.Serve(b, srv, ErrServerClosed))
+	c.Cmd("EHLO bench", "250 *")
 	line := strings.Repeat("abcdefghij", 7) + "\r\n"
 	body := strings.Repeat(line, 2048/len(line)+1) + ".\r\n"
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		c.send("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n")
-		expect(b, c, "250 *")
-		expect(b, c, "250 *")
-		expect(b, c, "354 *")
-		c.send(body)
-		expect(b, c, "250 2.0.0 Ok: queued as D1")
+		c.Send("MAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\n")
+		c.ExpectReply("250 *")
+		c.ExpectReply("250 *")
+		c.ExpectReply("354 *")
+		c.Send(body)
+		c.ExpectReply("250 2.0.0 Ok: queued as D1")
 	}
 }

@@ -9,22 +9,23 @@ import (
 	"time"
 
 	"postoffice/internal/netpolicy"
+	"postoffice/internal/testsupport"
 )
 
 // TestIssueSession replays the README's worked session verbatim.
 func TestIssueSession(t *testing.T) {
 	be := newBackend()
-	addr := start(t, testServer(t, be))
+	addr := testsupport.Serve(t, testServer(t, be), ErrServerClosed)
 	c := dialGreeted(t, addr)
-	c.cmd("HELO client.example.com", "250 mx.test greets client.example.com")
-	c.cmd("MAIL FROM:<alice@example.com>", "250 2.1.0 Ok")
-	c.cmd("RCPT TO:<bob@example.com>", "250 2.1.5 Ok")
-	c.cmd("RCPT TO:<carol@example.com>", "250 2.1.5 Ok")
-	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
-	c.send("Subject: Test Email\r\nHello Bob,\r\n..a line that starts with a dot\r\n.\r\n")
-	expect(t, c, "250 2.0.0 Ok: queued as Q1")
-	c.cmd("QUIT", "221 2.0.0 Bye")
-	expectClosed(t, c)
+	c.Cmd("HELO client.example.com", "250 mx.test greets client.example.com")
+	c.Cmd("MAIL FROM:<alice@example.com>", "250 2.1.0 Ok")
+	c.Cmd("RCPT TO:<bob@example.com>", "250 2.1.5 Ok")
+	c.Cmd("RCPT TO:<carol@example.com>", "250 2.1.5 Ok")
+	c.Cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.Send("Subject: Test Email\r\nHello Bob,\r\n..a line that starts with a dot\r\n.\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as Q1")
+	c.Cmd("QUIT", "221 2.0.0 Bye")
+	c.ExpectClosed()
 
 	msgs := be.messages()
 	if len(msgs) != 1 {
@@ -46,9 +47,9 @@ func TestIssueSession(t *testing.T) {
 }
 
 func TestEHLO(t *testing.T) {
-	addr := start(t, testServer(t, newBackend()))
+	addr := testsupport.Serve(t, testServer(t, newBackend()), ErrServerClosed)
 	c := dialGreeted(t, addr)
-	lines := c.cmd("EHLO client.example.com", "250 AUTH PLAIN LOGIN")
+	lines := c.Cmd("EHLO client.example.com", "250 AUTH PLAIN LOGIN")
 	want := []string{
 		"250-mx.test greets client.example.com",
 		"250-PIPELINING",
@@ -69,21 +70,21 @@ func TestEHLONoAuthWhenDisabled(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.AuthEnabled = false
 	srv.MaxMessageBytes = 1000
-	c := dialGreeted(t, start(t, srv))
-	lines := c.cmd("EHLO x", "250 BINARYMIME")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	lines := c.Cmd("EHLO x", "250 BINARYMIME")
 	if !strings.Contains(strings.Join(lines, "\n"), "SIZE 1000") {
 		t.Errorf("no SIZE 1000 in %q", lines)
 	}
-	c.cmd("AUTH PLAIN", "502 5.5.1 *")
+	c.Cmd("AUTH PLAIN", "502 5.5.1 *")
 }
 
 // step is one command and the expected reply pattern.
 type step struct{ send, want string }
 
-func runSteps(t *testing.T, c *client, steps []step) {
+func runSteps(t *testing.T, c *testsupport.Conn, steps []step) {
 	t.Helper()
 	for _, s := range steps {
-		c.cmd(s.send, s.want)
+		c.Cmd(s.send, s.want)
 	}
 }
 
@@ -161,17 +162,17 @@ func TestSequence(t *testing.T) {
 			t.Run(state+"/"+cc.cmd, func(t *testing.T) {
 				t.Parallel()
 				be := newBackend()
-				c := dialGreeted(t, start(t, testServer(t, be)))
+				c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
 				runSteps(t, c, steps)
-				if lines := c.cmd(cc.cmd, want); strings.HasPrefix(lines[0], "354") {
-					c.cmd(".", "250 2.0.0 Ok: queued as Q1")
+				if lines := c.Cmd(cc.cmd, want); strings.HasPrefix(lines[0], "354") {
+					c.Cmd(".", "250 2.0.0 Ok: queued as Q1")
 				}
 				if cc.cmd == "QUIT" {
-					expectClosed(t, c)
+					c.ExpectClosed()
 					return
 				}
 				// The session goes on.
-				c.cmd("NOOP", "250 2.0.0 Ok")
+				c.Cmd("NOOP", "250 2.0.0 Ok")
 			})
 		}
 	}
@@ -181,7 +182,7 @@ func TestSequence(t *testing.T) {
 // reset (RFC 5321 §4.1.4).
 func TestTransactionResets(t *testing.T) {
 	be := newBackend()
-	c := dialGreeted(t, start(t, testServer(t, be)))
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
 	runSteps(t, c, []step{
 		{"EHLO c", "250 *"},
 		{"MAIL FROM:<a@x>", "250 *"},
@@ -256,10 +257,10 @@ func TestSyntaxErrors(t *testing.T) {
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
 			t.Parallel()
-			c := dialGreeted(t, start(t, testServer(t, newBackend())))
+			c := dialGreeted(t, testsupport.Serve(t, testServer(t, newBackend()), ErrServerClosed))
 			runSteps(t, c, tc.setup)
-			c.cmd(tc.cmd, tc.want)
-			c.cmd("NOOP", "250 2.0.0 Ok")
+			c.Cmd(tc.cmd, tc.want)
+			c.Cmd("NOOP", "250 2.0.0 Ok")
 		})
 	}
 }
@@ -269,17 +270,17 @@ func TestSyntaxErrors(t *testing.T) {
 func TestLineLengthLimit(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.MaxLineLength = 100
-	c := dialGreeted(t, start(t, srv))
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
 	ok := "NOOP " + strings.Repeat("x", 512-5)
-	c.cmd(ok, "250 2.0.0 Ok")
-	c.cmd(ok+"x", "500 5.5.2 *")
-	c.cmd("NOOP", "250 2.0.0 Ok")
+	c.Cmd(ok, "250 2.0.0 Ok")
+	c.Cmd(ok+"x", "500 5.5.2 *")
+	c.Cmd("NOOP", "250 2.0.0 Ok")
 }
 
 func TestAcceptedPaths(t *testing.T) {
 	be := newBackend()
-	c := dialGreeted(t, start(t, testServer(t, be)))
-	c.cmd("EHLO c", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
 	for _, tc := range []struct{ mail, wantFrom string }{
 		{"MAIL FROM:<>", ""},
 		{"mail from:<a@b>", "a@b"},
@@ -294,21 +295,21 @@ func TestAcceptedPaths(t *testing.T) {
 		{"MAIL FROM:<a@b> body=binarymime", "a@b"},
 		{"MAIL FROM:<a@b> ", "a@b"},
 	} {
-		c.cmd(tc.mail, "250 2.1.0 Ok")
-		c.cmd("RSET", "250 *")
+		c.Cmd(tc.mail, "250 2.1.0 Ok")
+		c.Cmd("RSET", "250 *")
 		calls := be.mailCalls()
 		if got := calls[len(calls)-1]; got != tc.wantFrom {
 			t.Errorf("%q: From %q, want %q", tc.mail, got, tc.wantFrom)
 		}
 	}
 	// RCPT forms.
-	c.cmd("MAIL FROM:<a@b> SMTPUTF8", "250 *")
-	c.cmd("RCPT TO:<Postmaster>", "250 2.1.5 Ok")
-	c.cmd("RCPT TO:<postmaster@mx.test>", "250 2.1.5 Ok")
-	c.cmd("RCPT TO:<@a,@b:user@c>", "250 2.1.5 Ok")
-	c.cmd("RCPT TO:<ü@c>", "250 2.1.5 Ok")
-	c.cmd("DATA", "354 *")
-	c.cmd(".", "250 *")
+	c.Cmd("MAIL FROM:<a@b> SMTPUTF8", "250 *")
+	c.Cmd("RCPT TO:<Postmaster>", "250 2.1.5 Ok")
+	c.Cmd("RCPT TO:<postmaster@mx.test>", "250 2.1.5 Ok")
+	c.Cmd("RCPT TO:<@a,@b:user@c>", "250 2.1.5 Ok")
+	c.Cmd("RCPT TO:<ü@c>", "250 2.1.5 Ok")
+	c.Cmd("DATA", "354 *")
+	c.Cmd(".", "250 *")
 	msgs := be.messages()
 	if got := strings.Join(msgs[0].env.To, ","); got != "postmaster,postmaster@mx.test,user@c,ü@c" {
 		t.Errorf("To = %q", got)
@@ -320,12 +321,12 @@ func TestAcceptedPaths(t *testing.T) {
 
 func TestMailParamsInEnvelope(t *testing.T) {
 	be := newBackend()
-	c := dialGreeted(t, start(t, testServer(t, be)))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b> SIZE=6 BODY=8BITMIME", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.cmd("h\xe9\r\n.", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b> SIZE=6 BODY=8BITMIME", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("h\xe9\r\n.", "250 *")
 	m := be.messages()[0]
 	if m.env.Size != 6 || m.env.Body != "8BITMIME" || !m.env.ESMTP || m.env.Helo != "c" || m.data != "h\xe9\r\n" {
 		t.Fatalf("envelope %+v, data %q", m.env, m.data)
@@ -340,32 +341,32 @@ func TestBackendErrors(t *testing.T) {
 		"unknown@x": &Error{Code: 550, Enhanced: "5.1.1", Message: "User unknown"},
 		"broken@x":  errors.New("disk on fire"),
 	}
-	c := dialGreeted(t, start(t, testServer(t, be)))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<unknown@x>", "550 5.1.1 User unknown")
-	c.cmd("RCPT TO:<broken@x>", "451 4.3.0 Error: local error in processing (conn *)")
-	c.cmd("DATA", "503 5.5.1 *")
-	c.cmd("RCPT TO:<ok@x>", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<unknown@x>", "550 5.1.1 User unknown")
+	c.Cmd("RCPT TO:<broken@x>", "451 4.3.0 Error: local error in processing (conn *)")
+	c.Cmd("DATA", "503 5.5.1 *")
+	c.Cmd("RCPT TO:<ok@x>", "250 *")
 	be.mu.Lock()
 	be.dataErr = errors.New("queue file write error")
 	be.mu.Unlock()
-	c.cmd("DATA", "354 *")
-	c.cmd("x\r\n.", "451 4.3.0 Error: local error in processing (conn *)")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "451 4.3.0 Error: local error in processing (conn *)")
 	// The transaction is over after DATA, even a failed one.
-	c.cmd("RCPT TO:<ok@x>", "503 5.5.1 *")
+	c.Cmd("RCPT TO:<ok@x>", "503 5.5.1 *")
 	be.mu.Lock()
 	be.dataErr = &Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage"}
 	be.mu.Unlock()
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<ok@x>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.cmd("x\r\n.", "452 4.3.1 Insufficient system storage")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<ok@x>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "452 4.3.1 Insufficient system storage")
 	be.mu.Lock()
 	be.mailErr = &Error{Code: 421, Enhanced: "4.7.0", Message: "go away"}
 	be.mu.Unlock()
-	c.cmd("MAIL FROM:<a@b>", "421 4.7.0 go away")
-	expectClosed(t, c)
+	c.Cmd("MAIL FROM:<a@b>", "421 4.7.0 go away")
+	c.ExpectClosed()
 	if len(be.messages()) != 0 {
 		t.Fatal("message stored")
 	}
@@ -381,16 +382,16 @@ func TestSmuggling(t *testing.T) {
 		t.Run(fmt.Sprintf("%q", seq), func(t *testing.T) {
 			t.Parallel()
 			be := newBackend()
-			c := dialGreeted(t, start(t, testServer(t, be)))
-			c.cmd("EHLO c", "250 *")
-			c.cmd("MAIL FROM:<a@b>", "250 *")
-			c.cmd("RCPT TO:<x@y>", "250 *")
-			c.cmd("DATA", "354 *")
-			c.send("Subject: hi\r\n\r\nbody" + seq +
+			c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+			c.Cmd("EHLO c", "250 *")
+			c.Cmd("MAIL FROM:<a@b>", "250 *")
+			c.Cmd("RCPT TO:<x@y>", "250 *")
+			c.Cmd("DATA", "354 *")
+			c.Send("Subject: hi\r\n\r\nbody" + seq +
 				"MAIL FROM:<evil@attacker>\r\nRCPT TO:<victim@y>\r\nDATA\r\nsmuggled\r\n.\r\n")
-			expect(t, c, "250 2.0.0 Ok: queued as Q1")
-			c.cmd("QUIT", "221 *")
-			expectClosed(t, c)
+			c.ExpectReply("250 2.0.0 Ok: queued as Q1")
+			c.Cmd("QUIT", "221 *")
+			c.ExpectClosed()
 			msgs := be.messages()
 			if len(msgs) != 1 {
 				t.Fatalf("%d messages delivered, want 1", len(msgs))
@@ -419,13 +420,13 @@ func TestHostileData(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			be := newBackend()
-			c := dialGreeted(t, start(t, testServer(t, be)))
-			c.cmd("EHLO c", "250 *")
-			c.cmd("MAIL FROM:<a@b>", "250 *")
-			c.cmd("RCPT TO:<x@y>", "250 *")
-			c.cmd("DATA", "354 *")
-			c.send(tc.send)
-			expect(t, c, "250 2.0.0 Ok: queued as Q1")
+			c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+			c.Cmd("EHLO c", "250 *")
+			c.Cmd("MAIL FROM:<a@b>", "250 *")
+			c.Cmd("RCPT TO:<x@y>", "250 *")
+			c.Cmd("DATA", "354 *")
+			c.Send(tc.send)
+			c.ExpectReply("250 2.0.0 Ok: queued as Q1")
 			if got := be.messages()[0].data; got != tc.want {
 				t.Fatalf("stored %q, want %q", trunc(got), trunc(tc.want))
 			}
@@ -444,14 +445,14 @@ func TestOversizeData(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
 	srv.MaxMessageBytes = 1000
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
 	// Much more than the limit, streamed: the server drains to the end.
-	c.send(strings.Repeat("0123456789012345678\r\n", 10000) + ".\r\n")
-	expect(t, c, "552 5.3.4 Message size exceeds fixed limit")
+	c.Send(strings.Repeat("0123456789012345678\r\n", 10000) + ".\r\n")
+	c.ExpectReply("552 5.3.4 Message size exceeds fixed limit")
 	if n := len(be.messages()); n != 0 {
 		t.Fatalf("%d messages stored", n)
 	}
@@ -459,23 +460,23 @@ func TestOversizeData(t *testing.T) {
 		t.Fatalf("backend saw %v", errs)
 	}
 	// The session goes on; exactly the limit is fine.
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.send(strings.Repeat("012345678\r\n", 100)[:998] + "\r\n.\r\n")
-	expect(t, c, "250 2.0.0 Ok: queued as Q1")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send(strings.Repeat("012345678\r\n", 100)[:998] + "\r\n.\r\n")
+	c.ExpectReply("250 2.0.0 Ok: queued as Q1")
 }
 
 // TestOneByteWrites sends a whole session one octet per write.
 func TestOneByteWrites(t *testing.T) {
 	be := newBackend()
-	c := dialGreeted(t, start(t, testServer(t, be)))
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
 	session := "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nDATA\r\nhello\r\n..dot\r\n.\r\nQUIT\r\n"
 	for i := 0; i < len(session); i++ {
-		c.send(session[i : i+1])
+		c.Send(session[i : i+1])
 	}
 	for _, want := range []string{"250 AUTH *", "250 2.1.0 *", "250 2.1.5 *", "354 *", "250 2.0.0 Ok: queued as Q1", "221 *"} {
-		expect(t, c, want)
+		c.ExpectReply(want)
 	}
 	if got := be.messages()[0].data; got != "hello\r\n.dot\r\n" {
 		t.Fatalf("stored %q", got)
@@ -486,14 +487,14 @@ func TestOneByteWrites(t *testing.T) {
 // replies come in order.
 func TestPipelining(t *testing.T) {
 	be := newBackend()
-	c := dialGreeted(t, start(t, testServer(t, be)))
-	c.send("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nRCPT TO:<bad>\r\nRCPT TO:<z@y>\r\nDATA\r\n")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Send("EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nRCPT TO:<bad>\r\nRCPT TO:<z@y>\r\nDATA\r\n")
 	for _, want := range []string{"250 AUTH *", "250 2.1.0 *", "250 2.1.5 *", "501 5.1.3 *", "250 2.1.5 *", "354 *"} {
-		expect(t, c, want)
+		c.ExpectReply(want)
 	}
-	c.send("body\r\n.\r\nMAIL FROM:<a2@b>\r\nRCPT TO:<x@y>\r\nBDAT 5 LAST\r\nabcdeRSET\r\nQUIT\r\n")
+	c.Send("body\r\n.\r\nMAIL FROM:<a2@b>\r\nRCPT TO:<x@y>\r\nBDAT 5 LAST\r\nabcdeRSET\r\nQUIT\r\n")
 	for _, want := range []string{"250 2.0.0 Ok: queued as Q1", "250 2.1.0 *", "250 2.1.5 *", "250 2.0.0 Ok: queued as Q2", "250 2.0.0 Ok", "221 *"} {
-		expect(t, c, want)
+		c.ExpectReply(want)
 	}
 	msgs := be.messages()
 	if len(msgs) != 2 || len(msgs[0].env.To) != 2 || msgs[1].data != "abcde\r\n" || !msgs[1].env.Chunked {
@@ -505,14 +506,14 @@ func TestMaxRecipients(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
 	srv.MaxRecipients = 2
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<1@y>", "250 *")
-	c.cmd("RCPT TO:<2@y>", "250 *")
-	c.cmd("RCPT TO:<3@y>", "452 4.5.3 Error: too many recipients (conn *)")
-	c.cmd("DATA", "354 *")
-	c.cmd("x\r\n.", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<1@y>", "250 *")
+	c.Cmd("RCPT TO:<2@y>", "250 *")
+	c.Cmd("RCPT TO:<3@y>", "452 4.5.3 Error: too many recipients (conn *)")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "250 *")
 	if to := be.messages()[0].env.To; len(to) != 2 {
 		t.Fatalf("To = %q", to)
 	}
@@ -521,31 +522,31 @@ func TestMaxRecipients(t *testing.T) {
 func TestMaxErrors(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.MaxErrors = 3
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("FOO", "500 *")
-	c.cmd("NOOP", "250 *") // successes do not reset the count
-	c.cmd("MAIL FROM:<a@b>", "503 *")
-	c.send("BAR\r\n")
-	lines, err := c.readReply()
-	if err != nil || !glob("500 5.5.2 Error: command not recognized (conn *)", lines[0]) {
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("FOO", "500 *")
+	c.Cmd("NOOP", "250 *") // successes do not reset the count
+	c.Cmd("MAIL FROM:<a@b>", "503 *")
+	c.Send("BAR\r\n")
+	lines, err := c.ReadReply()
+	if err != nil || !testsupport.Glob("500 5.5.2 Error: command not recognized (conn *)", lines[0]) {
 		t.Fatalf("%q %v", lines, err)
 	}
-	expect(t, c, "421 4.7.0 mx.test Too many errors, closing connection (conn *)")
-	expectClosed(t, c)
+	c.ExpectReply("421 4.7.0 mx.test Too many errors, closing connection (conn *)")
+	c.ExpectClosed()
 }
 
 func TestRequireAuth(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
 	srv.RequireAuth = true
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "530 5.7.0 Authentication required")
-	c.cmd("AUTH PLAIN AHVzZXIAcGFzcw==", "235 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.cmd("x\r\n.", "250 *")
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "530 5.7.0 Authentication required")
+	c.Cmd("AUTH PLAIN AHVzZXIAcGFzcw==", "235 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "250 *")
 	if u := be.messages()[0].env.AuthUser; u != "user" {
 		t.Fatalf("AuthUser %q", u)
 	}
@@ -554,39 +555,39 @@ func TestRequireAuth(t *testing.T) {
 func TestConnectionLimit(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.Limiter = &netpolicy.Limiter{Max: 1}
-	addr := start(t, srv)
+	addr := testsupport.Serve(t, srv, ErrServerClosed)
 	c1 := dialGreeted(t, addr)
 	c2 := dial(t, addr)
-	expect(t, c2, "421 4.7.0 mx.test Too many connections, try again later")
-	expectClosed(t, c2)
-	c1.cmd("QUIT", "221 *")
-	expectClosed(t, c1)
-	waitFor(t, "slot released", func() bool { return srv.Limiter.Count() == 0 })
+	c2.ExpectReply("421 4.7.0 mx.test Too many connections, try again later")
+	c2.ExpectClosed()
+	c1.Cmd("QUIT", "221 *")
+	c1.ExpectClosed()
+	testsupport.WaitFor(t, "slot released", func() bool { return srv.Limiter.Count() == 0 })
 	c3 := dialGreeted(t, addr)
-	c3.cmd("NOOP", "250 *")
+	c3.Cmd("NOOP", "250 *")
 }
 
 func TestCommandTimeout(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.CommandTimeout = 100 * time.Millisecond
-	c := dialGreeted(t, start(t, srv))
-	c.send("NO") // a partial command does not extend the wait
-	expect(t, c, "421 4.4.2 mx.test Timeout exceeded, closing connection (conn *)")
-	expectClosed(t, c)
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Send("NO") // a partial command does not extend the wait
+	c.ExpectReply("421 4.4.2 mx.test Timeout exceeded, closing connection (conn *)")
+	c.ExpectClosed()
 }
 
 func TestDataTimeout(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
 	srv.DataTimeout = 100 * time.Millisecond
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.send("partial message\r\n")
-	expect(t, c, "421 4.4.2 * Timeout exceeded*")
-	expectClosed(t, c)
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send("partial message\r\n")
+	c.ExpectReply("421 4.4.2 * Timeout exceeded*")
+	c.ExpectClosed()
 	if len(be.messages()) != 0 {
 		t.Fatal("message stored after timeout")
 	}
@@ -598,14 +599,14 @@ func TestDataTimeout(t *testing.T) {
 func TestDisconnectMidData(t *testing.T) {
 	be := newBackend()
 	srv := testServer(t, be)
-	c := dialGreeted(t, start(t, srv))
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<a@b>", "250 *")
-	c.cmd("RCPT TO:<x@y>", "250 *")
-	c.cmd("DATA", "354 *")
-	c.send("partial message\r\n")
-	c.conn.Close()
-	waitFor(t, "backend error", func() bool { return len(be.errs()) == 1 })
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send("partial message\r\n")
+	c.Close()
+	testsupport.WaitFor(t, "backend error", func() bool { return len(be.errs()) == 1 })
 	if err := be.errs()[0]; !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("backend saw %v", err)
 	}
@@ -621,23 +622,23 @@ func TestPanicRecovered(t *testing.T) {
 			panic("boom")
 		}
 	}
-	addr := start(t, testServer(t, be))
+	addr := testsupport.Serve(t, testServer(t, be), ErrServerClosed)
 	c := dialGreeted(t, addr)
-	c.cmd("EHLO c", "250 *")
-	c.cmd("MAIL FROM:<panic@x>", "421 4.3.0 mx.test Internal error, closing connection (conn *)")
-	expectClosed(t, c)
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<panic@x>", "421 4.3.0 mx.test Internal error, closing connection (conn *)")
+	c.ExpectClosed()
 	// The server still serves.
 	c2 := dialGreeted(t, addr)
-	c2.cmd("EHLO c", "250 *")
-	c2.cmd("MAIL FROM:<ok@x>", "250 *")
+	c2.Cmd("EHLO c", "250 *")
+	c2.Cmd("MAIL FROM:<ok@x>", "250 *")
 }
 
 // TestRepliesFlushedBeforePartialLine: a reply is not held back because
 // part of the next command has arrived (the client may wait for it).
 func TestRepliesFlushedBeforePartialLine(t *testing.T) {
-	c := dialGreeted(t, start(t, testServer(t, newBackend())))
-	c.send("NOOP\r\nNO")
-	expect(t, c, "250 2.0.0 Ok")
-	c.send("OP\r\n")
-	expect(t, c, "250 2.0.0 Ok")
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, newBackend()), ErrServerClosed))
+	c.Send("NOOP\r\nNO")
+	c.ExpectReply("250 2.0.0 Ok")
+	c.Send("OP\r\n")
+	c.ExpectReply("250 2.0.0 Ok")
 }

@@ -7,11 +7,7 @@ package web_test
 // docs/screenshots/message.png.
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/smtp"
@@ -26,8 +22,8 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
-	"postoffice/internal/config"
 	"postoffice/internal/server"
+	"postoffice/internal/testsupport"
 )
 
 // chromiumPath finds a Chromium binary, or "".
@@ -45,49 +41,17 @@ func chromiumPath() string {
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.SMTPAddr, cfg.POP3Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.MailboxDir = t.TempDir()
-	cfg.Hostname = "mx.test"
-	cfg.AuthDelay = 0
-	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
+	return testsupport.StartServer(t, testsupport.Config(t), server.New)
 }
 
 // pop3Stat logs in as user/pass and returns the STAT reply.
 func pop3Stat(t *testing.T, addr string) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testsupport.Dial(t, addr)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	var stat string
-	for i, cmd := range []string{"", "USER user", "PASS pass", "STAT", "QUIT"} {
-		if cmd != "" {
-			fmt.Fprintf(c, "%s\r\n", cmd)
-		}
-		line, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "+OK") {
-			t.Fatalf("POP3 %q: %q %v", cmd, line, err)
-		}
-		if i == 3 {
-			stat = strings.TrimSpace(line)
-		}
-	}
+	c.POP3Login("user", "pass")
+	stat := c.Cmd("STAT", "+OK*").Last()
+	c.Cmd("QUIT", "+OK*")
 	return stat
 }
 
