@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"postoffice/internal/testsupport"
 	"strings"
 	"testing"
 	"time"
@@ -28,12 +29,8 @@ func guardedPair(t *testing.T, readTimeout time.Duration) (*Conn, *GuardConn, ne
 // tcpPair returns both ends of a real loopback TCP connection.
 func tcpPair(t *testing.T) (server, client net.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	client, err = net.Dial("tcp", l.Addr().String())
+	l := testsupport.Listen(t)
+	client, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

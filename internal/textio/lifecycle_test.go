@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"postoffice/internal/testsupport"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,10 +93,7 @@ func TestShutdownForcesStuckSessions(t *testing.T) {
 
 func TestServeReturnsErrClosed(t *testing.T) {
 	var lc Lifecycle
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := testsupport.Listen(t)
 	served := make(chan struct{}, 1)
 	errc := make(chan error, 1)
 	go func() {

@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"errors"
+	"postoffice/internal/testsupport"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,17 +10,6 @@ import (
 )
 
 // waitFor polls cond until it holds or the test times out.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestDirSyncerGroupCommit drives the syncer deterministically: one caller
 // starts fsync #1, which blocks; K callers arrive while it runs. They must
 // not be satisfied by #1 (it may have started before their links), and they
@@ -54,7 +44,7 @@ func TestDirSyncerGroupCommit(t *testing.T) {
 			errs <- err
 		})
 	}
-	waitFor(t, "callers to queue", func() bool { return s.waiters() == K })
+	testsupport.WaitFor(t, "callers to queue", func() bool { return s.waiters() == K })
 
 	close(release[0]) // fsync #1 completes
 	if err := <-first; err != nil {
