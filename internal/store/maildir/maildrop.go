@@ -2,8 +2,6 @@ package maildir
 
 import (
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -72,19 +70,11 @@ func (m *Maildir) OpenMaildrop(mailbox string) (_ store.Maildrop, err error) {
 	if !store.ValidMailboxName(mailbox) {
 		return nil, store.ErrBadMailbox
 	}
-	if err := m.ensureMailbox(mailbox); err != nil {
+	lf, err := m.lockMailbox(mailbox)
+	if err != nil {
 		return nil, err
 	}
 	dir := m.mailboxDir(mailbox)
-	lf, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, filePerm)
-	if err != nil {
-		m.forget(mailbox, err)
-		return nil, err
-	}
-	if err := tryLock(lf); err != nil {
-		lf.Close()
-		return nil, err
-	}
 	msgs, err := snapshot(dir)
 	if err != nil {
 		lf.Close()
@@ -98,25 +88,23 @@ func (m *Maildir) OpenMaildrop(mailbox string) (_ store.Maildrop, err error) {
 	return md, nil
 }
 
-// baseName returns a message file name without its Maildir info suffix.
-func baseName(name string) string {
-	if i := strings.Index(name, ":2,"); i >= 0 {
-		return name[:i]
+// lockMailbox takes the maildrop lock of mailbox without waiting: it
+// returns store.ErrLocked while a POP3 session (of any process) holds it.
+// The caller closes the file to release it.
+func (m *Maildir) lockMailbox(mailbox string) (*os.File, error) {
+	if err := m.ensureMailbox(mailbox); err != nil {
+		return nil, err
 	}
-	return name
-}
-
-// foreignUID returns the UID of a foreign message file with base name base.
-func foreignUID(base string) string {
-	ok := len(base) >= 1 && len(base) <= 70
-	for i := 0; ok && i < len(base); i++ {
-		ok = base[i] >= 0x21 && base[i] <= 0x7e
+	lf, err := os.OpenFile(filepath.Join(m.mailboxDir(mailbox), lockName), os.O_RDWR|os.O_CREATE, filePerm)
+	if err != nil {
+		m.forget(mailbox, err)
+		return nil, err
 	}
-	if ok {
-		return base
+	if err := tryLock(lf); err != nil {
+		lf.Close()
+		return nil, err
 	}
-	sum := sha256.Sum256([]byte(base))
-	return hex.EncodeToString(sum[:20])
+	return lf, nil
 }
 
 // snapshot lists the messages in dir/new and dir/cur (see OpenMaildrop).

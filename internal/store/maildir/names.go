@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -67,4 +69,25 @@ func messageFiles(dir, sub string, fn func(e fs.DirEntry) error) error {
 		}
 	}
 	return nil
+}
+
+// baseName returns a message file name without its Maildir info suffix.
+func baseName(name string) string {
+	if i := strings.Index(name, ":2,"); i >= 0 {
+		return name[:i]
+	}
+	return name
+}
+
+// foreignUID returns the UID of a foreign message file with base name base.
+func foreignUID(base string) string {
+	ok := len(base) >= 1 && len(base) <= 70
+	for i := 0; ok && i < len(base); i++ {
+		ok = base[i] >= 0x21 && base[i] <= 0x7e
+	}
+	if ok {
+		return base
+	}
+	sum := sha256.Sum256([]byte(base))
+	return hex.EncodeToString(sum[:20])
 }

@@ -118,25 +118,6 @@ func (m *Maildir) Exists(mailbox, loc string) (bool, error) {
 	return err == nil, err
 }
 
-// lockMailbox takes the maildrop lock of mailbox without waiting: it
-// returns store.ErrLocked while a POP3 session (of any process) holds it.
-// The caller closes the file to release it.
-func (m *Maildir) lockMailbox(mailbox string) (*os.File, error) {
-	if err := m.ensureMailbox(mailbox); err != nil {
-		return nil, err
-	}
-	lf, err := os.OpenFile(filepath.Join(m.mailboxDir(mailbox), lockName), os.O_RDWR|os.O_CREATE, filePerm)
-	if err != nil {
-		m.forget(mailbox, err)
-		return nil, err
-	}
-	if err := tryLock(lf); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	return lf, nil
-}
-
 // Remove implements index.Source: under the maildrop lock, it unlinks the
 // files and fsyncs the directories it removed from.
 func (m *Maildir) Remove(mailbox string, msgs []index.Located) (removed []string, err error) {
