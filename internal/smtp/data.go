@@ -23,6 +23,7 @@ const (
 	stDotBare                    // after "." at stBOLBare
 	stDotCR                      // after ".\r" at stBOL
 	stDotCRBare                  // after ".\r" at stBOLBare
+	stEnd                        // CRLF "." CRLF consumed: end of data
 )
 
 // dataReader streams the text of a DATA command (RFC 5321 §4.1.1.4) from a
@@ -115,15 +116,15 @@ func (d *dataReader) drain() error {
 
 // process converts buffered input into out (len(out) >= 3) and returns the
 // number of octets produced. It blocks only when nothing is buffered.
+//
+// Inside a line, text up to the next CR or LF is copied in one go: the
+// fast path, written out here because it runs once per line and is too big
+// for the compiler to inline as a function. Every other octet is one step
+// of the state machine, the method named after the state it leaves; a step
+// writes at most 3 octets, hence the room kept in out.
 func (d *dataReader) process(out []byte) int {
-	if d.r.Buffered() == 0 {
-		if _, err := d.r.Peek(1); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			d.err = err
-			return 0
-		}
+	if d.r.Buffered() == 0 && !d.fill() {
+		return 0
 	}
 	in, _ := d.r.Peek(d.r.Buffered())
 	i, o := 0, 0
@@ -131,7 +132,8 @@ func (d *dataReader) process(out []byte) int {
 loop:
 	for i < len(in) && len(out)-o >= 3 {
 		if st == stText {
-			// Fast path: copy up to the next CR or LF.
+			// Fast path: line text up to the next CR or LF, or as much
+			// as fits, passes unchanged (NUL and 8-bit octets too).
 			seg := in[i:min(len(in), i+len(out)-o)]
 			if j := bytes.IndexByte(seg, '\n'); j >= 0 {
 				seg = seg[:j]
@@ -149,98 +151,138 @@ loop:
 		i++
 		switch st {
 		case stText:
-			if b == '\r' {
-				out[o] = '\r'
-				o++
-				st = stCR
-			} else { // '\n': bare LF, stored as CRLF
-				o += copy(out[o:], "\r\n")
-				st = stBOLBare
-			}
+			st, o = st.lineBreak(b, out, o)
 		case stCR:
-			switch b {
-			case '\n':
-				out[o] = '\n'
-				o++
-				st = stBOL
-			case '\r':
-				out[o] = '\r'
-				o++
-			default:
-				out[o] = b
-				o++
-				st = stText
-			}
+			st, o = st.afterCR(b, out, o)
 		case stBOL, stBOLBare:
-			switch b {
-			case '.':
-				if st == stBOL {
-					st = stDot
-				} else {
-					st = stDotBare
-				}
-			case '\r':
-				out[o] = '\r'
-				o++
-				st = stCR
-			case '\n':
-				o += copy(out[o:], "\r\n")
-				st = stBOLBare
-			default:
-				out[o] = b
-				o++
-				st = stText
-			}
+			st, o = st.lineStart(b, out, o)
 		case stDot, stDotBare:
-			switch b {
-			case '\r':
-				if st == stDot {
-					st = stDotCR
-				} else {
-					st = stDotCRBare
-				}
-			case '\n':
-				// "." then bare LF: not an end; keep the line ".".
-				o += copy(out[o:], ".\r\n")
-				st = stBOLBare
-			default:
-				// Dot-stuffed line: drop the first dot (RFC 5321 §4.5.2).
-				out[o] = b
-				o++
-				st = stText
-			}
+			st, o = st.afterDot(b, out, o)
 		case stDotCR, stDotCRBare:
-			if b == '\n' {
-				if st == stDotCR {
-					// CRLF "." CRLF: end of data.
-					d.done = true
-					break loop
-				}
-				// LF "." CRLF: not an end; keep the line ".".
-				o += copy(out[o:], ".\r\n")
-				st = stBOL
-				continue
-			}
-			// ".\r" then more text: an unstuffed dot, a bare CR.
-			out[o] = '\r'
-			o++
-			switch b {
-			case '\r':
-				out[o] = '\r'
-				o++
-				st = stCR
-			default:
-				out[o] = b
-				o++
-				st = stText
+			if st, o = st.afterDotCR(b, out, o); st == stEnd {
+				d.done = true
+				break loop
 			}
 		}
 	}
 	d.state = st
+	d.consume(i, o)
+	return o
+}
+
+// fill waits for input on the connection, called when none is buffered.
+// It reports whether some arrived; if not it records the read error, the
+// end of the input before the terminator being io.ErrUnexpectedEOF.
+func (d *dataReader) fill() bool {
+	if _, err := d.r.Peek(1); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		d.err = err
+		return false
+	}
+	return true
+}
+
+// consume discards the i octets of input read from the connection and
+// counts the o octets produced against the size limit.
+func (d *dataReader) consume(i, o int) {
 	d.r.Discard(i)
 	d.n += int64(o)
 	if d.n > d.max {
 		d.tooBig = true
 	}
-	return o
+}
+
+// Each step below takes one octet b in state st, writes what it produces
+// (at most 3 octets) to out from o on, and returns the next state and the
+// new end of the output.
+
+// lineBreak is the CR or LF that stopped the fast path. A CR is emitted and
+// may start a CRLF; a bare LF ends the line and is stored as CRLF.
+func (st dataState) lineBreak(b byte, out []byte, o int) (dataState, int) {
+	if b == '\r' {
+		out[o] = '\r'
+		return stCR, o + 1
+	}
+	return stBOLBare, o + copy(out[o:], "\r\n")
+}
+
+// afterCR is the octet after a CR inside a line. LF completes the CRLF
+// and starts a line; another CR may yet start a CRLF; anything else makes
+// the CR a bare CR, kept as it is, and the line goes on.
+func (st dataState) afterCR(b byte, out []byte, o int) (dataState, int) {
+	out[o] = b
+	switch b {
+	case '\n':
+		return stBOL, o + 1
+	case '\r':
+		return stCR, o + 1
+	}
+	return stText, o + 1
+}
+
+// lineStart is the first octet of a line (st is stBOL or stBOLBare). A
+// dot is held back: it may be the terminator, a line of its own, or a
+// stuffed dot. CR may start an empty line's CRLF; a bare LF ends an empty
+// line, stored as CRLF; anything else starts the line's text.
+func (st dataState) lineStart(b byte, out []byte, o int) (dataState, int) {
+	switch b {
+	case '.':
+		if st == stBOL {
+			return stDot, o
+		}
+		return stDotBare, o
+	case '\r':
+		out[o] = '\r'
+		return stCR, o + 1
+	case '\n':
+		return stBOLBare, o + copy(out[o:], "\r\n")
+	}
+	out[o] = b
+	return stText, o + 1
+}
+
+// afterDot is the octet after a dot that starts a line (st is stDot or
+// stDotBare). CR may make ".\r\n"; a bare LF ends a line holding only a
+// dot, which is not the terminator and is kept as the line "."; anything
+// else starts the line's text and the leading dot is removed.
+func (st dataState) afterDot(b byte, out []byte, o int) (dataState, int) {
+	switch b {
+	case '\r':
+		if st == stDot {
+			return stDotCR, o
+		}
+		return stDotCRBare, o
+	case '\n':
+		// "." then bare LF: not an end; keep the line ".".
+		return stBOLBare, o + copy(out[o:], ".\r\n")
+	}
+	// Dot-stuffed line: drop the first dot (RFC 5321 §4.5.2).
+	out[o] = b
+	return stText, o + 1
+}
+
+// afterDotCR is the octet after ".\r" at a line start (st is stDotCR or
+// stDotCRBare). LF after a CRLF line end is the terminator: stEnd, nothing
+// produced. LF after a bare-LF line end is not a terminator (against SMTP
+// smuggling) and the line "." is kept. Anything else starts the line's
+// text: the leading dot is removed (RFC 5321 §4.5.2) and the CR is a bare
+// CR, kept.
+func (st dataState) afterDotCR(b byte, out []byte, o int) (dataState, int) {
+	if b == '\n' {
+		if st == stDotCR {
+			// CRLF "." CRLF: end of data (RFC 5321 §4.1.1.4).
+			return stEnd, o
+		}
+		// LF "." CRLF: not an end; keep the line ".".
+		return stBOL, o + copy(out[o:], ".\r\n")
+	}
+	// ".\r" then more text: the dot removed, a bare CR kept.
+	out[o] = '\r'
+	out[o+1] = b
+	if b == '\r' {
+		return stCR, o + 2
+	}
+	return stText, o + 2
 }
