@@ -113,7 +113,7 @@ func snapshot(dir string) ([]message, error) {
 	var scanBuf []byte // shared by the scans of foreign files
 	for _, sub := range messageSubdirs {
 		err := messageFiles(dir, sub, func(e fs.DirEntry) error {
-			msg, ok, err := scanMessage(dir, sub, e.Name(), &scanBuf)
+			msg, ok, err := scanMessage(dir, sub, e.Name(), e.Info, &scanBuf)
 			if ok {
 				msgs = append(msgs, msg)
 			}
@@ -139,12 +139,13 @@ func snapshot(dir string) ([]message, error) {
 	return out, nil
 }
 
-// scanMessage describes the message file dir/sub/name. ok is false when
-// the file vanished meanwhile. *buf is the scan buffer, allocated on first
+// scanMessage describes the message file dir/sub/name, whose lstat(2) info
+// gives (a directory entry's Info: no path to clean). ok is false when the
+// file vanished meanwhile. *buf is the scan buffer, allocated on first
 // need.
-func scanMessage(dir, sub, name string, buf *[]byte) (msg message, ok bool, err error) {
+func scanMessage(dir, sub, name string, info func() (fs.FileInfo, error), buf *[]byte) (msg message, ok bool, err error) {
 	msg = message{sub: sub, name: name, base: baseName(name)}
-	fi, err := os.Lstat(filepath.Join(dir, sub, name))
+	fi, err := info()
 	if errors.Is(err, fs.ErrNotExist) {
 		return msg, false, nil
 	}

@@ -88,7 +88,9 @@ func (m *Maildir) Describe(mailbox, loc string, buf *[]byte) (index.Described, b
 	if !ok {
 		return index.Described{}, false, nil
 	}
-	msg, ok, err := scanMessage(m.mailboxDir(mailbox), sub, name, buf)
+	dir := m.mailboxDir(mailbox)
+	lstat := func() (fs.FileInfo, error) { return os.Lstat(dir + "/" + sub + "/" + name) }
+	msg, ok, err := scanMessage(dir, sub, name, lstat, buf)
 	if err != nil || !ok {
 		return index.Described{}, false, err
 	}
