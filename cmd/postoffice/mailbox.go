@@ -10,7 +10,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,7 +96,7 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%s: %q is not a mailbox name\n", prog, rest[0])
 			return 2
 		}
-		if names, err := st.Mailboxes(); err != nil || !slices.Contains(names, name) {
+		if ok, err := st.HasMailbox(name); err != nil || !ok {
 			fmt.Fprintf(stderr, "%s: no mailbox %s in %s\n", prog, name, filepath.Clean(cfg.MailboxDir))
 			return 1
 		}

@@ -103,8 +103,9 @@ func (e *eofReader) Read(p []byte) (int, error) {
 // events, then counts every mailbox (store.Admin.Usage: for the Maildir one
 // directory read and a stat per message, never the message files), and
 // from then on applies each event: an arrival adds the size of the new
-// message, a deletion recounts that mailbox. Events that come during the first count only mark
-// their mailbox for a recount after it. It runs until ctx ends.
+// message, a deletion recounts that mailbox. Events that come during the
+// first count only mark their mailbox for a recount after it. It runs until
+// ctx ends.
 func (s *Server) trackMailboxes(ctx context.Context) {
 	gauges := s.metrics.Mailboxes
 	var (

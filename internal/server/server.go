@@ -38,7 +38,7 @@ type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
 	store  store.Store
-	index  *index.Index // the web inbox's view of the store
+	index  *index.Index // the web inbox's view of the store; nil with --web-disable
 	certs  *certSource
 	users  *auth.UsersFile // nil without --users-file
 	single *auth.Users     // the default user without --users-file
@@ -93,7 +93,8 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 }
 
 // openStore opens the Maildir under --mailbox-dir, its directory fsyncs
-// timed by the metrics, and the index the web inbox browses it through.
+// timed by the metrics, and (unless --web-disable) the index the web inbox
+// browses it through.
 func (s *Server) openStore() error {
 	md, err := maildir.New(s.cfg.MailboxDir, maildir.Options{
 		Logger:    s.log,
@@ -103,7 +104,9 @@ func (s *Server) openStore() error {
 		return fmt.Errorf("--mailbox-dir: %w", err)
 	}
 	s.store = md
-	s.index = index.New(md, index.Options{})
+	if !s.cfg.WebDisable {
+		s.index = index.New(md, index.Options{})
+	}
 	return nil
 }
 
@@ -401,7 +404,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// delivery still running (past ctx) creates its own.
 	storeErr := s.store.Close()
 	httpErr := s.stopHTTP(ctx)
-	s.index.Close() // after the last web request
+	if s.index != nil {
+		s.index.Close() // after the last web request
+	}
 	return errors.Join(smtpErr, pop3Err, httpErr, storeErr)
 }
 

@@ -104,6 +104,8 @@ type Maildrop interface {
 type Admin interface {
 	// Mailboxes returns the names of the mailboxes that exist, sorted.
 	Mailboxes() ([]string, error)
+	// HasMailbox reports whether mailbox exists.
+	HasMailbox(mailbox string) (bool, error)
 	// Usage counts the messages of mailbox and adds up their sizes
 	// cheaply (no message is read; a foreign file with LF line ends may
 	// count its size on disk). A mailbox that does not exist is empty.

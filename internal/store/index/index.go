@@ -239,7 +239,7 @@ func (x *Index) readEntry(mailbox string, s Scanned, buf *[]byte) *entry {
 	en.ID, en.Size = d.ID, d.Size
 	en.Received = time.Unix(0, d.Order)
 	en.Seen = s.Seen
-	rc, err := x.src.Open(mailbox, s.Loc, d.Size)
+	rc, err := x.src.Open(mailbox, s.Loc, -1)
 	if err != nil {
 		return nil
 	}
@@ -330,7 +330,7 @@ func (x *Index) List(mailbox string, q store.Query, offset, limit int) (store.Li
 	var res store.ListResult
 	for _, c := range cs {
 		if len(q.Text) > 0 {
-			if q.BodyMatch == nil || !x.matchBody(mailbox, c.loc, c.Size, q) {
+			if q.BodyMatch == nil || !x.matchBody(mailbox, c.loc, q) {
 				continue
 			}
 		}
@@ -344,8 +344,8 @@ func (x *Index) List(mailbox string, q store.Query, offset, limit int) (store.Li
 
 // matchBody runs q.BodyMatch on the first store.MaxSearchBytes of a
 // message.
-func (x *Index) matchBody(mailbox, loc string, size int64, q store.Query) bool {
-	rc, err := x.src.Open(mailbox, loc, size)
+func (x *Index) matchBody(mailbox, loc string, q store.Query) bool {
+	rc, err := x.src.Open(mailbox, loc, -1)
 	if err != nil {
 		return false
 	}

@@ -39,7 +39,9 @@ type Source interface {
 
 	// Open returns the message at loc as POP3 RETR sends it (CRLF line
 	// ends, ending in CRLF), exactly size octets; store.ErrNotFound when it
-	// is not there.
+	// is not there. A negative size asks for the same text without the
+	// size check, as long as it is now: what summaries and searches read
+	// (a file rewritten since Describe is then still read, not refused).
 	Open(mailbox, loc string, size int64) (io.ReadCloser, error)
 
 	// Exists reports whether a message is at loc.

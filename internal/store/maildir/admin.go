@@ -17,12 +17,13 @@ import (
 // pruning, "postoffice mailbox", metrics) need to know about mailboxes
 // beyond what the protocols use.
 
-// Prune implements store.Admin. It removes the messages of mailbox that policy says are too old or too
-// many, oldest first, at most limit of them (limit <= 0: no cap). It takes
-// the maildrop lock without waiting (OpenMaildrop), so it never removes
-// anything from a mailbox a POP3 session holds: then it returns an error
-// wrapping store.ErrLocked and removes nothing. The removal is durable when Prune
-// returns (Commit), and is published as a store.EventDeleted like a POP3 QUIT.
+// Prune implements store.Admin. It removes the messages of mailbox that policy
+// says are too old or too many, oldest first, at most limit of them (limit <=
+// 0: no cap). It takes the maildrop lock without waiting (OpenMaildrop), so it
+// never removes anything from a mailbox a POP3 session holds: then it returns
+// an error wrapping store.ErrLocked and removes nothing. The removal is durable
+// when Prune returns (Commit), and is published as a store.EventDeleted like a
+// POP3 QUIT.
 //
 // Age is the time in the id of our files (the delivery time) and the
 // modification time of foreign files; now is the reference time.
@@ -68,8 +69,8 @@ func (m *Maildir) Prune(mailbox string, policy store.RetentionPolicy, limit int,
 	return res, nil
 }
 
-// Mailboxes implements store.Admin: the names of the mailboxes under the root: the
-// directories whose name is a valid mailbox name, sorted.
+// Mailboxes implements store.Admin: the names of the mailboxes under the root:
+// the directories whose name is a valid mailbox name, sorted.
 func (m *Maildir) Mailboxes() ([]string, error) {
 	entries, err := os.ReadDir(m.root)
 	if err != nil {
@@ -84,10 +85,27 @@ func (m *Maildir) Mailboxes() ([]string, error) {
 	return out, nil
 }
 
-// Usage implements store.Admin. It counts the messages in new/ and cur/ of mailbox and adds up their
-// file sizes, without the lock and without reading any file: cheap, and exact
-// for our files; a foreign file with LF line ends counts its size on disk,
-// not as sent by POP3. A mailbox that does not exist is empty.
+// HasMailbox implements store.Admin: root/<mailbox> is a directory (or a
+// link to one).
+func (m *Maildir) HasMailbox(mailbox string) (bool, error) {
+	if !store.ValidMailboxName(mailbox) {
+		return false, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrBadMailbox)
+	}
+	fi, err := os.Stat(m.mailboxDir(mailbox))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return fi.IsDir(), nil
+}
+
+// Usage implements store.Admin. It counts the messages in new/ and cur/ of
+// mailbox and adds up their file sizes, without the lock and without reading
+// any file: cheap, and exact for our files; a foreign file with LF line ends
+// counts its size on disk, not as sent by POP3. A mailbox that does not exist
+// is empty.
 func (m *Maildir) Usage(mailbox string) (store.Usage, error) {
 	var u store.Usage
 	if !store.ValidMailboxName(mailbox) {
@@ -135,7 +153,8 @@ func (m *Maildir) List(mailbox string) ([]store.Listed, error) {
 
 // openMessage opens the file dir/sub/name as a message of size octets in
 // normal form (see normalize.go; foreign files are normalized as they are
-// read). A file that is gone gives store.ErrNotFound.
+// read). A negative size reads the normal form of the file as it is, with
+// no size check. A file that is gone gives store.ErrNotFound.
 func openMessage(dir, sub, name string, foreign bool, size int64) (io.ReadCloser, error) {
 	f, err := os.Open(filepath.Join(dir, sub, name))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -147,7 +166,10 @@ func openMessage(dir, sub, name string, foreign bool, size int64) (io.ReadCloser
 	var r io.Reader = f
 	if foreign {
 		// The normal form is never shorter than the file.
-		r = newCRLFReader(f, size)
+		r = newCRLFReader(f, max(size, 0))
+	}
+	if size < 0 {
+		return &messageFile{Reader: r, f: f}, nil
 	}
 	return &messageFile{Reader: &exactReader{r: r, left: size}, f: f}, nil
 }

@@ -143,10 +143,10 @@ func (m *Maildir) cleanStaging() (removed int, err error) {
 	return removed, errors.Join(errs...)
 }
 
-// Recover implements store.Lifecycle: it runs CleanTmp on the staging directory root/.tmp and on every
-// mailbox under the root (directories whose name is a valid mailbox name)
-// and returns the total removed. It is meant for start-up and reads only the
-// root and the tmp directories.
+// Recover implements store.Lifecycle: it runs CleanTmp on the staging directory
+// root/.tmp and on every mailbox under the root (directories whose name is a
+// valid mailbox name) and returns the total removed. It is meant for start-up
+// and reads only the root and the tmp directories.
 func (m *Maildir) Recover() (removed int, err error) {
 	entries, err := os.ReadDir(m.root)
 	if err != nil {

@@ -48,19 +48,19 @@ func fdatasync(f *os.File) error {
 
 // Deliver implements store.Store. It streams the normal form of r (see
 // normalize.go: bare LF stored as CRLF, a final CRLF added if missing; CRLF
-// text ending in CRLF is stored unchanged) into an empty tmp file that no
-// tmp cleaner removes: one prepared in this Maildir's locked directory in
-// root/.tmp (stage.go), or root/<first>/tmp/<id>.eml under an exclusive
-// flock for a mailbox the staging directory cannot link into (another
-// filesystem or mount). If the staged file cannot be linked after all
-// (EXDEV, or its name was removed), the delivery is redone from the data it
-// holds, through the mailboxes' tmp/ or another staged file. It fdatasyncs the
-// file, hard-links it as new/<id>.eml into every distinct mailbox, fsyncs
-// each new/ directory (group commit, see dirSyncer) and only then returns
-// nil; the tmp name is removed then, or soon after. On any error every
-// link made and the tmp file are removed, and the error is returned wrapped
-// as "deliver <id>: ..."; a full disk wraps store.ErrNoSpace too. Invalid mailbox
-// names give store.ErrBadMailbox and nothing is written.
+// text ending in CRLF is stored unchanged) into an empty tmp file that no tmp
+// cleaner removes: one prepared in this Maildir's locked directory in root/.tmp
+// (stage.go), or root/<first>/tmp/<id>.eml under an exclusive flock for a
+// mailbox the staging directory cannot link into (another filesystem or mount).
+// If the staged file cannot be linked after all (EXDEV, or its name was
+// removed), the delivery is redone from the data it holds, through the
+// mailboxes' tmp/ or another staged file. It fdatasyncs the file, hard-links it
+// as new/<id>.eml into every distinct mailbox, fsyncs each new/ directory
+// (group commit, see dirSyncer) and only then returns nil; the tmp name is
+// removed then, or soon after. On any error every link made and the tmp file
+// are removed, and the error is returned wrapped as "deliver <id>: ..."; a full
+// disk wraps store.ErrNoSpace too. Invalid mailbox names give
+// store.ErrBadMailbox and nothing is written.
 //
 // Why a named tmp file rather than an unnamed one (O_TMPFILE + linkat): the
 // unnamed file's inode is written by fdatasync with link count 0, and

@@ -29,7 +29,10 @@ const racyWindow = 2 * time.Second
 // Stamp implements index.Source: the modification times of new/ and cur/
 // (zero when missing), settled when both are older than racyWindow.
 func (m *Maildir) Stamp(mailbox string) (stamp string, settled bool, err error) {
-	dir := m.mailboxDir(mailbox)
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return "", false, err
+	}
 	now := time.Now()
 	settled = true
 	var b strings.Builder
@@ -55,7 +58,10 @@ func (m *Maildir) Stamp(mailbox string) (stamp string, settled bool, err error) 
 // Scan implements index.Source: the regular files of new/ and cur/ whose
 // names do not start with '.'.
 func (m *Maildir) Scan(mailbox string) ([]index.Scanned, error) {
-	dir := m.mailboxDir(mailbox)
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return nil, err
+	}
 	var out []index.Scanned
 	for _, sub := range messageSubdirs {
 		err := messageFiles(dir, sub, func(e fs.DirEntry) error {
@@ -88,7 +94,10 @@ func (m *Maildir) Describe(mailbox, loc string, buf *[]byte) (index.Described, b
 	if !ok {
 		return index.Described{}, false, nil
 	}
-	dir := m.mailboxDir(mailbox)
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return index.Described{}, false, err
+	}
 	lstat := func() (fs.FileInfo, error) { return os.Lstat(dir + "/" + sub + "/" + name) }
 	msg, ok, err := scanMessage(dir, sub, name, lstat, buf)
 	if err != nil || !ok {
@@ -104,7 +113,11 @@ func (m *Maildir) Open(mailbox, loc string, size int64) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("message %q: %w", loc, store.ErrNotFound)
 	}
 	_, ours := ourFileID(name)
-	return openMessage(m.mailboxDir(mailbox), sub, name, !ours, size)
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return nil, err
+	}
+	return openMessage(dir, sub, name, !ours, size)
 }
 
 // Exists implements index.Source.
@@ -113,7 +126,11 @@ func (m *Maildir) Exists(mailbox, loc string) (bool, error) {
 	if !ok {
 		return false, nil
 	}
-	_, err := os.Lstat(filepath.Join(m.mailboxDir(mailbox), sub, name))
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return false, err
+	}
+	_, err = os.Lstat(filepath.Join(dir, sub, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -123,6 +140,9 @@ func (m *Maildir) Exists(mailbox, loc string) (bool, error) {
 // Remove implements index.Source: under the maildrop lock, it unlinks the
 // files and fsyncs the directories it removed from.
 func (m *Maildir) Remove(mailbox string, msgs []index.Located) (removed []string, err error) {
+	if _, err := m.sourceDir(mailbox); err != nil {
+		return nil, err
+	}
 	lf, err := m.lockMailbox(mailbox)
 	if err != nil {
 		return nil, err
@@ -181,7 +201,10 @@ func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
 	if sub == subCur && to == name {
 		return loc, nil
 	}
-	dir := m.mailboxDir(mailbox)
+	dir, err := m.sourceDir(mailbox)
+	if err != nil {
+		return "", err
+	}
 	if err := os.Rename(filepath.Join(dir, sub, name), filepath.Join(dir, subCur, to)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
@@ -198,6 +221,15 @@ func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
 	}
 	m.Publish(store.Event{Kind: store.EventUpdated, Mailbox: mailbox, IDs: []string{id}})
 	return subCur + "/" + to, nil
+}
+
+// sourceDir is mailboxDir for the index.Source methods, which check the
+// name as every exported method does.
+func (m *Maildir) sourceDir(mailbox string) (string, error) {
+	if !store.ValidMailboxName(mailbox) {
+		return "", fmt.Errorf("mailbox %q: %w", mailbox, store.ErrBadMailbox)
+	}
+	return m.mailboxDir(mailbox), nil
 }
 
 // seenFlag reports whether a message file carries the Maildir "S" (seen)

@@ -48,6 +48,24 @@ func TestSourceRefusesLocationsOutsideTheMailbox(t *testing.T) {
 			t.Errorf("Remove(%q) = %v, %v", loc, gone, err)
 		}
 	}
+	// Nor a mailbox name that is not one (the index checks names too).
+	for _, bad := range []string{"..", "../u", "u/new", ".tmp", ""} {
+		if _, err := m.Scan(bad); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("Scan(%q): %v, want ErrBadMailbox", bad, err)
+		}
+		if _, _, err := m.Stamp(bad); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("Stamp(%q): %v, want ErrBadMailbox", bad, err)
+		}
+		if _, err := m.Open(bad, "new/"+id+msgExt, 10); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("Open(%q): %v, want ErrBadMailbox", bad, err)
+		}
+		if _, err := m.Remove(bad, []index.Located{{ID: id, Loc: "new/" + id + msgExt}}); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("Remove(%q): %v, want ErrBadMailbox", bad, err)
+		}
+		if _, err := m.SetSeen(bad, id, "new/"+id+msgExt, true); !errors.Is(err, store.ErrBadMailbox) {
+			t.Errorf("SetSeen(%q): %v, want ErrBadMailbox", bad, err)
+		}
+	}
 	if _, err := os.Stat(secret); err != nil {
 		t.Fatal("the file outside the root is gone:", err)
 	}
@@ -147,5 +165,28 @@ func TestListOpen(t *testing.T) {
 	}
 	if _, err := l[0].Open(); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("open after removal: %v, want ErrNotFound", err)
+	}
+}
+
+// HasMailbox follows a link to a mailbox directory, as "postoffice mailbox
+// show" always did, while Mailboxes lists directories only.
+func TestHasMailbox(t *testing.T) {
+	m := newTestMaildir(t, Options{})
+	deliver(t, m, message2KB, "u")
+	elsewhere := filepath.Join(t.TempDir(), "linked")
+	if err := os.MkdirAll(filepath.Join(elsewhere, "new"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(m.Root(), "linked")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(m.Root(), "file"), nil, 0o600)
+	for name, want := range map[string]bool{"u": true, "linked": true, "file": false, "nobody": false} {
+		if ok, err := m.HasMailbox(name); ok != want || err != nil {
+			t.Errorf("HasMailbox(%q) = %v, %v; want %v", name, ok, err, want)
+		}
+	}
+	if _, err := m.HasMailbox("../u"); !errors.Is(err, store.ErrBadMailbox) {
+		t.Errorf("HasMailbox(../u): %v", err)
 	}
 }
