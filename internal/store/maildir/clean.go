@@ -58,7 +58,7 @@ func (m *Maildir) cleanTmpDir(label, dir string) (removed int, err error) {
 
 // cleanTmpFile removes one tmp file if it is abandoned (see CleanTmp).
 func (m *Maildir) cleanTmpFile(path string, e fs.DirEntry) (bool, error) {
-	if id, ok := ourFileID(e.Name()); !ok || id+msgExt != e.Name() {
+	if !ourTmpName(e.Name()) {
 		fi, err := e.Info()
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"postoffice/internal/store"
 	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -50,7 +51,7 @@ func fdatasync(f *os.File) error {
 // normalize.go: bare LF stored as CRLF, a final CRLF added if missing; CRLF
 // text ending in CRLF is stored unchanged) into an empty tmp file that no tmp
 // cleaner removes: one prepared in this Maildir's locked directory in root/.tmp
-// (stage.go), or root/<first>/tmp/<id>.eml under an exclusive flock for a
+// (stage.go), or root/<first>/tmp/<id>.tmp under an exclusive flock for a
 // mailbox the staging directory cannot link into (another filesystem or mount).
 // If the staged file cannot be linked after all (EXDEV, or its name was
 // removed), the delivery is redone from the data it holds, through the
@@ -302,7 +303,8 @@ func (m *Maildir) unlink(id string, linked []string) {
 
 // stageFor returns the empty tmp file a delivery to boxes writes into: a
 // staged one (see stage.go) when every mailbox is on the staging
-// directory's filesystem and mount, else tmp/<name> in the first mailbox.
+// directory's filesystem and mount, else tmp/<id>.tmp in the first mailbox
+// (never <id>.eml: see tmpExt).
 func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
 	dev, err := m.stage.ensureDir()
 	if err != nil && !errors.Is(err, errStagerClosed) && !errors.Is(err, errStageBackoff) {
@@ -331,7 +333,7 @@ func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
 			}
 		}
 	}
-	path := filepath.Join(m.mailboxDir(boxes[0]), subTmp, name)
+	path := filepath.Join(m.mailboxDir(boxes[0]), subTmp, strings.TrimSuffix(name, msgExt)+tmpExt)
 	f, err := m.createTmp(path)
 	if err != nil {
 		m.forget(boxes[0], err)

@@ -31,6 +31,13 @@ const (
 // msgExt is the extension of every message file we write.
 const msgExt = ".eml"
 
+// tmpExt is the extension of our tmp files (staged files in root/.tmp and
+// tmp/<id>.tmp in a mailbox): never msgExt, so that `find root -name
+// '*.eml'` lists the delivered messages only, each once per mailbox, at
+// every instant. Versions before it named tmp files <id>.eml; CleanTmp
+// and Recover remove those leftovers too.
+const tmpExt = ".tmp"
+
 // copyBufSize is the buffer Deliver streams a message through (after the
 // normalizing reader's own normBufSize); up to maxIdleBufs of these buffer
 // pairs are kept between deliveries.

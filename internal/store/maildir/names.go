@@ -45,6 +45,16 @@ func ourFileID(name string) (string, bool) {
 	return id, true
 }
 
+// ourTmpName reports whether name is that of one of our tmp files:
+// "<id>.tmp", or "<id>.eml" as versions before tmpExt named them.
+func ourTmpName(name string) bool {
+	stem, ok := strings.CutSuffix(name, tmpExt)
+	if !ok {
+		stem, ok = strings.CutSuffix(name, msgExt)
+	}
+	return ok && len(stem) == store.IDLen && store.IsNewID(stem)
+}
+
 // messageSubdirs are the subdirectories of a mailbox that hold messages,
 // in the order they are read.
 var messageSubdirs = [...]string{subNew, subCur}

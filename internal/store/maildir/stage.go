@@ -282,7 +282,7 @@ func (s *stager) make(taken bool) (*stagedFile, error) {
 		s.mu.Unlock()
 		var err error
 		if inst != nil {
-			path := filepath.Join(inst.path, store.NewID()+msgExt)
+			path := filepath.Join(inst.path, store.NewID()+tmpExt)
 			var f *os.File
 			if f, err = createFile(path); err == nil {
 				return &stagedFile{f: f, path: path, staged: true, inst: inst}, nil

@@ -237,8 +237,8 @@ func TestStageOtherFilesystemUsesMailboxTmp(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- m.Deliver(context.Background(), id, []string{"a"}, gr) }()
 	<-gr.reached
-	if n := names(t, filepath.Join(m.Root(), "a", subTmp)); !slices.Equal(n, []string{id + msgExt}) {
-		t.Errorf("a/tmp holds %v during the delivery, want %s", n, id+msgExt)
+	if n := names(t, filepath.Join(m.Root(), "a", subTmp)); !slices.Equal(n, []string{id + tmpExt}) {
+		t.Errorf("a/tmp holds %v during the delivery, want %s", n, id+tmpExt)
 	}
 	close(gr.gate)
 	if err := <-done; err != nil {
