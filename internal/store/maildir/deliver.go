@@ -56,7 +56,9 @@ func fdatasync(f *os.File) error {
 // If the staged file cannot be linked after all (EXDEV, or its name was
 // removed), the delivery is redone from the data it holds, through the
 // mailboxes' tmp/ or another staged file. It fdatasyncs the file, hard-links it
-// as new/<id>.eml into every distinct mailbox, fsyncs each new/ directory
+// as new/<id>.eml into every distinct mailbox (one on another filesystem or
+// mount than the tmp file gets a copy written and fdatasynced in its own
+// tmp/: see linkCopy), fsyncs each new/ directory
 // (group commit, see dirSyncer) and only then returns nil; the tmp name is
 // removed then, or soon after. On any error every link made and the tmp file
 // are removed, and the error is returned wrapped as "deliver <id>: ..."; a full
@@ -92,6 +94,7 @@ func (m *Maildir) Deliver(ctx context.Context, id string, mailboxes []string, r 
 	if err != nil {
 		return err
 	}
+	d.size = size
 	if err := d.link(); err != nil {
 		if !d.redoable(err) {
 			return err
@@ -145,8 +148,10 @@ type delivery struct {
 	name    string   // <id>.eml
 	boxes   []string // distinct mailboxes
 	sf      *stagedFile
-	linked  []string // new/ names made so far
-	settled bool     // the tmp file was handed back: nothing to undo
+	size    int64         // octets written to sf
+	copies  []*stagedFile // copies of sf in tmp/ of mailboxes sf cannot be linked into
+	linked  []string      // new/ names made so far
+	settled bool          // the tmp file was handed back: nothing to undo
 }
 
 // write streams the normal form of r into the tmp file and makes it
@@ -170,10 +175,20 @@ func (d *delivery) write(ctx context.Context, r io.Reader) (int64, error) {
 
 // link hard-links the tmp file as new/<id>.eml into every mailbox. On an
 // error the links made so far stay in d.linked (undo removes them).
+//
+// A mailbox that a tmp file in a mailbox's tmp/ cannot be linked into
+// (EXDEV: it is on another filesystem or mount than the first mailbox)
+// gets a copy of the message written and fdatasynced in its own tmp/,
+// linked from there (see linkCopy). A staged file that cannot be linked
+// is left to redoable instead.
 func (d *delivery) link() error {
 	for _, mb := range d.boxes {
 		p := filepath.Join(d.m.mailboxDir(mb), subNew, d.name)
-		if err := os.Link(d.sf.path, p); err != nil {
+		err := os.Link(d.sf.path, p)
+		if errors.Is(err, syscall.EXDEV) && !d.sf.staged {
+			err = d.linkCopy(mb, p)
+		}
+		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				if _, serr := os.Stat(filepath.Dir(p)); serr != nil {
 					d.m.forget(mb, serr)
@@ -184,6 +199,35 @@ func (d *delivery) link() error {
 		d.linked = append(d.linked, p)
 	}
 	return nil
+}
+
+// linkCopy links p (new/<id>.eml in mb) from a copy of the message on
+// mb's filesystem: one made for an earlier mailbox of this delivery that
+// link(2) can reach from p, or a new one in mb's tmp/, written from the
+// tmp file and fdatasynced before the link, as the tmp file was: the same
+// durable steps in the same order.
+func (d *delivery) linkCopy(mb, p string) error {
+	for _, c := range d.copies {
+		err := os.Link(c.path, p)
+		if !errors.Is(err, syscall.EXDEV) {
+			return err
+		}
+	}
+	path := filepath.Join(d.m.mailboxDir(mb), subTmp, store.NewID()+tmpExt)
+	f, err := d.m.createTmp(path)
+	if err != nil {
+		d.m.forget(mb, err)
+		return err
+	}
+	c := &stagedFile{f: f, path: path}
+	d.copies = append(d.copies, c)
+	if _, err := io.Copy(f, io.NewSectionReader(d.sf.f, 0, d.size)); err != nil {
+		return err
+	}
+	if err := fdatasync(f); err != nil {
+		return err
+	}
+	return os.Link(c.path, p)
 }
 
 // linkError is a failed link of a delivery into one mailbox.
@@ -249,14 +293,23 @@ func (d *delivery) syncNew() error {
 // that a crash leaves, is harmless (Recover removes it at the next start).
 func (d *delivery) settle() {
 	d.settled = true
+	for _, c := range d.copies {
+		d.removeTmp(c)
+	}
 	if d.sf.staged {
 		d.m.stage.retire(d.sf)
 		return
 	}
-	if rerr := os.Remove(d.sf.path); rerr != nil {
-		d.m.log.Warn("maildir: cannot remove tmp file", "id", d.id, "path", d.sf.path, "err", rerr)
+	d.removeTmp(d.sf)
+}
+
+// removeTmp removes the name of a delivered message's tmp file (not a
+// staged one) and closes it.
+func (d *delivery) removeTmp(sf *stagedFile) {
+	if rerr := os.Remove(sf.path); rerr != nil {
+		d.m.log.Warn("maildir: cannot remove tmp file", "id", d.id, "path", sf.path, "err", rerr)
 	}
-	if cerr := d.sf.f.Close(); cerr != nil {
+	if cerr := sf.f.Close(); cerr != nil {
 		d.m.log.Warn("maildir: close tmp file", "id", d.id, "err", cerr)
 	}
 }
@@ -268,10 +321,12 @@ func (d *delivery) undo() {
 		return
 	}
 	d.m.unlink(d.id, d.linked)
-	if rerr := os.Remove(d.sf.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		d.m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", d.id, "path", d.sf.path, "err", rerr)
+	for _, sf := range append(d.copies, d.sf) {
+		if rerr := os.Remove(sf.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			d.m.log.Error("maildir: cannot remove tmp file of failed delivery", "id", d.id, "path", sf.path, "err", rerr)
+		}
+		sf.f.Close()
 	}
-	d.sf.f.Close()
 	if d.sf.staged {
 		d.m.stage.abandon(d.sf)
 	}
@@ -342,14 +397,15 @@ func (m *Maildir) stageFor(boxes []string, name string) (*stagedFile, error) {
 	return &stagedFile{f: f, path: path}, nil
 }
 
-// createTmp creates path exclusively and takes an exclusive flock on it. A
+// createTmp creates path exclusively (for reading and writing) and takes an exclusive flock on it. A
 // tmp cleaner (CleanTmp of this or another process) may open and lock the
 // fresh file in the instant between create and flock and then remove it;
 // so after locking, createTmp checks that path still names its file and
 // starts over if not.
 func (m *Maildir) createTmp(path string) (*os.File, error) {
 	for range 3 {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+		// Readable too: linkCopy copies from it.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
 		if err != nil {
 			return nil, err
 		}

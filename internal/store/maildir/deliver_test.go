@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -114,4 +115,59 @@ func containsFalse(v []bool) bool {
 		}
 	}
 	return false
+}
+
+// TestDeliverMailboxOnOtherFilesystem: a mailbox directory that is a
+// tmpfs mount (another filesystem than the root, not a bind mount) gets
+// its deliveries, alone and together with mailboxes on the root's
+// filesystem in either order: a mailbox that link(2) cannot reach from the
+// delivery's tmp file gets a copy written and fdatasynced in its own tmp/,
+// linked into its new/. Nothing is left in any tmp/ or in the staging
+// directory. Needs the right to mount (root).
+func TestDeliverMailboxOnOtherFilesystem(t *testing.T) {
+	var rec fsyncRecorder
+	m := newTestMaildir(t, Options{FsyncHook: rec.hook})
+	target := filepath.Join(m.Root(), "t")
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", target, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(target, syscall.MNT_DETACH) })
+	for _, boxes := range [][]string{{"t"}, {"a", "t"}, {"t", "a"}, {"a", "t", "b"}, {"t"}, {"a", "t"}} {
+		id := m.NewID()
+		rec.watch(filepath.Join(target, subNew), filepath.Join(target, subNew, id+msgExt), nil)
+		if err := m.Deliver(context.Background(), id, boxes, strings.NewReader(sampleMsg)); err != nil {
+			t.Fatalf("deliver to %v: %v", boxes, err)
+		}
+		if seen := rec.seen(); len(seen) == 0 || !seen[len(seen)-1] {
+			t.Errorf("deliver to %v: t/new not fsynced after the link (%v)", boxes, seen)
+		}
+		for _, mb := range boxes {
+			b, err := os.ReadFile(filepath.Join(m.Root(), mb, subNew, id+msgExt))
+			if err != nil || string(b) != sampleMsg {
+				t.Fatalf("deliver to %v: %s holds %q, %v", boxes, mb, b, err)
+			}
+			assertNames(t, filepath.Join(m.Root(), mb, subTmp), nil)
+		}
+	}
+	// A failure after the copy was linked (b/new holds the name) removes
+	// the copy and its link too.
+	id := m.NewID()
+	if err := os.WriteFile(filepath.Join(m.Root(), "b", subNew, id+msgExt), []byte("x\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Deliver(context.Background(), id, []string{"a", "t", "b"}, strings.NewReader(sampleMsg)); err == nil {
+		t.Fatal("delivery succeeded although b/new holds its name")
+	}
+	for _, mb := range []string{"a", "t"} {
+		if exists(filepath.Join(m.Root(), mb, subNew, id+msgExt)) {
+			t.Errorf("the failed delivery's link in %s/new is still there", mb)
+		}
+		assertNames(t, filepath.Join(m.Root(), mb, subTmp), nil)
+	}
+	if d := stagedData(t, m); len(d) != 0 {
+		t.Fatalf("data left in the staging directory: %v", d)
+	}
 }
