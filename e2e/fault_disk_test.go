@@ -65,7 +65,10 @@ func fillDisk(t *testing.T, dir string) string {
 func TestFaultDiskFullTmpfs(t *testing.T) {
 	mnt := mountTmpfs(t, "4m")
 	dir := filepath.Join(mnt, "mailbox")
-	p := startFault(t, dir)
+	// The free-space floor off: this is the disk filling up under a
+	// delivery (ENOSPC), not MAIL refused below the floor (server
+	// TestMinFreeSpaceRefusesMailUntilSpaceReturns).
+	p := startFault(t, dir, "--min-free-space", "0")
 	body := "Subject: before\r\n\r\nstored before the disk filled up\r\n"
 	id := sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, body)
 

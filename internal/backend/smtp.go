@@ -117,13 +117,31 @@ type SMTP struct {
 	Hostname string
 	Logger   *slog.Logger
 	Now      func() time.Time // for tests; nil means time.Now
+	// FreeSpace, if set, is asked at every MAIL whether the store has
+	// room for new mail (store.Lifecycle.FreeSpace).
+	FreeSpace func() error
 }
 
 var _ smtp.Backend = (*SMTP)(nil)
 
 // Mail accepts every sender: Postoffice is a mail drop, not a relay, so
-// the sender is not checked.
-func (b *SMTP) Mail(ctx context.Context, env *smtp.Envelope) error { return nil }
+// the sender is not checked. While the store is below its free-space floor
+// it refuses the transaction with 452 4.3.1, as Postfix's smtpd does below
+// queue_minfree: RFC 5321 §4.2.2 (452 "insufficient system storage", a
+// transient failure the client retries later) and RFC 3463 §3.4 (X.3.1
+// "mail system full").
+func (b *SMTP) Mail(ctx context.Context, env *smtp.Envelope) error {
+	if b.FreeSpace == nil {
+		return nil
+	}
+	if err := b.FreeSpace(); err != nil {
+		if b.Logger != nil {
+			b.Logger.Warn("refusing mail: free space below --min-free-space", "conn", env.Conn.ID, "err", err)
+		}
+		return &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
+	}
+	return nil
+}
 
 // Rcpt routes the recipient; an unknown one is refused here, before DATA.
 func (b *SMTP) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {

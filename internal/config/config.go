@@ -81,10 +81,20 @@ type Config struct {
 	RetentionMaxMessages int
 	RetentionInterval    time.Duration
 
+	// MinFreeSpace is the free space on the mailbox directory's
+	// filesystem below which SMTP MAIL gets 452 4.3.1; AutoMinFreeSpace
+	// (the default) means 100 MiB or 1 % of the filesystem, whichever is
+	// smaller; 0 turns the check off.
+	MinFreeSpace Size
+
 	// ConfigFile is the TOML file the settings were read from ("" for
 	// none). See file.go.
 	ConfigFile string
 }
+
+// AutoMinFreeSpace is the default --min-free-space, "auto": 100 MiB or 1 %
+// of the filesystem, whichever is smaller.
+const AutoMinFreeSpace Size = -1
 
 // DefaultHTTPAddr is the default --http-addr.
 const DefaultHTTPAddr = "127.0.0.1:8025"
@@ -137,6 +147,26 @@ func ParseSize(v string) (Size, error) {
 }
 
 type sizeValue struct{ p *Size }
+
+// minFreeValue is --min-free-space: a size, or "auto" (AutoMinFreeSpace).
+type minFreeValue struct{ p *Size }
+
+func (v minFreeValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	if *v.p == AutoMinFreeSpace {
+		return "auto"
+	}
+	return v.p.String()
+}
+func (v minFreeValue) Set(s string) error {
+	if strings.EqualFold(strings.TrimSpace(s), "auto") {
+		*v.p = AutoMinFreeSpace
+		return nil
+	}
+	return sizeValue(v).Set(s)
+}
 
 func (v sizeValue) String() string {
 	if v.p == nil {
@@ -224,6 +254,7 @@ func Default() Config {
 		LogLevel:            "info",
 		HTTPAddr:            DefaultHTTPAddr,
 		RetentionInterval:   time.Minute,
+		MinFreeSpace:        AutoMinFreeSpace,
 	}
 }
 
@@ -274,6 +305,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
 	fs.IntVar(&c.RetentionMaxMessages, "retention-max-messages", c.RetentionMaxMessages, "keep at most this many messages per mailbox, removing the oldest (0: no limit)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
+	fs.Var(minFreeValue{&c.MinFreeSpace}, "min-free-space", "free space on the mailbox filesystem below which SMTP MAIL gets 452 4.3.1: a size, auto (100MiB or 1% of the filesystem, whichever is smaller) or 0 (off)")
 	fs.StringVar(&c.ConfigFile, configFlag, c.ConfigFile, "TOML configuration file; its keys are the flag names (flags and environment win over it)")
 	return fs
 }

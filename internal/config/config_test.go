@@ -143,3 +143,28 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestMinFreeSpace: --min-free-space defaults to auto, takes a size, 0
+// (off) or auto, from a flag or POSTOFFICE_MIN_FREE_SPACE, and refuses
+// anything else naming the flag.
+func TestMinFreeSpace(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want Size
+	}{
+		{nil, nil, AutoMinFreeSpace},
+		{[]string{"--min-free-space", "50MiB"}, nil, 50 << 20},
+		{[]string{"--min-free-space", "0"}, nil, 0},
+		{[]string{"--min-free-space", "auto"}, map[string]string{"POSTOFFICE_MIN_FREE_SPACE": "1GiB"}, AutoMinFreeSpace},
+		{nil, map[string]string{"POSTOFFICE_MIN_FREE_SPACE": "1GiB"}, 1 << 30},
+	} {
+		c, err := Parse("t", tc.args, env(tc.env), io.Discard)
+		if err != nil || c.MinFreeSpace != tc.want {
+			t.Errorf("%v %v: %d, %v; want %d", tc.args, tc.env, c.MinFreeSpace, err, tc.want)
+		}
+	}
+	if _, err := Parse("t", []string{"--min-free-space", "lots"}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "min-free-space") {
+		t.Errorf("bad value: %v", err)
+	}
+}

@@ -145,7 +145,22 @@ func (s *Server) Ready() (ok bool, checks map[string]string) {
 		checks["mailbox_dir"] = err.Error()
 		ok = false
 	}
+	if !s.freeSpaceReady(checks) {
+		ok = false
+	}
 	return ok, checks
+}
+
+// freeSpaceReady is the "free_space" check of /readyz: the mailbox
+// directory's filesystem is not below --min-free-space (below it SMTP
+// MAIL gets 452 4.3.1).
+func (s *Server) freeSpaceReady(checks map[string]string) bool {
+	checks["free_space"] = "ok"
+	if err := s.store.FreeSpace(); err != nil {
+		checks["free_space"] = err.Error()
+		return false
+	}
+	return true
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {

@@ -92,13 +92,22 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// minFreeSpace is the Maildir's MinFreeSpace for --min-free-space.
+func minFreeSpace(v config.Size) int64 {
+	if v == config.AutoMinFreeSpace {
+		return maildir.AutoMinFreeSpace
+	}
+	return int64(v)
+}
+
 // openStore opens the Maildir under --mailbox-dir, its directory fsyncs
 // timed by the metrics, and (unless --web-disable) the index the web inbox
 // browses it through.
 func (s *Server) openStore() error {
 	md, err := maildir.New(s.cfg.MailboxDir, maildir.Options{
-		Logger:    s.log,
-		FsyncDone: func(_ string, took time.Duration, err error) { s.metrics.Fsync(took, err) },
+		Logger:       s.log,
+		FsyncDone:    func(_ string, took time.Duration, err error) { s.metrics.Fsync(took, err) },
+		MinFreeSpace: minFreeSpace(s.cfg.MinFreeSpace),
 	})
 	if err != nil {
 		return fmt.Errorf("--mailbox-dir: %w", err)
@@ -206,6 +215,8 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 			Auth:     s.authn("smtp"),
 			Hostname: cfg.Hostname,
 			Logger:   s.log,
+			// --min-free-space: 452 4.3.1 at MAIL below it.
+			FreeSpace: s.store.FreeSpace,
 		},
 		Logger:            s.log.With("proto", "smtp"),
 		MaxMessageBytes:   int64(cfg.MaxMessageSize),

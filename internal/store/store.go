@@ -135,6 +135,10 @@ type Lifecycle interface {
 	// Probe reports whether the store can take a delivery now (for
 	// /readyz): nil, or what is wrong.
 	Probe() error
+	// FreeSpace reports whether the store has room for new mail (its
+	// free-space floor, --min-free-space): nil, or an error wrapping
+	// ErrNoSpace that says why. Cheap enough to call at every MAIL.
+	FreeSpace() error
 	// Close releases what the store holds for deliveries. Deliveries may
 	// still run during and after Close.
 	Close() error

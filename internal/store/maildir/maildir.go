@@ -119,6 +119,12 @@ type Options struct {
 	// FsyncHook announces, with how long the fsync took and its error
 	// (metrics: fsync latency). Same rules as FsyncHook.
 	FsyncDone func(dir string, took time.Duration, err error)
+
+	// MinFreeSpace is the free space in octets on the root's filesystem
+	// below which FreeSpace reports store.ErrNoSpace (see space.go): 0
+	// (the zero value) turns the check off, AutoMinFreeSpace picks
+	// 100 MiB or 1 % of the filesystem, whichever is smaller.
+	MinFreeSpace int64
 }
 
 // Maildir is a store.Store keeping one standard Maildir per mailbox under a root
@@ -133,6 +139,7 @@ type Maildir struct {
 	noStage   sync.Map // mailbox name -> struct{}: link from the staging directory fails (EXDEV)
 	stage     *stager
 	bufs      chan *[]byte // copy buffers kept for reuse (a sync.Pool is emptied by every GC)
+	space     spaceCheck   // FreeSpace's floor and cached answer
 	store.Hub              // Subscribe and Publish (store.Events)
 }
 
@@ -146,7 +153,7 @@ func New(root string, opts Options) (*Maildir, error) {
 		return nil, errors.New("maildir: empty root path")
 	}
 	root = filepath.Clean(root)
-	m := &Maildir{root: root, log: opts.Logger}
+	m := &Maildir{root: root, log: opts.Logger, space: spaceCheck{floor: opts.MinFreeSpace}}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
