@@ -17,6 +17,10 @@ func (s *session) cmdHelo(arg string, esmtp bool) {
 	}
 	// RFC 5321 §4.1.4: HELO/EHLO ends any transaction in progress.
 	s.endTransaction()
+	// The name goes into the greeting and the Received header: kept as
+	// printable ASCII (a domain or address literal is, RFC 5321 §4.1.2),
+	// other octets replaced by '?' as Postfix does.
+	name = printable(name)
 	s.helo, s.esmtp = name, esmtp
 	greet := fmt.Sprintf("%s greets %s", s.host, name)
 	if !esmtp {

@@ -204,6 +204,13 @@ func (s *session) readFailed(what string, err error) {
 
 // dispatch runs one command line: the one dispatch point of the protocol.
 func (s *session) dispatch(line []byte) {
+	if hasControl(line) {
+		// RFC 5321 §4.1.1.1, §2.3.8: a command line is text (SP, HTAB and
+		// printable characters); NUL, a bare CR or another control has no
+		// place in one. Refused as Postfix does, and counted as an error.
+		s.reply(codeParamSyntax, "5.5.2", "Error: control character in command")
+		return
+	}
 	cmd := string(line)
 	verb, arg, _ := strings.Cut(cmd, " ")
 	verb = strings.ToUpper(verb)
@@ -244,6 +251,18 @@ func (s *session) dispatch(line []byte) {
 	default:
 		s.reply(codeSyntax, "5.5.2", "Error: command not recognized")
 	}
+}
+
+// hasControl reports whether line holds a control character (RFC 5234
+// CTL: %x00-1F and %x7F) other than HTAB. The CRLF that ended the line is
+// not part of it; a CR left inside is a bare CR.
+func hasControl(line []byte) bool {
+	for _, c := range line {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // endTransaction abandons the current mail transaction, if any.
