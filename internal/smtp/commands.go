@@ -62,9 +62,12 @@ func (s *session) cmdMail(arg string) {
 	}
 	from, nonASCII, params, err := parsePathArg(arg, "FROM:")
 	if err != nil {
-		if errors.Is(err, errParamSyntax) {
+		switch {
+		case errors.Is(err, errPathTooLong):
+			s.reply(codeParamSyntax, "5.1.3", "Error: path too long (256 octets at most)")
+		case errors.Is(err, errParamSyntax):
 			s.reply(codeParamSyntax, "5.5.4", "Syntax error in parameters")
-		} else {
+		default:
 			s.reply(codeParamSyntax, "5.1.7", "Syntax: MAIL FROM:<address>")
 		}
 		return
@@ -171,9 +174,12 @@ func (s *session) cmdRcpt(arg string) {
 		err = errPathSyntax
 	}
 	if err != nil {
-		if errors.Is(err, errParamSyntax) {
+		switch {
+		case errors.Is(err, errPathTooLong):
+			s.reply(codeParamSyntax, "5.1.3", "Error: path too long (256 octets at most)")
+		case errors.Is(err, errParamSyntax):
 			s.reply(codeParamSyntax, "5.5.4", "Syntax error in parameters")
-		} else {
+		default:
 			s.reply(codeParamSyntax, "5.1.3", "Syntax: RCPT TO:<address>")
 		}
 		return
