@@ -160,3 +160,38 @@ func FuzzHeloInStoredHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestNoHeloStoredHeader: MAIL without HELO is accepted by default; the
+// stored Received field names the client "unknown", as Postfix names a
+// client it has no name for.
+func TestNoHeloStoredHeader(t *testing.T) {
+	root := t.TempDir()
+	st, err := maildir.New(root, maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := &smtp.Server{
+		Hostname: "mx.test",
+		Backend:  &SMTP{Store: st, Router: &Router{Single: "user"}, Hostname: "mx.test"},
+		Logger:   slog.New(slog.DiscardHandler),
+	}
+	c := testsupport.Dial(t, testsupport.Serve(t, srv, smtp.ErrServerClosed))
+	c.ExpectReply("220 *")
+	c.Cmd("MAIL FROM:<a@example.com>", "250 *")
+	c.Cmd("RCPT TO:<user@example.com>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("Subject: t\r\n\r\nhi\r\n.", "250 2.0.0 Ok: queued as *")
+	files, _ := filepath.Glob(filepath.Join(root, "user", "new", "*"))
+	if len(files) != 1 {
+		t.Fatalf("stored files %q", files)
+	}
+	msg, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := traceFields(msg)
+	if len(fields) < 3 || fields[1] != "Received: from unknown ([127.0.0.1])\r\n" || !strings.HasPrefix(fields[2], "\tby mx.test (Postoffice) with SMTP id ") {
+		t.Fatalf("trace fields %q", fields)
+	}
+}

@@ -42,6 +42,7 @@ type Config struct {
 	AllowInsecureAuth bool
 	Insecure          bool
 	SMTPRequireAuth   bool
+	SMTPRequireHelo   bool
 	TrustedNetworks   netpolicy.Networks
 
 	MaxMessageSize      Size
@@ -249,6 +250,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.AllowInsecureAuth, "allow-insecure-auth", c.AllowInsecureAuth, "allow plaintext passwords without TLS from non-local clients")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow listening on non-loopback addresses with the default credentials")
 	fs.BoolVar(&c.SMTPRequireAuth, "smtp-require-auth", c.SMTPRequireAuth, "every SMTP MAIL needs an authenticated session")
+	fs.BoolVar(&c.SMTPRequireHelo, "smtp-require-helo", c.SMTPRequireHelo, "SMTP MAIL needs HELO/EHLO first (503 5.5.1 otherwise)")
 	fs.Var(netsValue{&c.TrustedNetworks}, "trusted-networks", "comma-separated CIDRs treated like loopback (exempt from per-IP caps)")
 	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest message accepted (SIZE), e.g. 25MiB")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")

@@ -143,3 +143,22 @@ func TestREADMEDocumentsEveryFlag(t *testing.T) {
 		}
 	})
 }
+
+// The SMTP command-layer settings: defaults, environment and flags.
+func TestSMTPCommandSettings(t *testing.T) {
+	c, err := Parse("t", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPRequireHelo {
+		t.Fatalf("defaults: require-helo %v", c.SMTPRequireHelo)
+	}
+	c, err = Parse("t", nil, env(map[string]string{"POSTOFFICE_SMTP_REQUIRE_HELO": "true"}), io.Discard)
+	if err != nil || !c.SMTPRequireHelo {
+		t.Fatalf("env: require-helo %v, %v", c.SMTPRequireHelo, err)
+	}
+	c, err = Parse("t", []string{"--smtp-require-helo"}, env(nil), io.Discard)
+	if err != nil || !c.SMTPRequireHelo {
+		t.Fatalf("flag: require-helo %v, %v", c.SMTPRequireHelo, err)
+	}
+}

@@ -220,6 +220,7 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
 		IsLocal:           cfg.TrustedNetworks.IsLocal,
 		RequireAuth:       cfg.SMTPRequireAuth,
+		RequireHelo:       cfg.SMTPRequireHelo,
 		AuthEnabled:       true,
 		Observer:          s.metrics.Observer("smtp"),
 	}

@@ -49,7 +49,10 @@ func (s *session) cmdHelo(arg string, esmtp bool) {
 // cmdMail handles MAIL FROM (RFC 5321 §4.1.1.2).
 func (s *session) cmdMail(arg string) {
 	switch {
-	case s.helo == "":
+	case s.helo == "" && s.srv.RequireHelo:
+		// RFC 5321 §4.1.4 says a session starts with EHLO or HELO; like
+		// Postfix (smtpd_helo_required = no) MAIL without one is accepted
+		// unless RequireHelo is set.
 		s.reply(codeBadSequence, "5.5.1", "Error: send HELO/EHLO first")
 		return
 	case s.env != nil:
@@ -83,7 +86,7 @@ func (s *session) cmdMail(arg string) {
 	}
 	if len(params) > 0 && !s.esmtp {
 		// Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
-		s.reply(codeParamsUnknown, "5.5.4", "Parameters not supported after HELO")
+		s.reply(codeParamsUnknown, "5.5.4", "Parameters not supported without EHLO")
 		return
 	}
 	for _, p := range params {

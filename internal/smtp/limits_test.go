@@ -42,3 +42,31 @@ func TestPathLengthLimit(t *testing.T) {
 		t.Fatalf("recipients %q", to)
 	}
 }
+
+// TestMailWithoutHelo: MAIL before HELO/EHLO is accepted by default, as
+// Postfix does (smtpd_helo_required = no); the transaction runs with no
+// HELO name and no service extensions (RFC 5321 §4.1.1.1).
+func TestMailWithoutHelo(t *testing.T) {
+	be := newBackend()
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, be), ErrServerClosed))
+	c.Cmd("MAIL FROM:<a@b> SIZE=10", "555 5.5.4 Parameters not supported without EHLO")
+	c.Cmd("MAIL FROM:<a@b>", "250 2.1.0 Ok")
+	c.Cmd("RCPT TO:<x@y>", "250 2.1.5 Ok")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("hi\r\n.", "250 2.0.0 Ok: queued as Q1")
+	m := be.messages()[0]
+	if m.env.Helo != "" || m.env.ESMTP || m.env.From != "a@b" || m.data != "hi\r\n" {
+		t.Fatalf("envelope %+v data %q", m.env, m.data)
+	}
+}
+
+// TestRequireHelo: with RequireHelo, MAIL before HELO/EHLO is a bad
+// sequence (RFC 5321 §4.1.4), also after STARTTLS resets the session.
+func TestRequireHelo(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srv.RequireHelo = true
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("MAIL FROM:<a@b>", "503 5.5.1 Error: send HELO/EHLO first")
+	c.Cmd("HELO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 2.1.0 Ok")
+}

@@ -53,6 +53,7 @@ type Server struct {
 	AllowInsecureAuth bool               // AUTH allowed without TLS from anywhere
 	IsLocal           func(netip.Addr) bool
 	RequireAuth       bool // MAIL needs an authenticated session (530 5.7.0)
+	RequireHelo       bool // MAIL needs HELO/EHLO first (503 5.5.1); off as Postfix's smtpd_helo_required
 	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
 
 	// Observer receives connection and transaction events (metrics); nil
