@@ -49,6 +49,7 @@ type Config struct {
 	MaxRecipients       int
 	MaxLineLength       int
 	MaxErrors           int
+	MaxJunkCommands     int
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
@@ -209,6 +210,7 @@ func Default() Config {
 		MaxRecipients:       100,
 		MaxLineLength:       2048,
 		MaxErrors:           10,
+		MaxJunkCommands:     100,
 		MaxConnections:      4096,
 		MaxConnectionsPerIP: 20,
 		SMTPCommandTimeout:  5 * time.Minute,
@@ -256,6 +258,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", c.MaxLineLength, "longest SMTP command line in octets (at least 512)")
 	fs.IntVar(&c.MaxErrors, "max-errors", c.MaxErrors, "protocol errors before a session is closed")
+	fs.IntVar(&c.MaxJunkCommands, "max-junk-commands", c.MaxJunkCommands, "SMTP NOOP/RSET/VRFY/HELP per session between delivered messages before 421 (0: no limit)")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent connections per protocol, for all clients")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "concurrent connections per client IP per protocol (loopback and trusted networks exempt)")
 	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
@@ -460,6 +463,8 @@ func (c *Config) Validate() error {
 		return bad("max-line-length", "%d is above 1MiB", c.MaxLineLength)
 	case c.MaxErrors < 1:
 		return bad("max-errors", "must be at least 1")
+	case c.MaxJunkCommands < 0:
+		return bad("max-junk-commands", "must not be negative (0 means unlimited)")
 	case c.MaxConnections < 1:
 		return bad("max-connections", "must be at least 1")
 	case c.MaxConnectionsPerIP < 0:

@@ -212,6 +212,7 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		MaxRecipients:     cfg.MaxRecipients,
 		MaxLineLength:     cfg.MaxLineLength,
 		MaxErrors:         cfg.MaxErrors,
+		MaxJunkCommands:   junkLimit(cfg.MaxJunkCommands),
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -224,6 +225,15 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		AuthEnabled:       true,
 		Observer:          s.metrics.Observer("smtp"),
 	}
+}
+
+// junkLimit maps --max-junk-commands (0: no limit) to
+// smtp.Server.MaxJunkCommands (0: the default, negative: no limit).
+func junkLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newPOP3 returns the POP3 engine on the POP3 backend.

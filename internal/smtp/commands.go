@@ -355,6 +355,7 @@ func (s *session) finishMessage(env *Envelope, id string, err error, tooBig bool
 	case err != nil:
 		s.backendError("data", err)
 	default:
+		s.junk = 0 // a delivered message resets the junk count, as in Postfix
 		s.reply(codeOK, "2.0.0", "Ok: queued as "+id)
 		// The client waits for this reply alone: send it before the log
 		// line is written (a write error shows again at the next flush).

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -69,4 +70,57 @@ func TestRequireHelo(t *testing.T) {
 	c.Cmd("MAIL FROM:<a@b>", "503 5.5.1 Error: send HELO/EHLO first")
 	c.Cmd("HELO c", "250 *")
 	c.Cmd("MAIL FROM:<a@b>", "250 2.1.0 Ok")
+}
+
+// TestJunkCommandLimit: NOOP, RSET, VRFY and HELP beyond MaxJunkCommands
+// get 421 4.7.0 and the connection closes; a delivered message resets the
+// count, a failed one does not (Postfix's smtpd_junk_command_limit).
+func TestJunkCommandLimit(t *testing.T) {
+	be := newBackend()
+	srv := testServer(t, be)
+	srv.MaxJunkCommands = 3
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("NOOP", "250 2.0.0 Ok")
+	c.Cmd("VRFY x", "252 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "250 2.0.0 Ok: queued as Q1") // resets the count
+	c.Cmd("RSET", "250 2.0.0 Ok")
+	c.Cmd("HELP", "214 *")
+	c.Cmd("NOOP", "250 2.0.0 Ok")
+	be.mu.Lock()
+	be.dataErr = errors.New("disk on fire")
+	be.mu.Unlock()
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("x\r\n.", "451 4.3.0 *") // not delivered: no reset
+	c.Cmd("RSET", "421 4.7.0 mx.test Too many junk commands, closing connection (conn *)")
+	c.ExpectClosed()
+}
+
+// TestJunkCommandLimitDefault: 100 junk commands pass by default, the
+// 101st is refused; pipelined, they are answered in order.
+func TestJunkCommandLimitDefault(t *testing.T) {
+	c := dialGreeted(t, testsupport.Serve(t, testServer(t, newBackend()), ErrServerClosed))
+	c.Send(strings.Repeat("NOOP\r\n", 100) + "NOOP\r\nNOOP\r\n")
+	for range 100 {
+		c.ExpectReply("250 2.0.0 Ok")
+	}
+	c.ExpectReply("421 4.7.0 * Too many junk commands, closing connection (conn *)")
+	c.ExpectClosed()
+}
+
+// TestJunkCommandNoLimit: a negative MaxJunkCommands sets no limit.
+func TestJunkCommandNoLimit(t *testing.T) {
+	srv := testServer(t, newBackend())
+	srv.MaxJunkCommands = -1
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Send(strings.Repeat("RSET\r\n", 300))
+	for range 300 {
+		c.ExpectReply("250 2.0.0 Ok")
+	}
+	c.Cmd("NOOP", "250 2.0.0 Ok")
 }

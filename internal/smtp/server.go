@@ -56,6 +56,11 @@ type Server struct {
 	RequireHelo       bool // MAIL needs HELO/EHLO first (503 5.5.1); off as Postfix's smtpd_helo_required
 	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
 
+	// MaxJunkCommands bounds NOOP, RSET, VRFY and HELP per session between
+	// delivered messages (421 4.7.0 and close beyond it), as Postfix's
+	// smtpd_junk_command_limit; default 100, negative for no limit.
+	MaxJunkCommands int
+
 	// Observer receives connection and transaction events (metrics); nil
 	// observes nothing.
 	Observer Observer
@@ -109,6 +114,20 @@ func (s *Server) maxErrors() int {
 		return s.MaxErrors
 	}
 	return DefaultMaxErrors
+}
+
+// DefaultMaxJunkCommands is Postfix's smtpd_junk_command_limit.
+const DefaultMaxJunkCommands = 100
+
+// maxJunkCommands returns the junk command limit, 0 for none.
+func (s *Server) maxJunkCommands() int {
+	switch {
+	case s.MaxJunkCommands < 0:
+		return 0
+	case s.MaxJunkCommands == 0:
+		return DefaultMaxJunkCommands
+	}
+	return s.MaxJunkCommands
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -43,6 +43,7 @@ type session struct {
 	bdatStale bool // a BDAT of this transaction failed: discard chunks until RSET/MAIL/EHLO
 
 	errors  int
+	junk    int  // NOOP, RSET, VRFY, HELP since the start or the last delivered message
 	noCount bool // replies do not count toward MaxErrors (see count)
 	closing bool // close after the queued replies are sent
 
@@ -214,6 +215,9 @@ func (s *session) dispatch(line []byte) {
 	cmd := string(line)
 	verb, arg, _ := strings.Cut(cmd, " ")
 	verb = strings.ToUpper(verb)
+	if s.tooMuchJunk(verb) {
+		return
+	}
 	switch verb {
 	case "HELO":
 		s.cmdHelo(arg, false)
@@ -251,6 +255,30 @@ func (s *session) dispatch(line []byte) {
 	default:
 		s.reply(codeSyntax, "5.5.2", "Error: command not recognized")
 	}
+}
+
+// tooMuchJunk counts the commands that move no mail forward (NOOP, RSET,
+// VRFY, HELP; Postfix's smtpd_junk_command_limit counts NOOP, VRFY, ETRN
+// and RSET) and, once there are more than MaxJunkCommands since the start
+// or the last delivered message, answers 421 4.7.0 instead of running the
+// command and ends the session, so that a client cannot hold the
+// connection for ever with them. It reports whether it did.
+func (s *session) tooMuchJunk(verb string) bool {
+	switch verb {
+	case "NOOP", "RSET", "VRFY", "HELP":
+	default:
+		return false
+	}
+	s.junk++
+	max := s.srv.maxJunkCommands()
+	if max == 0 || s.junk <= max {
+		return false
+	}
+	s.log.Warn("too many junk commands", "limit", max)
+	// RFC 5321 §3.8: the server may close with 421 when it must.
+	s.replyf(codeUnavailable, "4.7.0", "%s Too many junk commands, closing connection (conn %s)", s.host, s.info.ID)
+	s.closing = true
+	return true
 }
 
 // hasControl reports whether line holds a control character (RFC 5234
