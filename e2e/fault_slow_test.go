@@ -54,7 +54,8 @@ func TestFaultTricklingClient(t *testing.T) {
 // the socket buffers; the server's write then times out (--write-timeout)
 // and it drops the client instead of blocking forever. Others are served.
 func TestFaultClientNeverReads(t *testing.T) {
-	p := startFault(t, "", "--write-timeout", "2s")
+	// No junk-command limit: it would close the connection first.
+	p := startFault(t, "", "--write-timeout", "2s", "--max-junk-commands", "0")
 	conn, err := net.Dial("tcp", p.Addr("smtp"))
 	if err != nil {
 		t.Fatal(err)

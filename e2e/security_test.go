@@ -153,7 +153,7 @@ func TestCatchAllAndDomains(t *testing.T) {
 // needed again afterwards, AUTH works, and the Received header says ESMTPSA.
 func TestSTARTTLSAuthSubmission(t *testing.T) {
 	path := usersFile(t, map[string]string{"alice": "secret"})
-	p := start(t, "", "--users-file", path, "--tls-self-signed", "--smtp-require-auth")
+	p := start(t, "", "--users-file", path, "--tls-self-signed", "--smtp-require-auth", "--smtp-require-helo")
 	c := testsupport.Dial(t, p.Addr("smtp"))
 	c.ExpectReply("220 *")
 	c.Send("EHLO client.test\r\n")

@@ -42,12 +42,14 @@ type Config struct {
 	AllowInsecureAuth bool
 	Insecure          bool
 	SMTPRequireAuth   bool
+	SMTPRequireHelo   bool
 	TrustedNetworks   netpolicy.Networks
 
 	MaxMessageSize      Size
 	MaxRecipients       int
 	MaxLineLength       int
 	MaxErrors           int
+	MaxJunkCommands     int
 	MaxConnections      int
 	MaxConnectionsPerIP int
 
@@ -238,6 +240,7 @@ func Default() Config {
 		MaxRecipients:       100,
 		MaxLineLength:       2048,
 		MaxErrors:           10,
+		MaxJunkCommands:     100,
 		MaxConnections:      4096,
 		MaxConnectionsPerIP: 20,
 		SMTPCommandTimeout:  5 * time.Minute,
@@ -280,11 +283,13 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.AllowInsecureAuth, "allow-insecure-auth", c.AllowInsecureAuth, "allow plaintext passwords without TLS from non-local clients")
 	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow listening on non-loopback addresses with the default credentials")
 	fs.BoolVar(&c.SMTPRequireAuth, "smtp-require-auth", c.SMTPRequireAuth, "every SMTP MAIL needs an authenticated session")
+	fs.BoolVar(&c.SMTPRequireHelo, "smtp-require-helo", c.SMTPRequireHelo, "SMTP MAIL needs HELO/EHLO first (503 5.5.1 otherwise)")
 	fs.Var(netsValue{&c.TrustedNetworks}, "trusted-networks", "comma-separated CIDRs treated like loopback (exempt from per-IP caps)")
 	fs.Var(sizeValue{&c.MaxMessageSize}, "max-message-size", "largest message accepted (SIZE), e.g. 25MiB")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", c.MaxRecipients, "recipients per SMTP transaction")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", c.MaxLineLength, "longest SMTP command line in octets (at least 512)")
 	fs.IntVar(&c.MaxErrors, "max-errors", c.MaxErrors, "protocol errors before a session is closed")
+	fs.IntVar(&c.MaxJunkCommands, "max-junk-commands", c.MaxJunkCommands, "SMTP NOOP/RSET/VRFY/HELP per session between delivered messages before 421 (0: no limit)")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "concurrent connections per protocol, for all clients")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "concurrent connections per client IP per protocol (loopback and trusted networks exempt)")
 	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
@@ -490,6 +495,8 @@ func (c *Config) Validate() error {
 		return bad("max-line-length", "%d is above 1MiB", c.MaxLineLength)
 	case c.MaxErrors < 1:
 		return bad("max-errors", "must be at least 1")
+	case c.MaxJunkCommands < 0:
+		return bad("max-junk-commands", "must not be negative (0 means unlimited)")
 	case c.MaxConnections < 1:
 		return bad("max-connections", "must be at least 1")
 	case c.MaxConnectionsPerIP < 0:

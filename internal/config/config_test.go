@@ -168,3 +168,36 @@ func TestMinFreeSpace(t *testing.T) {
 		t.Errorf("bad value: %v", err)
 	}
 }
+
+// The SMTP command-layer settings: defaults, environment and flags.
+func TestSMTPCommandSettings(t *testing.T) {
+	c, err := Parse("t", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTPRequireHelo || c.MaxJunkCommands != 100 {
+		t.Fatalf("defaults: require-helo %v, max-junk-commands %d", c.SMTPRequireHelo, c.MaxJunkCommands)
+	}
+	c, err = Parse("t", nil, env(map[string]string{"POSTOFFICE_SMTP_REQUIRE_HELO": "true"}), io.Discard)
+	if err != nil || !c.SMTPRequireHelo {
+		t.Fatalf("env: require-helo %v, %v", c.SMTPRequireHelo, err)
+	}
+	c, err = Parse("t", []string{"--smtp-require-helo"}, env(nil), io.Discard)
+	if err != nil || !c.SMTPRequireHelo {
+		t.Fatalf("flag: require-helo %v, %v", c.SMTPRequireHelo, err)
+	}
+}
+
+func TestMaxJunkCommandsSetting(t *testing.T) {
+	c, err := Parse("t", nil, env(map[string]string{"POSTOFFICE_MAX_JUNK_COMMANDS": "7"}), io.Discard)
+	if err != nil || c.MaxJunkCommands != 7 {
+		t.Fatalf("env: %d, %v", c.MaxJunkCommands, err)
+	}
+	c, err = Parse("t", []string{"--max-junk-commands", "0"}, env(nil), io.Discard)
+	if err != nil || c.MaxJunkCommands != 0 {
+		t.Fatalf("flag 0 (no limit): %d, %v", c.MaxJunkCommands, err)
+	}
+	if _, err := Parse("t", []string{"--max-junk-commands", "-1"}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "max-junk-commands") {
+		t.Fatalf("negative accepted: %v", err)
+	}
+}

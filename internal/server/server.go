@@ -223,6 +223,7 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		MaxRecipients:     cfg.MaxRecipients,
 		MaxLineLength:     cfg.MaxLineLength,
 		MaxErrors:         cfg.MaxErrors,
+		MaxJunkCommands:   junkLimit(cfg.MaxJunkCommands),
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -231,9 +232,19 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
 		IsLocal:           cfg.TrustedNetworks.IsLocal,
 		RequireAuth:       cfg.SMTPRequireAuth,
+		RequireHelo:       cfg.SMTPRequireHelo,
 		AuthEnabled:       true,
 		Observer:          s.metrics.Observer("smtp"),
 	}
+}
+
+// junkLimit maps --max-junk-commands (0: no limit) to
+// smtp.Server.MaxJunkCommands (0: the default, negative: no limit).
+func junkLimit(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newPOP3 returns the POP3 engine on the POP3 backend.

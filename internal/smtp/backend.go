@@ -24,7 +24,7 @@ type ConnInfo struct {
 // backend uses it for trace headers and delivery.
 type Envelope struct {
 	Conn     ConnInfo
-	Helo     string // the HELO/EHLO argument
+	Helo     string // the HELO/EHLO argument, printable ASCII (other octets are '?'); "" if none
 	ESMTP    bool   // EHLO rather than HELO
 	TLS      *tls.ConnectionState
 	AuthUser string // authenticated identity, "" if none

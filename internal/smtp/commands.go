@@ -17,6 +17,10 @@ func (s *session) cmdHelo(arg string, esmtp bool) {
 	}
 	// RFC 5321 §4.1.4: HELO/EHLO ends any transaction in progress.
 	s.endTransaction()
+	// The name goes into the greeting and the Received header: kept as
+	// printable ASCII (a domain or address literal is, RFC 5321 §4.1.2),
+	// other octets replaced by '?' as Postfix does.
+	name = printable(name)
 	s.helo, s.esmtp = name, esmtp
 	greet := fmt.Sprintf("%s greets %s", s.host, name)
 	if !esmtp {
@@ -45,7 +49,10 @@ func (s *session) cmdHelo(arg string, esmtp bool) {
 // cmdMail handles MAIL FROM (RFC 5321 §4.1.1.2).
 func (s *session) cmdMail(arg string) {
 	switch {
-	case s.helo == "":
+	case s.helo == "" && s.srv.RequireHelo:
+		// RFC 5321 §4.1.4 says a session starts with EHLO or HELO; like
+		// Postfix (smtpd_helo_required = no) MAIL without one is accepted
+		// unless RequireHelo is set.
 		s.reply(codeBadSequence, "5.5.1", "Error: send HELO/EHLO first")
 		return
 	case s.env != nil:
@@ -58,9 +65,12 @@ func (s *session) cmdMail(arg string) {
 	}
 	from, nonASCII, params, err := parsePathArg(arg, "FROM:")
 	if err != nil {
-		if errors.Is(err, errParamSyntax) {
+		switch {
+		case errors.Is(err, errPathTooLong):
+			s.reply(codeParamSyntax, "5.1.3", "Error: path too long (256 octets at most)")
+		case errors.Is(err, errParamSyntax):
 			s.reply(codeParamSyntax, "5.5.4", "Syntax error in parameters")
-		} else {
+		default:
 			s.reply(codeParamSyntax, "5.1.7", "Syntax: MAIL FROM:<address>")
 		}
 		return
@@ -76,7 +86,7 @@ func (s *session) cmdMail(arg string) {
 	}
 	if len(params) > 0 && !s.esmtp {
 		// Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
-		s.reply(codeParamsUnknown, "5.5.4", "Parameters not supported after HELO")
+		s.reply(codeParamsUnknown, "5.5.4", "Parameters not supported without EHLO")
 		return
 	}
 	for _, p := range params {
@@ -167,9 +177,12 @@ func (s *session) cmdRcpt(arg string) {
 		err = errPathSyntax
 	}
 	if err != nil {
-		if errors.Is(err, errParamSyntax) {
+		switch {
+		case errors.Is(err, errPathTooLong):
+			s.reply(codeParamSyntax, "5.1.3", "Error: path too long (256 octets at most)")
+		case errors.Is(err, errParamSyntax):
 			s.reply(codeParamSyntax, "5.5.4", "Syntax error in parameters")
-		} else {
+		default:
 			s.reply(codeParamSyntax, "5.1.3", "Syntax: RCPT TO:<address>")
 		}
 		return
@@ -342,6 +355,7 @@ func (s *session) finishMessage(env *Envelope, id string, err error, tooBig bool
 	case err != nil:
 		s.backendError("data", err)
 	default:
+		s.junk = 0 // a delivered message resets the junk count, as in Postfix
 		s.reply(codeOK, "2.0.0", "Ok: queued as "+id)
 		// The client waits for this reply alone: send it before the log
 		// line is written (a write error shows again at the next flush).

@@ -98,6 +98,7 @@ func FuzzParsePath(f *testing.F) {
 		`FROM:<"a b\"c"@d>`, "FROM:<a@[1.2.3.4]>", "FROM:<a@[IPv6:::1]>", "FROM:<a@[tag:x]>",
 		"FROM:<jö@ü.de> SMTPUTF8", "FROM:<a@b>x", "FROM:<a@b> =x", "FROM:<a..b@c>", "FROM:<a@b-.c>",
 		"FROM:<a@b> K=v K=w", "TO:<postmaster>", "FROM:<\xff@b>", "FROM:<a@b> SIZE=1 AUTH=<>",
+		"FROM:<" + strings.Repeat("a", 250) + "@b.c>", "FROM:<@" + strings.Repeat("r", 250) + ":a@b>",
 	} {
 		f.Add(s)
 	}

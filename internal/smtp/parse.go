@@ -11,6 +11,7 @@ import (
 // Parse errors; the command handlers map them to replies.
 var (
 	errPathSyntax  = errors.New("bad path syntax")
+	errPathTooLong = errors.New("path too long")
 	errParamSyntax = errors.New("bad parameter syntax")
 )
 
@@ -35,10 +36,19 @@ func parsePathArg(arg, keyword string) (addr string, nonASCII bool, params []par
 	if len(arg) < len(keyword) || !strings.EqualFold(arg[:len(keyword)], keyword) {
 		return "", false, nil, errPathSyntax
 	}
-	rest := strings.TrimLeft(arg[len(keyword):], " ")
-	addr, rest, err = parsePath(rest)
+	path := strings.TrimLeft(arg[len(keyword):], " ")
+	addr, rest, err := parsePath(path)
 	if err != nil {
 		return "", false, nil, err
+	}
+	// RFC 5321 §4.5.3.1.3: a reverse-path or forward-path is at most 256
+	// octets, "<" and ">" and any source route included. That bound also
+	// covers the domain (255 octets, §4.5.3.1.2): no longer one fits. The
+	// local-part's 64 octets (§4.5.3.1.1) are not enforced: §4.5.3.1 asks
+	// servers to accept longer objects where they can, and SRS, VERP and
+	// X.400-style local-parts exceed 64 (Postfix accepts them too).
+	if len(path)-len(rest) > maxPathLength {
+		return "", false, nil, errPathTooLong
 	}
 	for i := 0; i < len(addr); i++ {
 		if addr[i] >= utf8.RuneSelf {
@@ -52,6 +62,10 @@ func parsePathArg(arg, keyword string) (addr string, nonASCII bool, params []par
 	}
 	return addr, nonASCII, params, nil
 }
+
+// maxPathLength is the longest reverse-path or forward-path accepted, in
+// octets with its angle brackets (RFC 5321 §4.5.3.1.3).
+const maxPathLength = 256
 
 // parsePath parses a Reverse-path or Forward-path at the start of s (RFC
 // 5321 §4.1.2):

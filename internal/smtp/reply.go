@@ -46,7 +46,7 @@ func (s *session) reply(code int, enhanced, text string) {
 		w.WriteString(enhanced)
 		w.WriteByte(' ')
 	}
-	w.WriteString(text)
+	w.WriteString(printable(text))
 	// Every error reply names the connection, so that a user can find its
 	// log lines (CONVENTIONS.md, Logging).
 	if code >= 400 && !strings.Contains(text, "(conn ") {
@@ -74,7 +74,7 @@ func (s *session) replyLines(code int, lines []string) {
 		} else {
 			w.WriteByte(' ')
 		}
-		w.WriteString(l)
+		w.WriteString(printable(l))
 		w.WriteString("\r\n")
 	}
 	s.count(code)
@@ -98,6 +98,26 @@ func (s *session) count(code int) {
 	if code >= 500 && !s.noCount {
 		s.errors++
 	}
+}
+
+// printable returns text with every octet outside printable ASCII (SP
+// through '~') replaced by '?'. Reply text is ASCII (RFC 5321 §4.2.1,
+// textstring); texts that quote the client (a HELO name, a backend's
+// refusal naming a domain) must not carry its NULs, CRs, controls or 8-bit
+// octets back, nor break the reply's CRLF framing.
+func printable(text string) string {
+	for i := 0; i < len(text); i++ {
+		if c := text[i]; c < 0x20 || c > 0x7e {
+			b := []byte(text)
+			for j := i; j < len(b); j++ {
+				if b[j] < 0x20 || b[j] > 0x7e {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return text
 }
 
 // withID appends the connection id to a reply text so that an operator can

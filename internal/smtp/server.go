@@ -53,7 +53,13 @@ type Server struct {
 	AllowInsecureAuth bool               // AUTH allowed without TLS from anywhere
 	IsLocal           func(netip.Addr) bool
 	RequireAuth       bool // MAIL needs an authenticated session (530 5.7.0)
+	RequireHelo       bool // MAIL needs HELO/EHLO first (503 5.5.1); off as Postfix's smtpd_helo_required
 	AuthEnabled       bool // advertise and accept AUTH PLAIN LOGIN where allowed
+
+	// MaxJunkCommands bounds NOOP, RSET, VRFY and HELP per session between
+	// delivered messages (421 4.7.0 and close beyond it), as Postfix's
+	// smtpd_junk_command_limit; default 100, negative for no limit.
+	MaxJunkCommands int
 
 	// Observer receives connection and transaction events (metrics); nil
 	// observes nothing.
@@ -108,6 +114,20 @@ func (s *Server) maxErrors() int {
 		return s.MaxErrors
 	}
 	return DefaultMaxErrors
+}
+
+// DefaultMaxJunkCommands is Postfix's smtpd_junk_command_limit.
+const DefaultMaxJunkCommands = 100
+
+// maxJunkCommands returns the junk command limit, 0 for none.
+func (s *Server) maxJunkCommands() int {
+	switch {
+	case s.MaxJunkCommands < 0:
+		return 0
+	case s.MaxJunkCommands == 0:
+		return DefaultMaxJunkCommands
+	}
+	return s.MaxJunkCommands
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -43,6 +43,7 @@ type session struct {
 	bdatStale bool // a BDAT of this transaction failed: discard chunks until RSET/MAIL/EHLO
 
 	errors  int
+	junk    int  // NOOP, RSET, VRFY, HELP since the start or the last delivered message
 	noCount bool // replies do not count toward MaxErrors (see count)
 	closing bool // close after the queued replies are sent
 
@@ -204,9 +205,19 @@ func (s *session) readFailed(what string, err error) {
 
 // dispatch runs one command line: the one dispatch point of the protocol.
 func (s *session) dispatch(line []byte) {
+	if hasControl(line) {
+		// RFC 5321 §4.1.1.1, §2.3.8: a command line is text (SP, HTAB and
+		// printable characters); NUL, a bare CR or another control has no
+		// place in one. Refused as Postfix does, and counted as an error.
+		s.reply(codeParamSyntax, "5.5.2", "Error: control character in command")
+		return
+	}
 	cmd := string(line)
 	verb, arg, _ := strings.Cut(cmd, " ")
 	verb = strings.ToUpper(verb)
+	if s.tooMuchJunk(verb) {
+		return
+	}
 	switch verb {
 	case "HELO":
 		s.cmdHelo(arg, false)
@@ -244,6 +255,42 @@ func (s *session) dispatch(line []byte) {
 	default:
 		s.reply(codeSyntax, "5.5.2", "Error: command not recognized")
 	}
+}
+
+// tooMuchJunk counts the commands that move no mail forward (NOOP, RSET,
+// VRFY, HELP; Postfix's smtpd_junk_command_limit counts NOOP, VRFY, ETRN
+// and RSET) and, once there are more than MaxJunkCommands since the start
+// or the last delivered message, answers 421 4.7.0 instead of running the
+// command and ends the session, so that a client cannot hold the
+// connection for ever with them. It reports whether it did.
+func (s *session) tooMuchJunk(verb string) bool {
+	switch verb {
+	case "NOOP", "RSET", "VRFY", "HELP":
+	default:
+		return false
+	}
+	s.junk++
+	max := s.srv.maxJunkCommands()
+	if max == 0 || s.junk <= max {
+		return false
+	}
+	s.log.Warn("too many junk commands", "limit", max)
+	// RFC 5321 §3.8: the server may close with 421 when it must.
+	s.replyf(codeUnavailable, "4.7.0", "%s Too many junk commands, closing connection (conn %s)", s.host, s.info.ID)
+	s.closing = true
+	return true
+}
+
+// hasControl reports whether line holds a control character (RFC 5234
+// CTL: %x00-1F and %x7F) other than HTAB. The CRLF that ended the line is
+// not part of it; a CR left inside is a bare CR.
+func hasControl(line []byte) bool {
+	for _, c := range line {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // endTransaction abandons the current mail transaction, if any.

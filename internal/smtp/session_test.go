@@ -115,7 +115,7 @@ func TestSequence(t *testing.T) {
 		{"HELO x", map[string]string{"*": "250 mx.test greets x"}},
 		{"EHLO x", map[string]string{"*": "250 AUTH PLAIN LOGIN"}},
 		{mail, map[string]string{
-			"connected": "503 5.5.1 Error: send HELO/EHLO first",
+			"connected": "250 2.1.0 Ok", // no HELO needed by default (TestRequireHelo)
 			"mail":      "503 5.5.1 Error: nested MAIL command",
 			"rcpt":      "503 5.5.1 Error: nested MAIL command",
 			"*":         "250 2.1.0 Ok",
@@ -522,6 +522,7 @@ func TestMaxRecipients(t *testing.T) {
 func TestMaxErrors(t *testing.T) {
 	srv := testServer(t, newBackend())
 	srv.MaxErrors = 3
+	srv.RequireHelo = true // MAIL before HELO is one of the errors
 	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
 	c.Cmd("FOO", "500 *")
 	c.Cmd("NOOP", "250 *") // successes do not reset the count

@@ -16,6 +16,7 @@ func TestStartTLS(t *testing.T) {
 	srvCfg, cliCfg := testsupport.TLSPair(t, "mx.test")
 	srv.TLSConfig = srvCfg
 	srv.IsLocal = notLocal
+	srv.RequireHelo = true // so that MAIL shows the HELO state reset
 	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
 	lines := c.Cmd("EHLO c", "250 STARTTLS")
 	if slices.Contains(lines, "250-AUTH PLAIN LOGIN") {
