@@ -53,6 +53,7 @@ type Config struct {
 
 	SMTPCommandTimeout time.Duration
 	SMTPDataTimeout    time.Duration
+	SMTPMinDataRate    int // octets per second over a DATA/BDAT request; 0: none
 	WriteTimeout       time.Duration
 	POP3LoginTimeout   time.Duration
 	POP3IdleTimeout    time.Duration
@@ -212,6 +213,7 @@ func Default() Config {
 		MaxConnectionsPerIP: 20,
 		SMTPCommandTimeout:  5 * time.Minute,
 		SMTPDataTimeout:     3 * time.Minute,
+		SMTPMinDataRate:     500,
 		WriteTimeout:        time.Minute,
 		POP3LoginTimeout:    time.Minute,
 		POP3IdleTimeout:     10 * time.Minute,
@@ -258,6 +260,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "concurrent connections per client IP per protocol (loopback and trusted networks exempt)")
 	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
 	fs.DurationVar(&c.SMTPDataTimeout, "smtp-data-timeout", c.SMTPDataTimeout, "SMTP wait for each block of message data")
+	fs.IntVar(&c.SMTPMinDataRate, "smtp-min-data-rate", c.SMTPMinDataRate, "SMTP minimum average data rate of DATA and BDAT in bytes per second (0: none)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "wait for the client to accept a reply")
 	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", c.POP3LoginTimeout, "POP3 time allowed to log in")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", c.POP3IdleTimeout, "POP3 autologout after this idle time (RFC 1939: at least 10m)")
@@ -464,6 +467,8 @@ func (c *Config) Validate() error {
 		return bad("max-connections-per-ip", "must not be negative (0 means unlimited)")
 	case c.AuthMaxFailures < 0:
 		return bad("auth-max-failures", "must not be negative (0 means unlimited)")
+	case c.SMTPMinDataRate < 0:
+		return bad("smtp-min-data-rate", "must not be negative (0 means no minimum)")
 	}
 	for _, d := range []struct {
 		name string

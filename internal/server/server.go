@@ -214,6 +214,7 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		MaxErrors:         cfg.MaxErrors,
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
+		MinDataRate:       int64(cfg.SMTPMinDataRate),
 		WriteTimeout:      cfg.WriteTimeout,
 		Limiter:           s.limiter(),
 		TLSConfig:         tlsConfig,

@@ -174,7 +174,9 @@ func (s *session) cmdBdat(arg string) {
 	}
 	b := s.bdat
 	s.conn.SetTimeouts(s.srv.dataTimeout(), s.srv.writeTimeout())
-	_, err := io.CopyN(b, s.conn.R, n)
+	dl := s.startDataDeadline()
+	_, err := io.CopyN(b, rateReader{s.conn.R, dl}, n)
+	dl.stop()
 	s.conn.SetTimeouts(s.srv.commandTimeout(), s.srv.writeTimeout())
 	if err != nil {
 		// Client gone or timed out inside the chunk: the backend's reader
@@ -185,7 +187,7 @@ func (s *session) cmdBdat(arg string) {
 		s.bdat = nil
 		b.abort(err)
 		s.env = nil
-		s.readFailed("bdat chunk", err)
+		s.dataReadFailed(dl, "bdat chunk", err)
 		s.closing = true
 		return
 	}
@@ -223,8 +225,10 @@ func (s *session) discardChunk(n, max int64) bool {
 	}
 	s.conn.SetTimeouts(s.srv.dataTimeout(), s.srv.writeTimeout())
 	defer s.conn.SetTimeouts(s.srv.commandTimeout(), s.srv.writeTimeout())
-	if _, err := s.conn.R.Discard(int(n)); err != nil {
-		s.readFailed("bdat chunk", err)
+	dl := s.startDataDeadline()
+	defer dl.stop()
+	if _, err := io.CopyN(io.Discard, rateReader{s.conn.R, dl}, n); err != nil {
+		s.dataReadFailed(dl, "bdat chunk", err)
 		s.closing = true
 		return false
 	}

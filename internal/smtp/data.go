@@ -5,6 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
+	"time"
+
+	"postoffice/internal/textio"
 )
 
 // ErrMessageTooBig is returned by the message reader given to Backend.Data
@@ -57,6 +61,10 @@ type dataReader struct {
 	pend    [3]byte // output produced but not yet returned (small reads)
 	pendOff int
 	pendN   int
+
+	// arrived, if set, is told the number of octets each read of the
+	// connection brought (the data deadline grows with them).
+	arrived func(n int)
 }
 
 func newDataReader(r *bufio.Reader, max int64) *dataReader {
@@ -181,6 +189,9 @@ func (d *dataReader) fill() bool {
 		d.err = err
 		return false
 	}
+	if d.arrived != nil {
+		d.arrived(d.r.Buffered())
+	}
 	return true
 }
 
@@ -285,4 +296,88 @@ func (st dataState) afterDotCR(b byte, out []byte, o int) (dataState, int) {
 		return stCR, o + 2
 	}
 	return stText, o + 2
+}
+
+// dataDeadline bounds a whole DATA or BDAT request by a minimum average data
+// rate, as Postfix 3.7's smtpd_min_data_rate with smtpd_per_request_deadline
+// does: the request starts with the block timeout as its deadline; each read
+// of n octets moves the deadline n/rate seconds later, never more than the
+// block timeout after that read. A client that trickles an octet just before
+// each block timeout (RFC 5321 §4.5.3.2.5 bounds each wait, not the whole)
+// thus runs out of time, while one that sends at the rate or faster waits
+// for no more than the block timeout at each read, as before.
+//
+// The deadline is a read limit on the session's GuardConn, so it caps the
+// deadline textio sets before every read of the socket (under TLS too).
+type dataDeadline struct {
+	guard *textio.GuardConn
+	block time.Duration
+	rate  int64 // octets per second; 0: no minimum, the deadline is unused
+	at    time.Time
+	last  time.Time // the last read that brought data (or the start)
+	n     int64     // octets received
+}
+
+// startDataDeadline starts the deadline of one DATA command or BDAT chunk.
+func (s *session) startDataDeadline() *dataDeadline {
+	d := &dataDeadline{guard: s.guard, block: s.srv.dataTimeout(), rate: s.srv.MinDataRate}
+	if d.rate > 0 {
+		d.last = time.Now()
+		d.at = d.last.Add(d.block)
+		d.guard.SetReadLimit(d.at)
+	}
+	return d
+}
+
+// received extends the deadline for n octets just read.
+func (d *dataDeadline) received(n int) {
+	if d.rate <= 0 || n <= 0 {
+		return
+	}
+	d.n += int64(n)
+	d.last = time.Now()
+	d.at = d.at.Add(time.Duration(int64(n) * int64(time.Second) / d.rate))
+	if cap := d.last.Add(d.block); d.at.After(cap) {
+		d.at = cap
+	}
+	d.guard.SetReadLimit(d.at)
+}
+
+// stop removes the deadline.
+func (d *dataDeadline) stop() {
+	if d.rate > 0 {
+		d.guard.SetReadLimit(time.Time{})
+	}
+}
+
+// missed reports whether err is a timeout that the minimum rate caused:
+// the deadline was earlier than the block timeout after the last read.
+func (d *dataDeadline) missed(err error) bool {
+	var ne net.Error
+	return d.rate > 0 && errors.As(err, &ne) && ne.Timeout() && d.at.Before(d.last.Add(d.block))
+}
+
+// rateReader reports the octets read through it to a dataDeadline.
+type rateReader struct {
+	r  io.Reader
+	dl *dataDeadline
+}
+
+func (r rateReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.dl.received(n)
+	return n, err
+}
+
+// dataReadFailed is readFailed for the data of DATA or BDAT: when the
+// minimum data rate was not met it says so, with the reply of a timeout
+// (421 4.4.2, RFC 5321 §4.5.3.2: the server may close after its timeout).
+func (s *session) dataReadFailed(dl *dataDeadline, what string, err error) {
+	if !dl.missed(err) {
+		s.readFailed(what, err)
+		return
+	}
+	s.log.Info("timeout: minimum data rate not met", "waiting_for", what, "min_rate", dl.rate, "octets", dl.n)
+	s.replyf(codeUnavailable, "4.4.2", "%s Timeout exceeded: data rate below %d octets/s, closing connection (conn %s)", s.host, dl.rate, s.info.ID)
+	s.conn.Flush()
 }
