@@ -53,7 +53,8 @@ type Config struct {
 
 	SMTPCommandTimeout time.Duration
 	SMTPDataTimeout    time.Duration
-	SMTPMinDataRate    int // octets per second over a DATA/BDAT request; 0: none
+	SMTPMinDataRate    int    // octets per second over a DATA/BDAT request; 0: none
+	SMTPBareNewline    string // bare CR/LF and NUL in message data: normalize, reject or accept
 	WriteTimeout       time.Duration
 	POP3LoginTimeout   time.Duration
 	POP3IdleTimeout    time.Duration
@@ -214,6 +215,7 @@ func Default() Config {
 		SMTPCommandTimeout:  5 * time.Minute,
 		SMTPDataTimeout:     3 * time.Minute,
 		SMTPMinDataRate:     500,
+		SMTPBareNewline:     "normalize",
 		WriteTimeout:        time.Minute,
 		POP3LoginTimeout:    time.Minute,
 		POP3IdleTimeout:     10 * time.Minute,
@@ -261,6 +263,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
 	fs.DurationVar(&c.SMTPDataTimeout, "smtp-data-timeout", c.SMTPDataTimeout, "SMTP wait for each block of message data")
 	fs.IntVar(&c.SMTPMinDataRate, "smtp-min-data-rate", c.SMTPMinDataRate, "SMTP minimum average data rate of DATA and BDAT in bytes per second (0: none)")
+	fs.StringVar(&c.SMTPBareNewline, "smtp-bare-newline", c.SMTPBareNewline, "SMTP bare CR/LF (and NUL) in message data: normalize, reject or accept")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "wait for the client to accept a reply")
 	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", c.POP3LoginTimeout, "POP3 time allowed to log in")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", c.POP3IdleTimeout, "POP3 autologout after this idle time (RFC 1939: at least 10m)")
@@ -496,6 +499,11 @@ func (c *Config) Validate() error {
 		return bad("retention-max-messages", "must not be negative (0 means no limit)")
 	case c.RetentionInterval <= 0:
 		return bad("retention-interval", "must be positive")
+	}
+	switch c.SMTPBareNewline {
+	case "normalize", "reject", "accept":
+	default:
+		return bad("smtp-bare-newline", "%q is not normalize, reject or accept", c.SMTPBareNewline)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -79,6 +79,7 @@ func TestInvalidValuesNameTheSetting(t *testing.T) {
 		{[]string{"--http-addr", "0.0.0.0:8025"}, nil, "--http-addr"},
 		{[]string{"--smtp-data-timeout", "0s"}, nil, "--smtp-data-timeout"},
 		{[]string{"--smtp-min-data-rate", "-1"}, nil, "--smtp-min-data-rate"},
+		{[]string{"--smtp-bare-newline", "yes"}, nil, "--smtp-bare-newline"},
 		{nil, map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "many"}, "POSTOFFICE_MAX_RECIPIENTS"},
 		{[]string{"--smtp-addr", "", "--pop3-addr", ""}, nil, "disabled"},
 		{[]string{"stray"}, nil, "unexpected argument"},

@@ -215,6 +215,7 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
 		MinDataRate:       int64(cfg.SMTPMinDataRate),
+		BareNewline:       bareNewline(cfg.SMTPBareNewline),
 		WriteTimeout:      cfg.WriteTimeout,
 		Limiter:           s.limiter(),
 		TLSConfig:         tlsConfig,
@@ -224,6 +225,13 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		AuthEnabled:       true,
 		Observer:          s.metrics.Observer("smtp"),
 	}
+}
+
+// bareNewline is the SMTP engine's policy named by --smtp-bare-newline
+// (validated by config).
+func bareNewline(name string) smtp.BareNewline {
+	p, _ := smtp.ParseBareNewline(name)
+	return p
 }
 
 // newPOP3 returns the POP3 engine on the POP3 backend.

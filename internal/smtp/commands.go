@@ -317,6 +317,7 @@ func (s *session) cmdData(arg string) {
 	defer dl.stop()
 	dr := newDataReader(s.conn.R, s.srv.maxMessageBytes())
 	dr.arrived = dl.received
+	dr.setPolicy(s.srv.BareNewline)
 	id, err := s.srv.Backend.Data(s.ctx, env, dr)
 	// Whatever the backend read, the client's data runs to CRLF.CRLF.
 	if derr := dr.drain(); derr != nil {
@@ -326,6 +327,9 @@ func (s *session) cmdData(arg string) {
 		s.dataReadFailed(dl, "data", derr)
 		s.closing = true
 		return
+	}
+	if e := dr.refused(); e != nil {
+		err = e // the backend stored nothing: its reader failed with e
 	}
 	s.finishMessage(env, id, err, dr.tooBig, dr.n)
 }

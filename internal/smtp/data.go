@@ -15,6 +15,94 @@ import (
 // once the message exceeds Server.MaxMessageBytes.
 var ErrMessageTooBig = errors.New("smtp: message exceeds size limit")
 
+// BareNewline is the policy for bare CR, bare LF and NUL in message data
+// (RFC 5321 §2.3.8: lines end in CRLF only; a bare CR or LF SHOULD NOT be
+// sent, and NUL is not text), in the manner of Postfix 3.9's
+// smtpd_forbid_bare_newline. In every mode only CRLF "." CRLF ends DATA,
+// so that no bare line end can smuggle a second message (CVE-2023-51764).
+type BareNewline uint8
+
+const (
+	// BareNewlineNormalize (the zero value, the default): a bare LF in
+	// DATA ends a line and is stored as CRLF; a dot after it is handled
+	// as at any line start (RFC 5321 §4.5.2); bare CR and NUL are kept.
+	BareNewlineNormalize BareNewline = iota
+	// BareNewlineReject: a message holding a bare LF or a bare CR gets
+	// "550 5.5.2 Error: bare <LF> received" (or <CR>), one holding NUL
+	// "550 5.6.0 Error: NUL received"; it is read to its end and nothing is
+	// stored. BDAT chunks are checked alike, except with BODY=BINARYMIME,
+	// whose octets are arbitrary (RFC 3030 §3).
+	BareNewlineReject
+	// BareNewlineAccept: nothing is refused and the engine changes no line
+	// end: only CRLF ends a line (RFC 5321 §2.3.8), so a bare LF is an
+	// octet of a line's text and a dot after it is not a line's first
+	// character; the data goes to the backend as sent, less the dots
+	// removed after CRLF (RFC 5321 §4.5.2). The Maildir store still writes
+	// every LF as CRLF (its normal form, which POP3 sizes rest on).
+	BareNewlineAccept
+)
+
+// ParseBareNewline returns the policy named "normalize", "reject" or
+// "accept".
+func ParseBareNewline(s string) (BareNewline, bool) {
+	switch s {
+	case "normalize", "":
+		return BareNewlineNormalize, true
+	case "reject":
+		return BareNewlineReject, true
+	case "accept":
+		return BareNewlineAccept, true
+	}
+	return 0, false
+}
+
+// Replies for data refused under BareNewlineReject: 550 as Postfix's
+// smtpd_forbid_bare_newline_reject_code, which says "Error: bare <LF>
+// received" with 5.5.2 (a syntax error of the data); NUL is a media error
+// (RFC 3463 X.6.0: other or undefined media error).
+const codeDataRefused = 550
+
+var (
+	errBareLF = &Error{Code: codeDataRefused, Enhanced: "5.5.2", Message: "Error: bare <LF> received"}
+	errBareCR = &Error{Code: codeDataRefused, Enhanced: "5.5.2", Message: "Error: bare <CR> received"}
+	errNUL    = &Error{Code: codeDataRefused, Enhanced: "5.6.0", Message: "Error: NUL received"}
+)
+
+// lineCheck finds the first bare LF, bare CR or NUL in a stream of
+// message octets handed to it in pieces.
+type lineCheck struct {
+	cr  bool   // the last octet seen was CR
+	bad *Error // what was found; nil so far
+}
+
+// scan checks the octets p, which follow those seen before.
+func (c *lineCheck) scan(p []byte) {
+	if c.bad != nil {
+		return
+	}
+	for _, b := range p {
+		switch {
+		case c.cr && b != '\n':
+			c.bad = errBareCR
+		case b == '\n' && !c.cr:
+			c.bad = errBareLF
+		case b == 0:
+			c.bad = errNUL
+		}
+		if c.bad != nil {
+			return
+		}
+		c.cr = b == '\r'
+	}
+}
+
+// end checks the end of the data: a CR last is bare.
+func (c *lineCheck) end() {
+	if c.bad == nil && c.cr {
+		c.bad = errBareCR
+	}
+}
+
 // dataState is where the DATA reader is within the current line.
 type dataState uint8
 
@@ -65,10 +153,29 @@ type dataReader struct {
 	// arrived, if set, is told the number of octets each read of the
 	// connection brought (the data deadline grows with them).
 	arrived func(n int)
+
+	policy BareNewline
+	check  *lineCheck // BareNewlineReject: the input up to the terminator
 }
 
 func newDataReader(r *bufio.Reader, max int64) *dataReader {
 	return &dataReader{r: r, max: max}
+}
+
+// setPolicy sets the bare-newline policy, before the first Read.
+func (d *dataReader) setPolicy(p BareNewline) {
+	d.policy = p
+	if p == BareNewlineReject {
+		d.check = &lineCheck{}
+	}
+}
+
+// refused is the reply for data that the policy refuses, nil if none.
+func (d *dataReader) refused() *Error {
+	if d.check == nil {
+		return nil
+	}
+	return d.check.bad
 }
 
 // Read implements io.Reader for Backend.Data.
@@ -77,6 +184,9 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	for n < len(p) {
 		if d.tooBig {
 			return n, ErrMessageTooBig
+		}
+		if e := d.refused(); e != nil {
+			return n, e
 		}
 		if d.pendOff < d.pendN {
 			c := copy(p[n:], d.pend[d.pendOff:d.pendN])
@@ -99,6 +209,8 @@ func (d *dataReader) Read(p []byte) (int, error) {
 	switch {
 	case d.tooBig:
 		return n, ErrMessageTooBig
+	case d.refused() != nil:
+		return n, d.refused()
 	case n > 0:
 		return n, nil
 	case d.done:
@@ -157,6 +269,15 @@ loop:
 		}
 		b := in[i]
 		i++
+		if b == '\n' && d.policy == BareNewlineAccept && (st == stText || st == stBOL || st == stDot) {
+			// Accept: a bare LF is line text, not a line end. A line
+			// that starts with a dot has more text after it, so that
+			// dot is removed (RFC 5321 §4.5.2).
+			out[o] = '\n'
+			o++
+			st = stText
+			continue
+		}
 		switch st {
 		case stText:
 			st, o = st.lineBreak(b, out, o)
@@ -174,6 +295,9 @@ loop:
 		}
 	}
 	d.state = st
+	if d.check != nil {
+		d.check.scan(in[:i])
+	}
 	d.consume(i, o)
 	return o
 }
