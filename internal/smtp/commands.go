@@ -316,7 +316,7 @@ func (s *session) cmdData(arg string) {
 	dl := s.startDataDeadline()
 	defer dl.stop()
 	dr := newDataReader(s.conn.R, s.srv.maxMessageBytes())
-	dr.arrived = dl.received
+	dr.dl = dl
 	dr.setPolicy(s.srv.BareNewline)
 	id, err := s.srv.Backend.Data(s.ctx, env, dr)
 	// Whatever the backend read, the client's data runs to CRLF.CRLF.

@@ -150,9 +150,9 @@ type dataReader struct {
 	pendOff int
 	pendN   int
 
-	// arrived, if set, is told the number of octets each read of the
-	// connection brought (the data deadline grows with them).
-	arrived func(n int)
+	// dl, if set, is told of each read of the connection (the data
+	// deadline grows with the octets it brings).
+	dl *dataDeadline
 
 	policy BareNewline
 	check  *lineCheck // BareNewlineReject: the input up to the terminator
@@ -306,15 +306,15 @@ loop:
 // It reports whether some arrived; if not it records the read error, the
 // end of the input before the terminator being io.ErrUnexpectedEOF.
 func (d *dataReader) fill() bool {
-	if _, err := d.r.Peek(1); err != nil {
+	d.dl.before()
+	_, err := d.r.Peek(1)
+	d.dl.after(d.r.Buffered())
+	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		d.err = err
 		return false
-	}
-	if d.arrived != nil {
-		d.arrived(d.r.Buffered())
 	}
 	return true
 }
@@ -424,50 +424,56 @@ func (st dataState) afterDotCR(b byte, out []byte, o int) (dataState, int) {
 
 // dataDeadline bounds a whole DATA or BDAT request by a minimum average data
 // rate, as Postfix 3.7's smtpd_min_data_rate with smtpd_per_request_deadline
-// does: the request starts with the block timeout as its deadline; each read
-// of n octets moves the deadline n/rate seconds later, never more than the
-// block timeout after that read. A client that trickles an octet just before
-// each block timeout (RFC 5321 §4.5.3.2.5 bounds each wait, not the whole)
-// thus runs out of time, while one that sends at the rate or faster waits
-// for no more than the block timeout at each read, as before.
+// does: the request starts with the block timeout as its time left; each
+// read of the connection uses up the time it waits, and the n octets it
+// brings add n/rate seconds, never beyond the block timeout. A client that
+// trickles an octet just before each block timeout (RFC 5321 §4.5.3.2.5
+// bounds each wait, not the whole) thus runs out of time, while one that
+// sends at the rate or faster may wait up to the block timeout at each
+// read, as before. Time the backend spends between reads is not charged.
 //
-// The deadline is a read limit on the session's GuardConn, so it caps the
-// deadline textio sets before every read of the socket (under TLS too).
+// The time left becomes a read limit on the session's GuardConn before each
+// read, so it caps the deadline textio sets for that read (under TLS too).
 type dataDeadline struct {
 	guard *textio.GuardConn
 	block time.Duration
-	rate  int64 // octets per second; 0: no minimum, the deadline is unused
-	at    time.Time
-	last  time.Time // the last read that brought data (or the start)
-	n     int64     // octets received
+	rate  int64         // octets per second; 0: no minimum, nothing to do
+	left  time.Duration // time the request may still wait in reads
+	start time.Time     // start of the current read
+	cut   bool          // the current read is limited by left, not block
+	n     int64         // octets received
 }
 
 // startDataDeadline starts the deadline of one DATA command or BDAT chunk.
 func (s *session) startDataDeadline() *dataDeadline {
-	d := &dataDeadline{guard: s.guard, block: s.srv.dataTimeout(), rate: s.srv.MinDataRate}
-	if d.rate > 0 {
-		d.last = time.Now()
-		d.at = d.last.Add(d.block)
-		d.guard.SetReadLimit(d.at)
-	}
-	return d
+	return &dataDeadline{guard: s.guard, block: s.srv.dataTimeout(), rate: s.srv.MinDataRate, left: s.srv.dataTimeout()}
 }
 
-// received extends the deadline for n octets just read.
-func (d *dataDeadline) received(n int) {
-	if d.rate <= 0 || n <= 0 {
+// before is called before each read of the connection.
+func (d *dataDeadline) before() {
+	if d == nil || d.rate <= 0 {
 		return
 	}
-	d.n += int64(n)
-	d.last = time.Now()
-	d.at = d.at.Add(time.Duration(int64(n) * int64(time.Second) / d.rate))
-	if cap := d.last.Add(d.block); d.at.After(cap) {
-		d.at = cap
-	}
-	d.guard.SetReadLimit(d.at)
+	d.start = time.Now()
+	d.cut = d.left < d.block
+	d.guard.SetReadLimit(d.start.Add(d.left))
 }
 
-// stop removes the deadline.
+// after is called after each read of the connection, with the number of
+// octets it brought.
+func (d *dataDeadline) after(n int) {
+	if d == nil || d.rate <= 0 {
+		return
+	}
+	d.left -= time.Since(d.start)
+	if n > 0 {
+		d.n += int64(n)
+		d.left += time.Duration(int64(n) * int64(time.Second) / d.rate)
+	}
+	d.left = min(d.left, d.block)
+}
+
+// stop removes the read limit.
 func (d *dataDeadline) stop() {
 	if d.rate > 0 {
 		d.guard.SetReadLimit(time.Time{})
@@ -475,10 +481,10 @@ func (d *dataDeadline) stop() {
 }
 
 // missed reports whether err is a timeout that the minimum rate caused:
-// the deadline was earlier than the block timeout after the last read.
+// the read was limited by the time left rather than the block timeout.
 func (d *dataDeadline) missed(err error) bool {
 	var ne net.Error
-	return d.rate > 0 && errors.As(err, &ne) && ne.Timeout() && d.at.Before(d.last.Add(d.block))
+	return d.rate > 0 && d.cut && errors.As(err, &ne) && ne.Timeout()
 }
 
 // rateReader reports the octets read through it to a dataDeadline.
@@ -488,8 +494,9 @@ type rateReader struct {
 }
 
 func (r rateReader) Read(p []byte) (int, error) {
+	r.dl.before()
 	n, err := r.r.Read(p)
-	r.dl.received(n)
+	r.dl.after(n)
 	return n, err
 }
 

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,5 +115,33 @@ func TestDataMinRateOff(t *testing.T) {
 	c.Cmd("RCPT TO:<x@y>", "250 *")
 	c.Cmd("DATA", "354 *")
 	trickle(c, "a\r\nb\r\n.\r\n", 100*time.Millisecond)
+	c.ExpectReply("250 2.0.0 Ok: queued as Q1")
+}
+
+// Only the time spent waiting for the client counts: a backend that takes
+// longer than the block timeout between two reads does not use up the
+// client's time (Postfix charges the elapsed time of each read alone).
+func TestDataMinRateBackendTimeNotCharged(t *testing.T) {
+	be := newBackend()
+	srv := rateServer(t, be)
+	first := make(chan struct{})
+	be.readHook = func(r io.Reader) (string, error) {
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		close(first)
+		time.Sleep(3 * srv.DataTimeout) // a slow disk
+		_, err := io.Copy(io.Discard, r)
+		return "", err
+	}
+	c := dialGreeted(t, testsupport.Serve(t, srv, ErrServerClosed))
+	c.Cmd("EHLO c", "250 *")
+	c.Cmd("MAIL FROM:<a@b>", "250 *")
+	c.Cmd("RCPT TO:<x@y>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Send("abcd")
+	<-first
+	c.Send("efgh\r\n.\r\n")
 	c.ExpectReply("250 2.0.0 Ok: queued as Q1")
 }
