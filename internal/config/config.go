@@ -55,6 +55,8 @@ type Config struct {
 
 	SMTPCommandTimeout time.Duration
 	SMTPDataTimeout    time.Duration
+	SMTPMinDataRate    int    // octets per second over a DATA/BDAT request; 0: none
+	SMTPBareNewline    string // bare CR/LF and NUL in message data: normalize, reject or accept
 	WriteTimeout       time.Duration
 	POP3LoginTimeout   time.Duration
 	POP3IdleTimeout    time.Duration
@@ -245,6 +247,8 @@ func Default() Config {
 		MaxConnectionsPerIP: 20,
 		SMTPCommandTimeout:  5 * time.Minute,
 		SMTPDataTimeout:     3 * time.Minute,
+		SMTPMinDataRate:     500,
+		SMTPBareNewline:     "normalize",
 		WriteTimeout:        time.Minute,
 		POP3LoginTimeout:    time.Minute,
 		POP3IdleTimeout:     10 * time.Minute,
@@ -294,6 +298,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", c.MaxConnectionsPerIP, "concurrent connections per client IP per protocol (loopback and trusted networks exempt)")
 	fs.DurationVar(&c.SMTPCommandTimeout, "smtp-command-timeout", c.SMTPCommandTimeout, "SMTP wait for the next command")
 	fs.DurationVar(&c.SMTPDataTimeout, "smtp-data-timeout", c.SMTPDataTimeout, "SMTP wait for each block of message data")
+	fs.IntVar(&c.SMTPMinDataRate, "smtp-min-data-rate", c.SMTPMinDataRate, "SMTP minimum average data rate of DATA and BDAT in bytes per second (0: none)")
+	fs.StringVar(&c.SMTPBareNewline, "smtp-bare-newline", c.SMTPBareNewline, "SMTP bare CR/LF (and NUL) in message data: normalize, reject or accept")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "wait for the client to accept a reply")
 	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", c.POP3LoginTimeout, "POP3 time allowed to log in")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", c.POP3IdleTimeout, "POP3 autologout after this idle time (RFC 1939: at least 10m)")
@@ -503,6 +509,8 @@ func (c *Config) Validate() error {
 		return bad("max-connections-per-ip", "must not be negative (0 means unlimited)")
 	case c.AuthMaxFailures < 0:
 		return bad("auth-max-failures", "must not be negative (0 means unlimited)")
+	case c.SMTPMinDataRate < 0:
+		return bad("smtp-min-data-rate", "must not be negative (0 means no minimum)")
 	}
 	for _, d := range []struct {
 		name string
@@ -530,6 +538,11 @@ func (c *Config) Validate() error {
 		return bad("retention-max-messages", "must not be negative (0 means no limit)")
 	case c.RetentionInterval <= 0:
 		return bad("retention-interval", "must be positive")
+	}
+	switch c.SMTPBareNewline {
+	case "normalize", "reject", "accept":
+	default:
+		return bad("smtp-bare-newline", "%q is not normalize, reject or accept", c.SMTPBareNewline)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -53,6 +53,10 @@ func TestPrecedenceFlagOverEnvOverDefault(t *testing.T) {
 	if c.SMTPDataTimeout != 3*time.Minute {
 		t.Errorf("default lost: %v", c.SMTPDataTimeout)
 	}
+	// Postfix 3.7's smtpd_min_data_rate default.
+	if c.SMTPMinDataRate != 500 {
+		t.Errorf("default --smtp-min-data-rate lost: %v", c.SMTPMinDataRate)
+	}
 }
 
 func TestInvalidValuesNameTheSetting(t *testing.T) {
@@ -74,6 +78,8 @@ func TestInvalidValuesNameTheSetting(t *testing.T) {
 		{[]string{"--smtp-addr", "0.0.0.0:2525", "--pop3-addr", ""}, nil, "default credentials"},
 		{[]string{"--http-addr", "0.0.0.0:8025"}, nil, "--http-addr"},
 		{[]string{"--smtp-data-timeout", "0s"}, nil, "--smtp-data-timeout"},
+		{[]string{"--smtp-min-data-rate", "-1"}, nil, "--smtp-min-data-rate"},
+		{[]string{"--smtp-bare-newline", "yes"}, nil, "--smtp-bare-newline"},
 		{nil, map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "many"}, "POSTOFFICE_MAX_RECIPIENTS"},
 		{[]string{"--smtp-addr", "", "--pop3-addr", ""}, nil, "disabled"},
 		{[]string{"stray"}, nil, "unexpected argument"},

@@ -226,6 +226,8 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 		MaxJunkCommands:   junkLimit(cfg.MaxJunkCommands),
 		CommandTimeout:    cfg.SMTPCommandTimeout,
 		DataTimeout:       cfg.SMTPDataTimeout,
+		MinDataRate:       int64(cfg.SMTPMinDataRate),
+		BareNewline:       bareNewline(cfg.SMTPBareNewline),
 		WriteTimeout:      cfg.WriteTimeout,
 		Limiter:           s.limiter(),
 		TLSConfig:         tlsConfig,
@@ -245,6 +247,13 @@ func junkLimit(n int) int {
 		return -1
 	}
 	return n
+}
+
+// bareNewline is the SMTP engine's policy named by --smtp-bare-newline
+// (validated by config).
+func bareNewline(name string) smtp.BareNewline {
+	p, _ := smtp.ParseBareNewline(name)
+	return p
 }
 
 // newPOP3 returns the POP3 engine on the POP3 backend.

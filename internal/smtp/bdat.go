@@ -27,6 +27,8 @@ type bdatWriter struct {
 	n    int64   // octets written
 	tail [2]byte // last two octets written
 	werr error   // first write error: the backend stopped reading
+
+	check *lineCheck // BareNewlineReject (not for BINARYMIME): the chunks' octets
 }
 
 func (s *session) startBdat(env *Envelope) *bdatWriter {
@@ -51,6 +53,11 @@ func (s *session) startBdat(env *Envelope) *bdatWriter {
 // reading it swallows the octets, so that the chunk is still consumed from
 // the connection; werr records why.
 func (b *bdatWriter) Write(p []byte) (int, error) {
+	if b.check != nil && b.check.bad == nil {
+		if b.check.scan(p); b.check.bad != nil {
+			b.refuse()
+		}
+	}
 	if b.werr == nil {
 		if _, err := b.pw.Write(p); err != nil {
 			b.werr = err
@@ -64,6 +71,30 @@ func (b *bdatWriter) Write(p []byte) (int, error) {
 		b.tail[0], b.tail[1] = b.tail[1], p[0]
 	}
 	return len(p), nil
+}
+
+// refuse fails the message with the reply the bare-newline check found:
+// the backend's reader returns it, so nothing is stored, and the octets
+// still to come are swallowed.
+func (b *bdatWriter) refuse() {
+	b.pw.CloseWithError(b.check.bad)
+	if b.werr == nil {
+		b.werr = b.check.bad
+	}
+}
+
+// refused is the reply for data the bare-newline check refuses, nil if
+// none. At the last chunk (last) a final CR is bare.
+func (b *bdatWriter) refused(last bool) *Error {
+	if b.check == nil {
+		return nil
+	}
+	if last && b.check.bad == nil {
+		if b.check.end(); b.check.bad != nil {
+			b.refuse()
+		}
+	}
+	return b.check.bad
 }
 
 // finish ends the message and returns the backend's result. The backend
@@ -171,10 +202,15 @@ func (s *session) cmdBdat(arg string) {
 	if s.bdat == nil {
 		env.Chunked = true
 		s.bdat = s.startBdat(env)
+		if s.srv.BareNewline == BareNewlineReject && env.Body != "BINARYMIME" {
+			s.bdat.check = &lineCheck{}
+		}
 	}
 	b := s.bdat
 	s.conn.SetTimeouts(s.srv.dataTimeout(), s.srv.writeTimeout())
-	_, err := io.CopyN(b, s.conn.R, n)
+	dl := s.startDataDeadline()
+	_, err := io.CopyN(b, rateReader{s.conn.R, dl}, n)
+	dl.stop()
 	s.conn.SetTimeouts(s.srv.commandTimeout(), s.srv.writeTimeout())
 	if err != nil {
 		// Client gone or timed out inside the chunk: the backend's reader
@@ -185,17 +221,22 @@ func (s *session) cmdBdat(arg string) {
 		s.bdat = nil
 		b.abort(err)
 		s.env = nil
-		s.readFailed("bdat chunk", err)
+		s.dataReadFailed(dl, "bdat chunk", err)
 		s.closing = true
 		return
 	}
+	refused := b.refused(last)
 	if b.werr != nil {
-		// The backend returned before the last chunk.
+		// The backend returned before the last chunk, or the data was
+		// refused: the transaction fails as for a size failure.
 		res := <-b.done
 		s.bdat = nil
 		s.env = nil
 		s.bdatStale = !last
-		if res.err == nil {
+		switch {
+		case refused != nil:
+			res.err = refused
+		case res.err == nil:
 			res.err = fmt.Errorf("backend returned before the last chunk (id %q)", res.id)
 		}
 		s.finishMessage(env, "", res.err, false, b.n)
@@ -223,8 +264,10 @@ func (s *session) discardChunk(n, max int64) bool {
 	}
 	s.conn.SetTimeouts(s.srv.dataTimeout(), s.srv.writeTimeout())
 	defer s.conn.SetTimeouts(s.srv.commandTimeout(), s.srv.writeTimeout())
-	if _, err := s.conn.R.Discard(int(n)); err != nil {
-		s.readFailed("bdat chunk", err)
+	dl := s.startDataDeadline()
+	defer dl.stop()
+	if _, err := io.CopyN(io.Discard, rateReader{s.conn.R, dl}, n); err != nil {
+		s.dataReadFailed(dl, "bdat chunk", err)
 		s.closing = true
 		return false
 	}

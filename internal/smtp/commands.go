@@ -326,16 +326,23 @@ func (s *session) cmdData(arg string) {
 	s.conn.SetTimeouts(s.srv.dataTimeout(), s.srv.writeTimeout())
 	defer s.conn.SetTimeouts(s.srv.commandTimeout(), s.srv.writeTimeout())
 
+	dl := s.startDataDeadline()
+	defer dl.stop()
 	dr := newDataReader(s.conn.R, s.srv.maxMessageBytes())
+	dr.dl = dl
+	dr.setPolicy(s.srv.BareNewline)
 	id, err := s.srv.Backend.Data(s.ctx, env, dr)
 	// Whatever the backend read, the client's data runs to CRLF.CRLF.
 	if derr := dr.drain(); derr != nil {
 		if err == nil {
 			s.log.Error("backend accepted a message before its end", "id", id)
 		}
-		s.readFailed("data", derr)
+		s.dataReadFailed(dl, "data", derr)
 		s.closing = true
 		return
+	}
+	if e := dr.refused(); e != nil {
+		err = e // the backend stored nothing: its reader failed with e
 	}
 	s.finishMessage(env, id, err, dr.tooBig, dr.n)
 }

@@ -70,8 +70,15 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 // reading into buffers of the sizes in reads. It returns the output, the
 // final error (nil at the terminator) and the unread input.
 func runData(t *testing.T, in, chunks, reads []byte, max int64) ([]byte, error, []byte) {
+	return runDataPolicy(t, in, chunks, reads, max, BareNewlineNormalize)
+}
+
+// runDataPolicy is runData under bare-newline policy p; a refusal, like a
+// size failure, is followed by a drain.
+func runDataPolicy(t *testing.T, in, chunks, reads []byte, max int64, p BareNewline) ([]byte, error, []byte) {
 	br := bufio.NewReaderSize(&chunkReader{r: bytes.NewReader(in), sizes: chunks}, 16)
 	d := newDataReader(br, max)
+	d.setPolicy(p)
 	var out []byte
 	var err error
 	buf := make([]byte, 300)
@@ -93,7 +100,7 @@ func runData(t *testing.T, in, chunks, reads []byte, max int64) ([]byte, error, 
 			t.Fatal("Read makes no progress")
 		}
 	}
-	if errors.Is(err, ErrMessageTooBig) {
+	if errors.Is(err, ErrMessageTooBig) || d.refused() != nil {
 		if derr := d.drain(); derr != nil {
 			err = derr
 		}

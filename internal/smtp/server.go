@@ -47,6 +47,8 @@ type Server struct {
 	MaxErrors         int                // protocol errors (5xx replies) before 421 and close, default 10
 	CommandTimeout    time.Duration      // wait for a command, default 5 min (RFC 5321 §4.5.3.2.7)
 	DataTimeout       time.Duration      // wait for each data block, default 3 min (RFC 5321 §4.5.3.2.5)
+	MinDataRate       int64              // DATA/BDAT octets per second on average (see dataDeadline); 0: no minimum
+	BareNewline       BareNewline        // bare CR, bare LF and NUL in message data; zero value: normalize
 	WriteTimeout      time.Duration      // each write of replies, default 1 min
 	Limiter           *netpolicy.Limiter // nil => unlimited
 	TLSConfig         *tls.Config        // non-nil => STARTTLS offered (RFC 3207)

@@ -27,11 +27,53 @@ const (
 
 // writeJSON sends v as JSON with status code.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	data, err := marshalJSON(v)
+	if err != nil {
+		data, _ = marshalJSON(map[string]string{"error": "internal error"})
+		code = http.StatusInternalServerError
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(true)
-	enc.Encode(v)
+	w.Write(append(data, '\n'))
+}
+
+// marshalJSON is json.Marshal (HTML characters escaped) for every JSON
+// document the web API sends, with every NUL removed from its strings. A
+// message may hold NUL octets (SMTP keeps them unless
+// --smtp-bare-newline=reject), but NUL is not text (RFC 5322 §3.5: text
+// excludes %d0, which only the obsolete syntax of §4.1 allows), and
+// "\u0000" breaks clients that keep strings NUL-terminated.
+func marshalJSON(v any) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return stripJSONNUL(data), nil
+}
+
+// stripJSONNUL removes every escape \u0000 from encoded JSON, in place.
+// Outside strings JSON has no backslash, and inside them every backslash
+// starts an escape, so stepping over each escape finds exactly the NULs
+// ("\\u0000", an escaped backslash then text, stays).
+func stripJSONNUL(data []byte) []byte {
+	const nul = `\u0000`
+	out := data[:0]
+	r := 0
+	for {
+		i := bytes.IndexByte(data[r:], '\\')
+		if i < 0 {
+			return append(out, data[r:]...)
+		}
+		out = append(out, data[r:r+i]...)
+		r += i
+		if bytes.HasPrefix(data[r:], []byte(nul)) {
+			r += len(nul)
+			continue
+		}
+		e := min(r+2, len(data))
+		out = append(out, data[r:e]...)
+		r = e
+	}
 }
 
 // writeError sends {"error": msg} with status code.

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -85,7 +84,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			if _, ok := h.who(r); !ok {
 				return
 			}
-			data, _ := json.Marshal(eventJSON{Mailbox: ev.Mailbox, IDs: ev.IDs})
+			data, _ := marshalJSON(eventJSON{Mailbox: ev.Mailbox, IDs: ev.IDs})
 			_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Kind, data)
 		}
 		if err == nil {
