@@ -300,14 +300,16 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 // with the Config as parsed, so that a caller reporting every problem
 // (postoffice check) can go on.
 func ParseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
-	c, rest, err := parseArgs(name, args, getenv, output, extra)
+	c, rest, fromFile, err := parseArgs(name, args, getenv, output, extra)
 	if err != nil {
 		return c, rest, err
 	}
-	return c, rest, c.Validate()
+	return c, rest, fromFile.locate(c.ConfigFile, c.Validate())
 }
 
-func parseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
+// parseArgs also returns the settings that took their value from the
+// --config file.
+func parseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, fileSettings, error) {
 	c := Default()
 	fs := c.FlagSet(name, output)
 	// Only the server's settings come from the environment and the file;
@@ -319,7 +321,7 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 	}
 	fs.Usage = func() { Usage(fs, name) }
 	if err := fs.Parse(args); err != nil {
-		return c, nil, err
+		return c, nil, nil, err
 	}
 	rest := fs.Args()
 	set := map[string]bool{}
@@ -333,9 +335,10 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 	if c.ConfigFile != "" {
 		var err error
 		if file, err = readFile(c.ConfigFile, func(name string) bool { return own[name] }); err != nil {
-			return c, rest, err
+			return c, rest, nil, err
 		}
 	}
+	fromFile := fileSettings{}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == configFlag || !own[f.Name] {
@@ -352,12 +355,13 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 			if err := fs.Set(f.Name, v.value); err != nil {
 				errs = append(errs, fmt.Errorf("%s:%d: %s: invalid value %q: %v", c.ConfigFile, v.line, f.Name, v.value, err))
 			}
+			fromFile[f.Name] = v
 		}
 	})
 	if len(errs) > 0 {
-		return c, rest, errs[0]
+		return c, rest, fromFile, errs[0]
 	}
-	return c, rest, nil
+	return c, rest, fromFile, nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {
@@ -389,7 +393,7 @@ func Usage(fs *flag.FlagSet, name string) {
 // one.
 func (c *Config) Validate() error {
 	bad := func(flagName, format string, a ...any) error {
-		return fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, a...))
+		return &settingError{flag: flagName, msg: fmt.Sprintf(format, a...)}
 	}
 	for _, a := range []struct{ name, v string }{
 		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},

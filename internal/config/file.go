@@ -86,6 +86,31 @@ func readFile(path string, known func(string) bool) (map[string]fileValue, error
 	return out, nil
 }
 
+// settingError is a Validate error about one setting: "--flag: problem".
+type settingError struct{ flag, msg string }
+
+func (e *settingError) Error() string { return "--" + e.flag + ": " + e.msg }
+
+// fileSettings are the settings that took their value from the --config
+// file, by flag name.
+type fileSettings map[string]fileValue
+
+// locate names the place in the file of a setting error about a setting
+// whose value came from the file, as "file:line: flag: problem" (like the
+// file's unknown keys and unparsable values); other errors stay as they
+// are. A value from a flag or the environment is reported as "--flag".
+func (fs fileSettings) locate(path string, err error) error {
+	var se *settingError
+	if !errors.As(err, &se) {
+		return err
+	}
+	v, ok := fs[se.flag]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("%s:%d: %s: %s", path, v.line, se.flag, se.msg)
+}
+
 // flagSyntax turns a TOML value into the text the flag parses.
 func flagSyntax(v any) (string, error) {
 	switch x := v.(type) {
