@@ -160,6 +160,8 @@ func firstLine(s string) string {
 // WriteTOML prints the effective configuration of c as a TOML file that
 // Postoffice reads back, like "doveconf -n": only the settings that differ
 // from the defaults, unless all is set. Secrets (the password) are masked.
+// A comment first says which of the two it is, and when no setting
+// differs from its default, says that too: the output is never empty.
 func (c *Config) WriteTOML(w io.Writer, all bool) error {
 	def := Default()
 	defs := map[string]string{}
@@ -173,15 +175,25 @@ func (c *Config) WriteTOML(w io.Writer, all bool) error {
 	})
 	sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
 	bw := bufio.NewWriter(w)
+	if all {
+		fmt.Fprintln(bw, "# every setting, the defaults included")
+	} else {
+		fmt.Fprintln(bw, "# the settings that differ from the defaults (--all prints every setting)")
+	}
 	if c.ConfigFile != "" {
 		fmt.Fprintf(bw, "# read from %s\n", c.ConfigFile)
 	}
+	n := 0
 	for _, f := range flags {
 		v := f.Value.String()
 		if !all && v == defs[f.Name] {
 			continue
 		}
 		fmt.Fprintf(bw, "%s = %s\n", f.Name, tomlValue(f, v))
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintln(bw, "# none: every setting has its default value")
 	}
 	return bw.Flush()
 }
