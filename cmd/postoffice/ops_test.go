@@ -141,6 +141,7 @@ func TestCheckCatchesEachProblem(t *testing.T) {
 		{"tls certificate expired", []string{"--tls-cert", expired, "--tls-key", expiredKey}, "certificate expired"},
 		{"port in use", []string{"--smtp-addr", busy.Addr().String()}, "smtp-addr: cannot listen on " + busy.Addr().String()},
 		{"http port in use", []string{"--http-addr", busy.Addr().String()}, "http-addr: cannot listen"},
+		{"metrics port in use", []string{"--metrics-addr", busy.Addr().String()}, "metrics-addr: cannot listen"},
 		{"mailbox dir is a file", []string{"--mailbox-dir", aFile}, "mailbox-dir: " + aFile + " is not a directory"},
 		{"mailbox dir cannot be created", []string{"--mailbox-dir", filepath.Join(aFile, "mail")}, "cannot be created"},
 	} {

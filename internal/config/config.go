@@ -70,6 +70,14 @@ type Config struct {
 	// empty disables it.
 	HTTPAddr string
 
+	// MetricsAddr is a listener of its own for /metrics; empty serves
+	// /metrics on HTTPAddr. MetricsToken, when set, is the bearer token
+	// /metrics requires. MetricsMailboxLabels adds the per-mailbox series
+	// (their label is the user name).
+	MetricsAddr          string
+	MetricsToken         string
+	MetricsMailboxLabels bool
+
 	// WebAdmin is a user who sees every mailbox in the web inbox (served
 	// on HTTPAddr); WebDisable turns the web inbox off (the operations
 	// endpoints stay).
@@ -269,6 +277,9 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address of /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of its own for /metrics (host:port); empty serves /metrics on --http-addr")
+	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer token /metrics requires (Authorization: Bearer TOKEN); empty: none")
+	fs.BoolVar(&c.MetricsMailboxLabels, "metrics-mailbox-labels", c.MetricsMailboxLabels, "export the per-mailbox gauges, labelled with the user names")
 	fs.StringVar(&c.WebAdmin, "web-admin", c.WebAdmin, "user who sees every mailbox in the web inbox (others see their own)")
 	fs.BoolVar(&c.WebDisable, "web-disable", c.WebDisable, "do not serve the web inbox and its JSON API on --http-addr")
 	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
@@ -398,7 +409,7 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ name, v string }{
 		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
-		{"http-addr", c.HTTPAddr},
+		{"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr},
 	} {
 		if a.v == "" {
 			continue
@@ -408,6 +419,9 @@ func (c *Config) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			return bad(a.name, "%q has an invalid port", a.v)
 		}
+	}
+	if c.MetricsToken != "" && !validBearerToken(c.MetricsToken) {
+		return bad("metrics-token", "must be letters, digits and -._~+/ (then = padding only): the b64token of RFC 6750 §2.1")
 	}
 	if c.SMTPAddr == "" && c.SMTPSAddr == "" && c.POP3Addr == "" && c.POP3SAddr == "" {
 		return errors.New("--smtp-addr, --pop3-addr: every listener is disabled")
@@ -542,6 +556,22 @@ func validWebUser(name string) bool {
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validBearerToken reports whether t can be sent as a bearer token: RFC
+// 6750 §2.1 b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+// "/" ) *"=".
+func validBearerToken(t string) bool {
+	body := strings.TrimRight(t, "=")
+	if body == "" {
+		return false
+	}
+	for _, r := range body {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~+/", r)) {
 			return false
 		}
 	}

@@ -179,3 +179,29 @@ func TestRetentionValidation(t *testing.T) {
 		}
 	}
 }
+
+// --metrics-token is a bearer token (RFC 6750 §2.1 b64token), masked by
+// "postoffice config" as the password is; --metrics-addr is host:port.
+func TestMetricsFlags(t *testing.T) {
+	for _, bad := range []string{"two words", "tök", "=abc", "a\tb"} {
+		if _, err := Parse("t", []string{"--metrics-token", bad}, env(nil), io.Discard); err == nil || !strings.HasPrefix(err.Error(), "--metrics-token:") {
+			t.Errorf("token %q: err = %v", bad, err)
+		}
+	}
+	if _, err := Parse("t", []string{"--metrics-addr", "nope"}, env(nil), io.Discard); err == nil || !strings.HasPrefix(err.Error(), "--metrics-addr:") {
+		t.Errorf("--metrics-addr nope: err = %v", err)
+	}
+	c, err := Parse("t", nil, env(map[string]string{"POSTOFFICE_METRICS_TOKEN": "abc-123", "POSTOFFICE_METRICS_ADDR": "127.0.0.1:9325",
+		"POSTOFFICE_METRICS_MAILBOX_LABELS": "true"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsToken != "abc-123" || c.MetricsAddr != "127.0.0.1:9325" || !c.MetricsMailboxLabels {
+		t.Errorf("environment: %q %q %v", c.MetricsToken, c.MetricsAddr, c.MetricsMailboxLabels)
+	}
+	var out strings.Builder
+	c.WriteTOML(&out, false)
+	if strings.Contains(out.String(), "abc-123") || !strings.Contains(out.String(), `metrics-token = "********"`) {
+		t.Errorf("token not masked:\n%s", out.String())
+	}
+}

@@ -54,8 +54,11 @@ type Server struct {
 	pruner   *pruner        // nil when retention is off
 	web      *web.Handler   // nil with --web-disable; see http.go
 
+	// metricsHTTP serves /metrics on --metrics-addr; nil when it is empty.
+	metricsHTTP *http.Server
+
 	mu        sync.Mutex
-	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s, http
+	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s, http, metrics
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
@@ -71,6 +74,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}, metrics: metrics.New()}
+	s.metrics.Mailboxes.SetPerMailbox(cfg.MetricsMailboxLabels)
 	if err := s.openStore(); err != nil {
 		return nil, err
 	}
@@ -350,8 +354,8 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Listener returns the listener of "smtp", "smtps", "pop3", "pop3s" or
-// "http", or nil when that one is not open.
+// Listener returns the listener of "smtp", "smtps", "pop3", "pop3s",
+// "http" or "metrics", or nil when that one is not open.
 func (s *Server) Listener(name string) net.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
