@@ -20,8 +20,9 @@ import (
 //	/metrics   Prometheus exposition of the server's registry
 //	/healthz   200 {"status":"ok"} while the process serves HTTP at all
 //	/readyz    200 when every configured listener is open, the server is
-//	           not shutting down and a file can be created in the mailbox
-//	           directory; 503 with the failed checks otherwise
+//	           not shutting down, a file can be created in the mailbox
+//	           directory and the last reload of the users file and of the
+//	           TLS pair succeeded; 503 with the failed checks otherwise
 //	/          the web inbox and its JSON API (internal/web, docs/api.md),
 //	           or 404 JSON with --web-disable
 //
@@ -201,7 +202,12 @@ type readiness struct {
 
 // Ready runs the readiness checks: "listeners" (every configured listener
 // is open and the server is not shutting down) and "mailbox_dir" (the
-// store's Probe: for the Maildir, a file can be created and removed in it).
+// store's Probe: for the Maildir, a file can be created and removed in it,
+// so a read-only or immutable root fails it); with --users-file,
+// "users_file" (its last reload, by SIGHUP or the watcher, succeeded), and
+// with --tls-cert, "tls" (its last reload succeeded). A failed reload
+// keeps the previous users or certificate in service, but the server no
+// longer runs what its files say until they are fixed and reloaded.
 func (s *Server) Ready() (ok bool, checks map[string]string) {
 	checks = map[string]string{"listeners": "ok", "mailbox_dir": "ok"}
 	ok = true
@@ -224,7 +230,32 @@ func (s *Server) Ready() (ok bool, checks map[string]string) {
 		checks["mailbox_dir"] = err.Error()
 		ok = false
 	}
+	if !s.reloadsReady(checks) {
+		ok = false
+	}
 	return ok, checks
+}
+
+// reloadsReady adds the checks "users_file" and "tls" (when configured) to
+// checks and reports whether both passed: the last reload of each file
+// succeeded.
+func (s *Server) reloadsReady(checks map[string]string) bool {
+	ok := true
+	if s.users != nil {
+		checks["users_file"] = "ok"
+		if err := s.users.Err(); err != nil {
+			checks["users_file"] = "reload failed, previous users in service: " + err.Error()
+			ok = false
+		}
+	}
+	if s.certs != nil && s.cfg.TLSCert != "" {
+		checks["tls"] = "ok"
+		if err := s.certs.Err(); err != nil {
+			checks["tls"] = "reload failed, previous certificate in service: " + err.Error()
+			ok = false
+		}
+	}
+	return ok
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
