@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +135,22 @@ func TestOpsUserPasswdEndsWebSessions(t *testing.T) {
 	}
 	if code := again.do("GET", "/api/v1/mailboxes", "", nil); code != 200 {
 		t.Errorf("new session: %d", code)
+	}
+}
+
+// TestOpsDefaultMailboxExistsAtStart: without a users file the default
+// user's Maildir (README: mail goes to mailbox/user/new/) exists as soon as
+// the server has started, before any delivery, so that `ls mailbox/user/new`
+// and a Maildir reader work from the first minute.
+func TestOpsDefaultMailboxExistsAtStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mailbox")
+	start(t, dir)
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if fi, err := os.Stat(filepath.Join(dir, "user", sub)); err != nil || !fi.IsDir() {
+			t.Errorf("mailbox/user/%s right after start: %v", sub, err)
+		}
+	}
+	if files := mailFiles(t, dir, "user"); len(files) != 0 {
+		t.Errorf("messages in the new mailbox: %v", files)
 	}
 }

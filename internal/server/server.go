@@ -82,6 +82,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.createDefaultMailbox()
 	s.thr = s.newThrottle()
 	tlsConfig, err := s.loadTLS()
 	if err != nil {
@@ -154,6 +155,22 @@ func (s *Server) openUsers() (*backend.Router, error) {
 		return ""
 	}
 	return router, nil
+}
+
+// createDefaultMailbox makes the default user's mailbox exist from the
+// start without --users-file (README: mail goes to mailbox/user/new/), so
+// that a newcomer finds mailbox/user/{tmp,new,cur} before the first
+// delivery, as a Maildir reader pointed at it expects. A failure is logged
+// and the start goes on: the first delivery tries again, and /readyz
+// reports an unwritable directory.
+func (s *Server) createDefaultMailbox() {
+	if s.single == nil {
+		return
+	}
+	name := auth.CanonicalName(s.cfg.DefaultUser)
+	if err := s.store.CreateMailbox(name); err != nil {
+		s.log.Error("cannot create the default mailbox", "mailbox", name, "err", err)
+	}
 }
 
 // newThrottle returns the failed-login throttle shared by SMTP, POP3 and
