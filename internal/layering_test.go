@@ -19,14 +19,14 @@ const module = "postoffice/"
 // allowed lists, for every package of ours (relative to the module root),
 // the packages of ours its non-test files may import.
 var allowed = map[string][]string{
-	"cmd/postoffice":         {"internal/server", "internal/config", "internal/auth", "internal/auth/tty", "internal/store", "internal/store/maildir"},
+	"cmd/postoffice":         {"internal/server", "internal/config", "internal/auth", "internal/auth/tty", "internal/store", "internal/store/maildir", "internal/mailheader"},
 	"internal/server":        {"*"}, // the wiring
 	"internal/backend":       {"internal/store", "internal/auth", "internal/smtp", "internal/pop3"},
 	"internal/smtp":          {"internal/textio", "internal/netpolicy"},
-	"internal/pop3":          {"internal/textio", "internal/netpolicy"},
+	"internal/pop3":          {"internal/textio", "internal/netpolicy", "internal/mailheader"},
 	"internal/textio":        {"internal/netpolicy"},
 	"internal/netpolicy":     {},
-	"internal/web":           {"internal/store", "internal/auth"},
+	"internal/web":           {"internal/store", "internal/auth", "internal/mailheader"},
 	"internal/metrics":       {},
 	"internal/auth":          {},
 	"internal/auth/tty":      {},
@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	"internal/store/index":   {"internal/store"},
 	"internal/testsupport":   {"internal/config", "internal/selfsigned"},
 	"internal/selfsigned":    {},
+	"internal/mailheader":    {},
 	"bench/loadgen":          {},
 	"e2e":                    {"internal/testsupport"},
 }

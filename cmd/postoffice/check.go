@@ -81,7 +81,7 @@ func checkFiles(cfg config.Config) []string {
 	for _, a := range []struct{ name, addr string }{
 		{"smtp-addr", cfg.SMTPAddr}, {"smtps-addr", cfg.SMTPSAddr},
 		{"pop3-addr", cfg.POP3Addr}, {"pop3s-addr", cfg.POP3SAddr},
-		{"http-addr", cfg.HTTPAddr},
+		{"http-addr", cfg.HTTPAddr}, {"metrics-addr", cfg.MetricsAddr},
 	} {
 		if a.addr == "" {
 			continue

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"postoffice/internal/auth"
 	"postoffice/internal/auth/tty"
 	"postoffice/internal/config"
+	"postoffice/internal/mailheader"
 	"postoffice/internal/store"
 	"postoffice/internal/store/maildir"
 )
@@ -178,7 +180,10 @@ type header struct {
 
 // readHeader parses the header of the message open returns (at most
 // 256 KiB is read); a message that cannot be read or parsed gives what
-// could be found.
+// could be found. The header ends where package mailheader's rule says
+// (as for POP3 TOP and the web inbox): at the empty line, or at the first
+// line that is neither a header field nor a continuation, so that
+// "Subject: Test Email\r\nHello Bob,\r\n" has the subject "Test Email".
 func readHeader(open func() (io.ReadCloser, error)) header {
 	var h header
 	f, err := open()
@@ -186,7 +191,23 @@ func readHeader(open func() (io.ReadCloser, error)) header {
 		return h
 	}
 	defer f.Close()
-	msg, err := mail.ReadMessage(bufio.NewReader(io.LimitReader(f, 256<<10)))
+	br := bufio.NewReader(io.LimitReader(f, 256<<10))
+	var block []byte
+	for first := true; ; first = false {
+		line, err := br.ReadBytes('\n') // bounded by the LimitReader
+		if len(line) == 0 || mailheader.Ends(line, first) {
+			break
+		}
+		block = append(block, line...)
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			block = append(block, '\r', '\n')
+		}
+		if err != nil {
+			break
+		}
+	}
+	block = append(block, '\r', '\n')
+	msg, err := mail.ReadMessage(bytes.NewReader(block))
 	if err != nil {
 		return h
 	}

@@ -65,6 +65,39 @@ func TestConfigCommand(t *testing.T) {
 	}
 }
 
+// "postoffice config" with no flags and nothing set prints what it
+// shows and that every setting has its default, like "doveconf -n", and
+// the output reads back as a --config file; one setting changed is listed
+// under the same heading.
+func TestConfigWithoutFlagsSaysAllDefaults(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "POSTOFFICE_") {
+			t.Setenv(name, "") // restored after the test
+			os.Unsetenv(name)
+		}
+	}
+	code, out, errs := runCmd(t, "", "config")
+	if code != 0 || errs != "" {
+		t.Fatalf("config: %d %q", code, errs)
+	}
+	want := "# the settings that differ from the defaults (--all prints every setting)\n# none: every setting has its default value\n"
+	if out != want {
+		t.Errorf("config without flags:\n%s\nwant:\n%s", out, want)
+	}
+	file := filepath.Join(t.TempDir(), "po.toml")
+	os.WriteFile(file, []byte(out), 0o600)
+	if code, _, errs := runCmd(t, "", "config", "--config", file); code != 0 {
+		t.Errorf("output does not read back: %d %s", code, errs)
+	}
+	code, out, _ = runCmd(t, "", "config", "--max-errors", "3")
+	if code != 0 || out != "# the settings that differ from the defaults (--all prints every setting)\nmax-errors = 3\n" {
+		t.Errorf("config --max-errors 3: %d\n%s", code, out)
+	}
+	if code, out, _ := runCmd(t, "", "config", "--all"); code != 0 || !strings.HasPrefix(out, "# every setting, the defaults included\n") {
+		t.Errorf("config --all: %d\n%s", code, out)
+	}
+}
+
 // TestCheckCatchesEachProblem runs "postoffice check" on a good setup,
 // then breaks one thing at a time and expects one line naming it.
 func TestCheckCatchesEachProblem(t *testing.T) {
@@ -108,6 +141,7 @@ func TestCheckCatchesEachProblem(t *testing.T) {
 		{"tls certificate expired", []string{"--tls-cert", expired, "--tls-key", expiredKey}, "certificate expired"},
 		{"port in use", []string{"--smtp-addr", busy.Addr().String()}, "smtp-addr: cannot listen on " + busy.Addr().String()},
 		{"http port in use", []string{"--http-addr", busy.Addr().String()}, "http-addr: cannot listen"},
+		{"metrics port in use", []string{"--metrics-addr", busy.Addr().String()}, "metrics-addr: cannot listen"},
 		{"mailbox dir is a file", []string{"--mailbox-dir", aFile}, "mailbox-dir: " + aFile + " is not a directory"},
 		{"mailbox dir cannot be created", []string{"--mailbox-dir", filepath.Join(aFile, "mail")}, "cannot be created"},
 	} {

@@ -24,8 +24,9 @@ type UsersFile struct {
 	logger *slog.Logger
 	cur    atomic.Pointer[Users]
 
-	mu   sync.Mutex // serializes Reload; guards seen
-	seen fileStamp  // the file as of the last reload attempt
+	mu      sync.Mutex            // serializes Reload; guards seen
+	seen    fileStamp             // the file as of the last reload attempt
+	lastErr atomic.Pointer[error] // the failure of the last reload; nil after a success
 }
 
 // fileStamp identifies a version of a file by what stat reports.
@@ -73,10 +74,22 @@ func (uf *UsersFile) Reload() error {
 	uf.mu.Lock()
 	defer uf.mu.Unlock()
 	if err := uf.reloadLocked(); err != nil {
+		uf.lastErr.Store(&err)
 		uf.logger.Error("users file reload failed; keeping the previous users", "path", uf.path, "err", err)
 		return err
 	}
+	uf.lastErr.Store(nil)
 	uf.logger.Info("users file loaded", "path", uf.path, "users", uf.cur.Load().Len())
+	return nil
+}
+
+// Err returns the error of the last reload, by [UsersFile.Reload] or the
+// watcher, while the previous snapshot is in service because of it; nil
+// once a reload has succeeded again (or none has failed).
+func (uf *UsersFile) Err() error {
+	if p := uf.lastErr.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 

@@ -74,6 +74,14 @@ type Config struct {
 	// empty disables it.
 	HTTPAddr string
 
+	// MetricsAddr is a listener of its own for /metrics; empty serves
+	// /metrics on HTTPAddr. MetricsToken, when set, is the bearer token
+	// /metrics requires. MetricsMailboxLabels adds the per-mailbox series
+	// (their label is the user name).
+	MetricsAddr          string
+	MetricsToken         string
+	MetricsMailboxLabels bool
+
 	// WebAdmin is a user who sees every mailbox in the web inbox (served
 	// on HTTPAddr); WebDisable turns the web inbox off (the operations
 	// endpoints stay).
@@ -311,6 +319,9 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address of /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "listen address of its own for /metrics (host:port); empty serves /metrics on --http-addr")
+	fs.StringVar(&c.MetricsToken, "metrics-token", c.MetricsToken, "bearer token /metrics requires (Authorization: Bearer TOKEN); empty: none")
+	fs.BoolVar(&c.MetricsMailboxLabels, "metrics-mailbox-labels", c.MetricsMailboxLabels, "export the per-mailbox gauges, labelled with the user names")
 	fs.StringVar(&c.WebAdmin, "web-admin", c.WebAdmin, "user who sees every mailbox in the web inbox (others see their own)")
 	fs.BoolVar(&c.WebDisable, "web-disable", c.WebDisable, "do not serve the web inbox and its JSON API on --http-addr")
 	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
@@ -343,14 +354,16 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 // with the Config as parsed, so that a caller reporting every problem
 // (postoffice check) can go on.
 func ParseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
-	c, rest, err := parseArgs(name, args, getenv, output, extra)
+	c, rest, fromFile, err := parseArgs(name, args, getenv, output, extra)
 	if err != nil {
 		return c, rest, err
 	}
-	return c, rest, c.Validate()
+	return c, rest, fromFile.locate(c.ConfigFile, c.Validate())
 }
 
-func parseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
+// parseArgs also returns the settings that took their value from the
+// --config file.
+func parseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, fileSettings, error) {
 	c := Default()
 	fs := c.FlagSet(name, output)
 	// Only the server's settings come from the environment and the file;
@@ -362,7 +375,7 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 	}
 	fs.Usage = func() { Usage(fs, name) }
 	if err := fs.Parse(args); err != nil {
-		return c, nil, err
+		return c, nil, nil, err
 	}
 	rest := fs.Args()
 	set := map[string]bool{}
@@ -376,9 +389,10 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 	if c.ConfigFile != "" {
 		var err error
 		if file, err = readFile(c.ConfigFile, func(name string) bool { return own[name] }); err != nil {
-			return c, rest, err
+			return c, rest, nil, err
 		}
 	}
+	fromFile := fileSettings{}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == configFlag || !own[f.Name] {
@@ -395,12 +409,13 @@ func parseArgs(name string, args []string, getenv func(string) string, output io
 			if err := fs.Set(f.Name, v.value); err != nil {
 				errs = append(errs, fmt.Errorf("%s:%d: %s: invalid value %q: %v", c.ConfigFile, v.line, f.Name, v.value, err))
 			}
+			fromFile[f.Name] = v
 		}
 	})
 	if len(errs) > 0 {
-		return c, rest, errs[0]
+		return c, rest, fromFile, errs[0]
 	}
-	return c, rest, nil
+	return c, rest, fromFile, nil
 }
 
 func lookup(getenv func(string) string, name string) (string, bool) {
@@ -432,12 +447,12 @@ func Usage(fs *flag.FlagSet, name string) {
 // one.
 func (c *Config) Validate() error {
 	bad := func(flagName, format string, a ...any) error {
-		return fmt.Errorf("--%s: %s", flagName, fmt.Sprintf(format, a...))
+		return &settingError{flag: flagName, msg: fmt.Sprintf(format, a...)}
 	}
 	for _, a := range []struct{ name, v string }{
 		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
-		{"http-addr", c.HTTPAddr},
+		{"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr},
 	} {
 		if a.v == "" {
 			continue
@@ -447,6 +462,9 @@ func (c *Config) Validate() error {
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			return bad(a.name, "%q has an invalid port", a.v)
 		}
+	}
+	if c.MetricsToken != "" && !validBearerToken(c.MetricsToken) {
+		return bad("metrics-token", "must be letters, digits and -._~+/ (then = padding only): the b64token of RFC 6750 §2.1")
 	}
 	if c.SMTPAddr == "" && c.SMTPSAddr == "" && c.POP3Addr == "" && c.POP3SAddr == "" {
 		return errors.New("--smtp-addr, --pop3-addr: every listener is disabled")
@@ -590,6 +608,22 @@ func validWebUser(name string) bool {
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validBearerToken reports whether t can be sent as a bearer token: RFC
+// 6750 §2.1 b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+// "/" ) *"=".
+func validBearerToken(t string) bool {
+	body := strings.TrimRight(t, "=")
+	if body == "" {
+		return false
+	}
+	for _, r := range body {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~+/", r)) {
 			return false
 		}
 	}

@@ -37,7 +37,7 @@ import (
 const configFlag = "config"
 
 // secretFlags are masked when the configuration is printed.
-var secretFlags = map[string]bool{"password": true}
+var secretFlags = map[string]bool{"password": true, "metrics-token": true}
 
 // fileValue is one setting read from the file, as flag syntax.
 type fileValue struct {
@@ -84,6 +84,31 @@ func readFile(path string, known func(string) bool) (map[string]fileValue, error
 		out[name] = fileValue{value: v, line: line}
 	}
 	return out, nil
+}
+
+// settingError is a Validate error about one setting: "--flag: problem".
+type settingError struct{ flag, msg string }
+
+func (e *settingError) Error() string { return "--" + e.flag + ": " + e.msg }
+
+// fileSettings are the settings that took their value from the --config
+// file, by flag name.
+type fileSettings map[string]fileValue
+
+// locate names the place in the file of a setting error about a setting
+// whose value came from the file, as "file:line: flag: problem" (like the
+// file's unknown keys and unparsable values); other errors stay as they
+// are. A value from a flag or the environment is reported as "--flag".
+func (fs fileSettings) locate(path string, err error) error {
+	var se *settingError
+	if !errors.As(err, &se) {
+		return err
+	}
+	v, ok := fs[se.flag]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("%s:%d: %s: %s", path, v.line, se.flag, se.msg)
 }
 
 // flagSyntax turns a TOML value into the text the flag parses.
@@ -135,6 +160,8 @@ func firstLine(s string) string {
 // WriteTOML prints the effective configuration of c as a TOML file that
 // Postoffice reads back, like "doveconf -n": only the settings that differ
 // from the defaults, unless all is set. Secrets (the password) are masked.
+// A comment first says which of the two it is, and when no setting
+// differs from its default, says that too: the output is never empty.
 func (c *Config) WriteTOML(w io.Writer, all bool) error {
 	def := Default()
 	defs := map[string]string{}
@@ -148,15 +175,25 @@ func (c *Config) WriteTOML(w io.Writer, all bool) error {
 	})
 	sort.Slice(flags, func(i, j int) bool { return flags[i].Name < flags[j].Name })
 	bw := bufio.NewWriter(w)
+	if all {
+		fmt.Fprintln(bw, "# every setting, the defaults included")
+	} else {
+		fmt.Fprintln(bw, "# the settings that differ from the defaults (--all prints every setting)")
+	}
 	if c.ConfigFile != "" {
 		fmt.Fprintf(bw, "# read from %s\n", c.ConfigFile)
 	}
+	n := 0
 	for _, f := range flags {
 		v := f.Value.String()
 		if !all && v == defs[f.Name] {
 			continue
 		}
 		fmt.Fprintf(bw, "%s = %s\n", f.Name, tomlValue(f, v))
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintln(bw, "# none: every setting has its default value")
 	}
 	return bw.Flush()
 }

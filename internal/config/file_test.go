@@ -97,6 +97,37 @@ func TestFileErrorsNameFileAndLine(t *testing.T) {
 	}
 }
 
+// A value from the file that parses but fails validation is reported at
+// its place in the file, as unknown keys are; the same value from a flag
+// or the environment is still reported as --flag.
+func TestFileValidationErrorsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want string
+	}{
+		{"# limits\nmax-errors = 5\nmax-recipients = 0\n", ":3: max-recipients: must be at least 1"},
+		{"log-format = \"xml\"\n", ":1: log-format: \"xml\" is not text or json"},
+		{"\nsmtp-addr = \"0.0.0.0:2525\"\n", ":2: smtp-addr: \"0.0.0.0:2525\" is reachable from other hosts"},
+		{"smtp-addr = \"nope\"\n", ":1: smtp-addr: \"nope\" is not host:port"},
+		{"retention-interval = \"0s\"\n", ":1: retention-interval: must be positive"},
+	} {
+		p := writeFile(t, tc.text)
+		_, err := Parse("t", []string{"--config", p}, env(nil), io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), p+tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.text, err, p+tc.want)
+		}
+	}
+	p := writeFile(t, "max-errors = 5\n")
+	_, err := Parse("t", []string{"--config", p, "--max-recipients", "0"}, env(nil), io.Discard)
+	if err == nil || err.Error() != "--max-recipients: must be at least 1" {
+		t.Errorf("flag value: err = %v", err)
+	}
+	_, err = Parse("t", []string{"--config", p}, env(map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "0"}), io.Discard)
+	if err == nil || err.Error() != "--max-recipients: must be at least 1" {
+		t.Errorf("environment value: err = %v", err)
+	}
+}
+
 func TestWriteTOMLRoundTripsAndMasks(t *testing.T) {
 	c, err := Parse("t", []string{"--password", "s3cret", "--max-message-size", "10MiB", "--domain", "a.test,b.test",
 		"--smtp-require-auth", "--retention-max-messages", "5", "--smtp-data-timeout", "90s"}, env(nil), io.Discard)
@@ -146,5 +177,31 @@ func TestRetentionValidation(t *testing.T) {
 		if _, err := Parse("t", args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: err = %v", args, err)
 		}
+	}
+}
+
+// --metrics-token is a bearer token (RFC 6750 §2.1 b64token), masked by
+// "postoffice config" as the password is; --metrics-addr is host:port.
+func TestMetricsFlags(t *testing.T) {
+	for _, bad := range []string{"two words", "tök", "=abc", "a\tb"} {
+		if _, err := Parse("t", []string{"--metrics-token", bad}, env(nil), io.Discard); err == nil || !strings.HasPrefix(err.Error(), "--metrics-token:") {
+			t.Errorf("token %q: err = %v", bad, err)
+		}
+	}
+	if _, err := Parse("t", []string{"--metrics-addr", "nope"}, env(nil), io.Discard); err == nil || !strings.HasPrefix(err.Error(), "--metrics-addr:") {
+		t.Errorf("--metrics-addr nope: err = %v", err)
+	}
+	c, err := Parse("t", nil, env(map[string]string{"POSTOFFICE_METRICS_TOKEN": "abc-123", "POSTOFFICE_METRICS_ADDR": "127.0.0.1:9325",
+		"POSTOFFICE_METRICS_MAILBOX_LABELS": "true"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsToken != "abc-123" || c.MetricsAddr != "127.0.0.1:9325" || !c.MetricsMailboxLabels {
+		t.Errorf("environment: %q %q %v", c.MetricsToken, c.MetricsAddr, c.MetricsMailboxLabels)
+	}
+	var out strings.Builder
+	c.WriteTOML(&out, false)
+	if strings.Contains(out.String(), "abc-123") || !strings.Contains(out.String(), `metrics-token = "********"`) {
+		t.Errorf("token not masked:\n%s", out.String())
 	}
 }

@@ -320,12 +320,20 @@ func (o *Observer) Retrieved(size int64) {
 // kept current by the server from store events; a scrape reads the map.
 // Until Ready is called (the first background scan is done) the gauges are
 // reported but postoffice_mailbox_stats_ready is 0.
+//
+// The per-mailbox series (postoffice_mailbox_messages and
+// postoffice_mailbox_bytes, labelled mailbox) name the users, so they are
+// exported only after SetPerMailbox(true) (--metrics-mailbox-labels); the
+// totals over every mailbox (postoffice_stored_messages,
+// postoffice_stored_bytes) and the mailbox count always are.
 type Mailboxes struct {
-	mu    sync.Mutex
-	boxes map[string]*usage
-	ready bool
+	mu         sync.Mutex
+	boxes      map[string]*usage
+	ready      bool
+	perMailbox bool
 
 	msgDesc, bytesDesc, countDesc, readyDesc *prometheus.Desc
+	totalMsgDesc, totalBytesDesc             *prometheus.Desc
 }
 
 type usage struct {
@@ -340,7 +348,18 @@ func newMailboxes() *Mailboxes {
 		bytesDesc: prometheus.NewDesc("postoffice_mailbox_bytes", "Octets of the messages in a mailbox (file sizes).", []string{"mailbox"}, nil),
 		countDesc: prometheus.NewDesc("postoffice_mailboxes", "Mailboxes in the mailbox directory.", nil, nil),
 		readyDesc: prometheus.NewDesc("postoffice_mailbox_stats_ready", "1 once the mailbox gauges were initialised from disk.", nil, nil),
+
+		totalMsgDesc:   prometheus.NewDesc("postoffice_stored_messages", "Messages in all mailboxes.", nil, nil),
+		totalBytesDesc: prometheus.NewDesc("postoffice_stored_bytes", "Octets of the messages in all mailboxes (file sizes).", nil, nil),
 	}
+}
+
+// SetPerMailbox turns the per-mailbox series (labelled with the user
+// names) on or off.
+func (b *Mailboxes) SetPerMailbox(on bool) {
+	b.mu.Lock()
+	b.perMailbox = on
+	b.mu.Unlock()
 }
 
 // Set replaces the figures of a mailbox.
@@ -386,16 +405,25 @@ func (b *Mailboxes) Describe(ch chan<- *prometheus.Desc) {
 	ch <- b.bytesDesc
 	ch <- b.countDesc
 	ch <- b.readyDesc
+	ch <- b.totalMsgDesc
+	ch <- b.totalBytesDesc
 }
 
 // Collect implements prometheus.Collector.
 func (b *Mailboxes) Collect(ch chan<- prometheus.Metric) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var msgs, octets int64
 	for name, u := range b.boxes {
-		ch <- prometheus.MustNewConstMetric(b.msgDesc, prometheus.GaugeValue, float64(u.messages), name)
-		ch <- prometheus.MustNewConstMetric(b.bytesDesc, prometheus.GaugeValue, float64(u.bytes), name)
+		msgs += u.messages
+		octets += u.bytes
+		if b.perMailbox {
+			ch <- prometheus.MustNewConstMetric(b.msgDesc, prometheus.GaugeValue, float64(u.messages), name)
+			ch <- prometheus.MustNewConstMetric(b.bytesDesc, prometheus.GaugeValue, float64(u.bytes), name)
+		}
 	}
+	ch <- prometheus.MustNewConstMetric(b.totalMsgDesc, prometheus.GaugeValue, float64(msgs))
+	ch <- prometheus.MustNewConstMetric(b.totalBytesDesc, prometheus.GaugeValue, float64(octets))
 	ch <- prometheus.MustNewConstMetric(b.countDesc, prometheus.GaugeValue, float64(len(b.boxes)))
 	ready := 0.0
 	if b.ready {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"postoffice/internal/mailheader"
 )
 
 // messageBufSize is the read buffer for streaming a message out. Lines
@@ -23,7 +25,15 @@ var messageReaders = sync.Pool{
 //
 // bodyLines < 0 copies the whole message (RETR). bodyLines >= 0 copies the
 // headers, the blank line that ends them and at most bodyLines lines of the
-// body (TOP, RFC 1939 §7). A message without a blank line is all headers.
+// body (TOP, RFC 1939 §7). The header ends where package mailheader's rule
+// says: at the empty line, or at the first line that is neither a header
+// field nor a continuation, which is then the first line of the body. When
+// the message has no empty line there (the classic "Subject: Test
+// Email\r\nHello Bob,\r\n", or a message of header fields only), TOP sends
+// one CRLF in its place: RFC 1939 §7 has TOP send "the blank line
+// separating the headers from the body" whatever the message holds, and a
+// client reading headers with TOP 0 relies on it. An empty message is sent
+// empty.
 //
 // The content ends in CRLF by the Maildrop.Open contract, so the terminator
 // follows it directly; if it does not, CRLF is added first so the '.' is on a
@@ -40,7 +50,8 @@ func writeDotStuffed(w *bufio.Writer, r io.Reader, bodyLines int64) (n int64, er
 
 	var (
 		lineStart  = true // the next octet read begins a line
-		inHeader   = true // TOP: the blank line ending the headers is not yet seen
+		firstLine  = true // the next line is the message's first
+		inHeader   = true // TOP: the end of the header is not yet seen
 		prev, last byte   // the last two octets written, for the terminator
 		wrote      bool
 	)
@@ -50,17 +61,26 @@ loop:
 		if len(chunk) > 0 {
 			if lineStart {
 				if bodyLines >= 0 {
-					if inHeader {
-						if isBlankLine(chunk) {
-							inHeader = false
+					inBody := !inHeader
+					if inHeader && mailheader.Ends(chunk, firstLine) {
+						inHeader = false
+						if !mailheader.IsBlank(chunk) {
+							// No empty line: this line starts the body, and
+							// RFC 1939 §7's blank line is sent in its place.
+							if _, err := w.WriteString("\r\n"); err != nil {
+								return n, err
+							}
+							inBody = true
 						}
-					} else {
+					}
+					if inBody {
 						if bodyLines == 0 {
 							break loop
 						}
 						bodyLines--
 					}
 				}
+				firstLine = false
 				// RFC 1939 §3: a line beginning with the termination octet is
 				// byte-stuffed by pre-pending the termination octet.
 				if chunk[0] == '.' {
@@ -98,12 +118,13 @@ loop:
 			return n, err
 		}
 	}
+	if bodyLines >= 0 && inHeader && wrote {
+		// TOP of a message of header fields only: the blank line that
+		// ends them (RFC 1939 §7).
+		if _, err := w.WriteString("\r\n"); err != nil {
+			return n, err
+		}
+	}
 	_, err = w.WriteString(".\r\n")
 	return n, err
-}
-
-// isBlankLine reports whether a complete line is empty: the separator
-// between header and body (RFC 5322 §2.1). A bare LF is accepted too.
-func isBlankLine(line []byte) bool {
-	return string(line) == "\r\n" || string(line) == "\n"
 }

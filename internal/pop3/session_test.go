@@ -297,8 +297,10 @@ func TestTop(t *testing.T) {
 		{"TOP 1 3", long},
 		{"TOP 1 100", long},
 		{"TOP 1 99999999999999999999", long},
-		{"TOP 2 0", noBlank},
-		{"TOP 2 5", noBlank},
+		// Header fields only, no blank line: the fields, then the blank
+		// line RFC 1939 §7 has TOP send (package mailheader's rule).
+		{"TOP 2 0", noBlank + "\r\n"},
+		{"TOP 2 5", noBlank + "\r\n"},
 	} {
 		c.SendLines(tc.cmd)
 		got := strings.Join(c.ExpectMulti("+OK*"), "\r\n") + "\r\n"
@@ -347,10 +349,12 @@ func TestDotStuffing(t *testing.T) {
 	if got != want {
 		t.Fatalf("wire %q, want %q", got, want)
 	}
-	c.SendLines("TOP 1 0") // no blank line: all headers
+	// The first line is no header field: the header is empty, TOP sends
+	// the blank line in its place, then the body, stuffed as by RETR.
+	c.SendLines("TOP 1 5")
 	c.Expect("+OK*")
-	if got := string(readRaw(t, c)); got != want {
-		t.Fatalf("TOP wire %q, want %q", got, want)
+	if got := string(readRaw(t, c)); got != "\r\n"+want {
+		t.Fatalf("TOP wire %q, want %q", got, "\r\n"+want)
 	}
 }
 
@@ -365,9 +369,19 @@ func TestWriteDotStuffedUnit(t *testing.T) {
 		{"a", -1, "a\r\n.\r\n"},   // defensive CRLF
 		{"a\r", -1, "a\r\n.\r\n"}, // completes the CRLF
 		{".a\n.b\n", -1, "..a\n..b\n\r\n.\r\n"},
-		{"h\r\n\r\n.b\r\nc\r\n", 1, "h\r\n\r\n..b\r\n.\r\n"},
-		{"h\r\n\r\n", 0, "h\r\n\r\n.\r\n"},
-		{"h\r\n\r\n\r\n\r\n", 1, "h\r\n\r\n\r\n.\r\n"},
+		{"h:\r\n\r\n.b\r\nc\r\n", 1, "h:\r\n\r\n..b\r\n.\r\n"},
+		{"h:\r\n\r\n", 0, "h:\r\n\r\n.\r\n"},
+		{"h:\r\n\r\n\r\n\r\n", 1, "h:\r\n\r\n\r\n.\r\n"},
+		// Package mailheader's rule: a line that is no field ends the
+		// header and starts the body; TOP sends the missing blank line.
+		{"S: x\r\nHello\r\n.b\r\n", 0, "S: x\r\n\r\n.\r\n"},
+		{"S: x\r\nHello\r\n.b\r\n", 1, "S: x\r\n\r\nHello\r\n.\r\n"},
+		{"S: x\r\nHello\r\n.b\r\n", 2, "S: x\r\n\r\nHello\r\n..b\r\n.\r\n"},
+		{"S: x\r\n\tfolded\r\nHello\r\n", 0, "S: x\r\n\tfolded\r\n\r\n.\r\n"},
+		{"S: x\r\n", 3, "S: x\r\n\r\n.\r\n"},
+		{"S: x", 0, "S: x\r\n\r\n.\r\n"},
+		{"", 0, ".\r\n"},
+		{"S: x\r\nHello\r\n", -1, "S: x\r\nHello\r\n.\r\n"}, // RETR sends the message as it is
 	} {
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)

@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"postoffice/internal/web"
@@ -18,15 +20,24 @@ import (
 //	/metrics   Prometheus exposition of the server's registry
 //	/healthz   200 {"status":"ok"} while the process serves HTTP at all
 //	/readyz    200 when every configured listener is open, the server is
-//	           not shutting down and a file can be created in the mailbox
-//	           directory; 503 with the failed checks otherwise
+//	           not shutting down, a file can be created in the mailbox
+//	           directory and the last reload of the users file and of the
+//	           TLS pair succeeded; 503 with the failed checks otherwise
 //	/          the web inbox and its JSON API (internal/web, docs/api.md),
 //	           or 404 JSON with --web-disable
+//
+// With --metrics-addr, /metrics is served there only (its own listener,
+// "metrics") and the HTTP listener answers it 404. With --metrics-token,
+// /metrics wants "Authorization: Bearer TOKEN" and answers 401 otherwise.
 
 // newMux returns the HTTP routes.
 func (s *Server) newMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.Handler())
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	} else {
+		mux.HandleFunc("GET /metrics", notFound) // not the web inbox's either
+	}
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	// The web inbox (internal/web) serves everything else.
@@ -55,13 +66,79 @@ func (s *Server) newMux() *http.ServeMux {
 // own listener).
 func (s *Server) Handler() http.Handler { return s.mux }
 
-// startHTTP opens --http-addr, if set, and serves the mux on it.
+// metricsHandler is /metrics: the registry's exposition, behind the
+// bearer token of --metrics-token when one is set.
+func (s *Server) metricsHandler() http.Handler {
+	h := s.metrics.Handler()
+	token := s.cfg.MetricsToken
+	if token == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// RFC 6750 §2.1: "Authorization: Bearer b64token"; the scheme
+		// name is case-insensitive (RFC 9110 §11.1).
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
+			// RFC 6750 §3: a 401 carries WWW-Authenticate; a token that
+			// was sent but is wrong is "invalid_token".
+			challenge := `Bearer realm="postoffice metrics"`
+			if r.Header.Get("Authorization") != "" {
+				challenge += `, error="invalid_token"`
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "bearer token required (--metrics-token)"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startMetrics opens --metrics-addr, if set, and serves /metrics alone on
+// it.
+func (s *Server) startMetrics() error {
+	if s.cfg.MetricsAddr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("/", notFound)
+	s.metricsHTTP = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	s.mu.Lock()
+	s.listeners["metrics"] = l
+	s.mu.Unlock()
+	s.log.Info("listening", "proto", "metrics", "addr", l.Addr().String())
+	go func() {
+		if err := s.metricsHTTP.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener failed", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	return nil
+}
+
+// startHTTP opens --http-addr, if set, and serves the mux on it, and the
+// metrics listener of --metrics-addr.
 func (s *Server) startHTTP() error {
+	if err := s.startMetrics(); err != nil {
+		return err
+	}
 	if s.cfg.HTTPAddr == "" {
 		return nil
 	}
 	l, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
+		if s.metricsHTTP != nil {
+			s.metricsHTTP.Close()
+		}
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	s.http = &http.Server{
@@ -86,17 +163,20 @@ func (s *Server) startHTTP() error {
 	return nil
 }
 
-// stopHTTP closes the HTTP listener and waits for requests in progress
-// until ctx ends.
+// stopHTTP closes the HTTP listener and the metrics listener and waits for
+// requests in progress until ctx ends.
 func (s *Server) stopHTTP(ctx context.Context) error {
-	if s.http == nil {
-		return nil
+	var errs []error
+	for _, hs := range []*http.Server{s.http, s.metricsHTTP} {
+		if hs == nil {
+			continue
+		}
+		if err := hs.Shutdown(ctx); err != nil {
+			hs.Close()
+			errs = append(errs, err)
+		}
 	}
-	err := s.http.Shutdown(ctx)
-	if err != nil {
-		s.http.Close()
-	}
-	return err
+	return errors.Join(errs...)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -122,7 +202,12 @@ type readiness struct {
 
 // Ready runs the readiness checks: "listeners" (every configured listener
 // is open and the server is not shutting down) and "mailbox_dir" (the
-// store's Probe: for the Maildir, a file can be created and removed in it).
+// store's Probe: for the Maildir, a file can be created and removed in it,
+// so a read-only or immutable root fails it); with --users-file,
+// "users_file" (its last reload, by SIGHUP or the watcher, succeeded), and
+// with --tls-cert, "tls" (its last reload succeeded). A failed reload
+// keeps the previous users or certificate in service, but the server no
+// longer runs what its files say until they are fixed and reloaded.
 func (s *Server) Ready() (ok bool, checks map[string]string) {
 	checks = map[string]string{"listeners": "ok", "mailbox_dir": "ok"}
 	ok = true
@@ -148,6 +233,9 @@ func (s *Server) Ready() (ok bool, checks map[string]string) {
 	if !s.freeSpaceReady(checks) {
 		ok = false
 	}
+	if !s.reloadsReady(checks) {
+		ok = false
+	}
 	return ok, checks
 }
 
@@ -161,6 +249,28 @@ func (s *Server) freeSpaceReady(checks map[string]string) bool {
 		return false
 	}
 	return true
+}
+
+// reloadsReady adds the checks "users_file" and "tls" (when configured) to
+// checks and reports whether both passed: the last reload of each file
+// succeeded.
+func (s *Server) reloadsReady(checks map[string]string) bool {
+	ok := true
+	if s.users != nil {
+		checks["users_file"] = "ok"
+		if err := s.users.Err(); err != nil {
+			checks["users_file"] = "reload failed, previous users in service: " + err.Error()
+			ok = false
+		}
+	}
+	if s.certs != nil && s.cfg.TLSCert != "" {
+		checks["tls"] = "ok"
+		if err := s.certs.Err(); err != nil {
+			checks["tls"] = "reload failed, previous certificate in service: " + err.Error()
+			ok = false
+		}
+	}
+	return ok
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {

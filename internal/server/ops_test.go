@@ -68,7 +68,7 @@ func send(t *testing.T, s *Server, body string) {
 // TestMetricsFollowTraffic scrapes /metrics before and after a delivery
 // and a POP3 session and checks every family the traffic touches.
 func TestMetricsFollowTraffic(t *testing.T) {
-	s := opsServer(t, nil)
+	s := opsServer(t, func(c *config.Config) { c.MetricsMailboxLabels = true }) // the per-mailbox series too
 	before := scrape(t, s)
 	for _, series := range []string{"go_goroutines", "process_open_fds", `postoffice_mailbox_stats_ready`} {
 		if _, ok := before[series]; !ok {
@@ -135,7 +135,11 @@ func TestMailboxGaugesInitialisedFromDisk(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "alice", "cur", "m1:2,S"), []byte("Subject: x\r\n\r\n12345\r\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "alice", "new", "m2"), []byte("Subject: y\r\n\r\n\r\n"), 0o600)
-	s := opsServer(t, func(c *config.Config) { c.MailboxDir = dir })
+	s := opsServer(t, func(c *config.Config) {
+		c.MailboxDir = dir
+		c.MetricsMailboxLabels = true
+		c.DefaultUser = "alice" // an existing mailbox: start-up creates no other
+	})
 	waitMetric(t, s, "postoffice_mailbox_stats_ready", func(v float64) bool { return v == 1 })
 	m := scrape(t, s)
 	if m[`postoffice_mailbox_messages{mailbox="alice"}`] != 2 || m[`postoffice_mailbox_bytes{mailbox="alice"}`] != 21+16 ||

@@ -54,8 +54,11 @@ type Server struct {
 	pruner   *pruner        // nil when retention is off
 	web      *web.Handler   // nil with --web-disable; see http.go
 
+	// metricsHTTP serves /metrics on --metrics-addr; nil when it is empty.
+	metricsHTTP *http.Server
+
 	mu        sync.Mutex
-	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s, http
+	listeners map[string]net.Listener // by config name: smtp, smtps, pop3, pop3s, http, metrics
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 }
@@ -71,6 +74,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: logger, listeners: map[string]net.Listener{}, metrics: metrics.New()}
+	s.metrics.Mailboxes.SetPerMailbox(cfg.MetricsMailboxLabels)
 	if err := s.openStore(); err != nil {
 		return nil, err
 	}
@@ -78,6 +82,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.createDefaultMailbox()
 	s.thr = s.newThrottle()
 	tlsConfig, err := s.loadTLS()
 	if err != nil {
@@ -159,6 +164,22 @@ func (s *Server) openUsers() (*backend.Router, error) {
 		return ""
 	}
 	return router, nil
+}
+
+// createDefaultMailbox makes the default user's mailbox exist from the
+// start without --users-file (README: mail goes to mailbox/user/new/), so
+// that a newcomer finds mailbox/user/{tmp,new,cur} before the first
+// delivery, as a Maildir reader pointed at it expects. A failure is logged
+// and the start goes on: the first delivery tries again, and /readyz
+// reports an unwritable directory.
+func (s *Server) createDefaultMailbox() {
+	if s.single == nil {
+		return
+	}
+	name := auth.CanonicalName(s.cfg.DefaultUser)
+	if err := s.store.CreateMailbox(name); err != nil {
+		s.log.Error("cannot create the default mailbox", "mailbox", name, "err", err)
+	}
 }
 
 // newThrottle returns the failed-login throttle shared by SMTP, POP3 and
@@ -381,8 +402,8 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Listener returns the listener of "smtp", "smtps", "pop3", "pop3s" or
-// "http", or nil when that one is not open.
+// Listener returns the listener of "smtp", "smtps", "pop3", "pop3s",
+// "http" or "metrics", or nil when that one is not open.
 func (s *Server) Listener(name string) net.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()

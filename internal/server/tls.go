@@ -15,6 +15,7 @@ import (
 type certSource struct {
 	certFile, keyFile string
 	cert              atomic.Pointer[tls.Certificate]
+	lastErr           atomic.Pointer[error] // the failure of the last Reload; nil after a success
 }
 
 func newCertSource(certFile, keyFile, selfSignedHost string) (*certSource, error) {
@@ -38,9 +39,21 @@ func (cs *certSource) Reload() error {
 	}
 	c, err := tls.LoadX509KeyPair(cs.certFile, cs.keyFile)
 	if err != nil {
-		return fmt.Errorf("load TLS key pair %s, %s: %w", cs.certFile, cs.keyFile, err)
+		err = fmt.Errorf("load TLS key pair %s, %s: %w", cs.certFile, cs.keyFile, err)
+		cs.lastErr.Store(&err)
+		return err
 	}
 	cs.cert.Store(&c)
+	cs.lastErr.Store(nil)
+	return nil
+}
+
+// Err returns the error of the last Reload while the previous certificate
+// stays in use because of it, or nil.
+func (cs *certSource) Err() error {
+	if p := cs.lastErr.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 

@@ -106,6 +106,10 @@ type Admin interface {
 	Mailboxes() ([]string, error)
 	// HasMailbox reports whether mailbox exists.
 	HasMailbox(mailbox string) (bool, error)
+	// CreateMailbox makes mailbox exist, empty unless it already held
+	// mail, durably when it returns (the server creates the default
+	// mailbox at start-up).
+	CreateMailbox(mailbox string) error
 	// Usage counts the messages of mailbox and adds up their sizes
 	// cheaply (no message is read; a foreign file with LF line ends may
 	// count its size on disk). A mailbox that does not exist is empty.

@@ -10,7 +10,9 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/smtp"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +63,24 @@ func TestBrowser(t *testing.T) {
 		t.Skip("no chromium binary found (Debian: apt-get install -y chromium); skipping the browser test")
 	}
 	s := startServer(t)
-	base := "http://" + s.Listener("http").Addr().String()
+	// The browser talks to the server through a proxy that holds the
+	// mailbox and list requests until the test releases them, so that the
+	// inbox's "Loading…" state is seen for sure.
+	target, _ := url.Parse("http://" + s.Listener("http").Addr().String())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	release := make(chan struct{})
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/v1/mailboxes") {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer gate.Close()
+	base := gate.URL
 
 	// The "remote" image host counts its requests.
 	var imageHits atomic.Int32
@@ -101,7 +120,6 @@ func TestBrowser(t *testing.T) {
 		os.MkdirAll(shots, 0o755)
 	}
 
-	// A few messages so the inbox screenshot shows a list.
 	smtpAddr := s.Listener("smtp").Addr().String()
 	send := func(subject, body string, extra string) {
 		t.Helper()
@@ -111,9 +129,8 @@ func TestBrowser(t *testing.T) {
 			t.Fatal("SMTP:", err)
 		}
 	}
-	send("Welcome to Postoffice", "Hello!\r\nThis inbox shows every message delivered over SMTP.\r\n", "Content-Type: text/plain; charset=utf-8\r\n")
-	send("Build #1432 passed", "All 312 tests passed.\r\n", "Content-Type: text/plain\r\n")
-
+	// The inbox while its list loads: "Loading…" and "Select a message";
+	// once loaded, the empty mailbox says "No messages yet".
 	if err := chromedp.Do(ctx,
 		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 			_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
@@ -124,8 +141,31 @@ func TestBrowser(t *testing.T) {
 		}),
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.ID("app")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="loading" and .="Loading…"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//section[@id="placeholder"]//p[.="Select a message"]`)),
+		chromedp.WaitNotVisible(chromedp.ID("empty")),
+	); err != nil {
+		t.Fatal("inbox loading:", err)
+	}
+	close(release)
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="empty" and .="No messages yet"]`)),
+		chromedp.WaitNotVisible(chromedp.ID("loading")),
 		chromedp.WaitVisible(chromedp.CSS("#live.on")),
+	); err != nil {
+		t.Fatal("empty inbox:", err)
+	}
+
+	// A few messages so the inbox screenshot shows a list; they arrive
+	// live.
+	send("Welcome to Postoffice", "Hello!\r\nThis inbox shows every message delivered over SMTP.\r\n", "Content-Type: text/plain; charset=utf-8\r\n")
+	send("Build #1432 passed", "All 312 tests passed.\r\n", "Content-Type: text/plain\r\n")
+
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.Search(`//ul[@id="list"]/li[contains(., "Build #1432 passed")]`)),
 		chromedp.WaitVisible(chromedp.CSS("#list li")),
+		chromedp.WaitNotVisible(chromedp.ID("empty")),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="placeholder-text" and .="Select a message"]`)),
 	); err != nil {
 		t.Fatal("open inbox:", err)
 	}
@@ -154,6 +194,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.ID("view")),
 		chromedp.WaitVisible(chromedp.ID("remote-note")),
+		chromedp.WaitNotVisible(chromedp.ID("placeholder")),
 	); err != nil {
 		t.Fatal("open message:", err)
 	}
@@ -226,6 +267,7 @@ func TestBrowser(t *testing.T) {
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.ID("delete")),
 		chromedp.WaitNotPresent(chromedp.Search(`//ul[@id="list"]/li[contains(., "Quarterly report")]`)),
+		chromedp.WaitVisible(chromedp.Search(`//p[@id="placeholder-text" and .="Select a message"]`)),
 	); err != nil {
 		t.Fatal("delete:", err)
 	}

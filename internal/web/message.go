@@ -17,6 +17,8 @@ import (
 	// parts in ISO-8859-x, windows-125x, KOI8, Shift_JIS, GB18030... are
 	// decoded to UTF-8.
 	"github.com/emersion/go-message/charset"
+
+	"postoffice/internal/mailheader"
 )
 
 // Bounds on what one message view reads and returns.
@@ -68,7 +70,8 @@ type parsed struct {
 }
 
 // repairHeader makes a header block that go-message can read out of broken
-// mail: when a line that is neither a header field nor a continuation comes
+// mail, by package mailheader's rule (the one POP3 TOP and the CLI follow):
+// when a line that is neither a header field nor a continuation comes
 // before the blank line (RFC 5322 §2.1: the body is separated by an empty
 // line; the classic "Subject: Test\nHello Bob" has none), an empty line is
 // inserted before it; a message that ends inside its header gets one at
@@ -87,19 +90,7 @@ func repairHeader(raw []byte) ([]byte, bool) {
 		if len(line) == 0 {
 			return raw, false
 		}
-		isField := false
-		if line[0] == ' ' || line[0] == '\t' {
-			isField = pos > 0
-		} else if i := bytes.IndexByte(line, ':'); i > 0 {
-			isField = true
-			for _, c := range line[:i] {
-				if c <= ' ' || c > '~' {
-					isField = false
-					break
-				}
-			}
-		}
-		if !isField {
+		if mailheader.Ends(line, pos == 0) {
 			out := make([]byte, 0, len(raw)+2)
 			out = append(out, raw[:pos]...)
 			out = append(out, '\r', '\n')

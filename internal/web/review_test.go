@@ -3,10 +3,12 @@ package web
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,5 +202,55 @@ func TestParallelLoginsCannotOutrunFailureCap(t *testing.T) {
 	}
 	if limit := maxFailures + maxLoginsInFlight - 1; checked > limit {
 		t.Fatalf("%d of %d parallel guesses were checked; the cap allows at most %d", checked, burst, limit)
+	}
+}
+
+// docs/api.md states the statuses a loopback client gets under a foreign
+// Host without a users file; they must be the ones the code answers (401
+// for the API, 403 for the login).
+func TestAPIDocMatchesForeignHostStatuses(t *testing.T) {
+	e := newEnv(t, Options{})
+	foreign := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+		req.Host = "rebound.example:8025"
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	api := foreign("GET", "/api/v1/mailboxes", "")
+	// The login, with the CSRF token of a session (its check comes first).
+	c := e.client()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/login", strings.NewReader(`{"user":"user","password":"pass"}`))
+	req.Host = "rebound.example:8025"
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(csrfHeader, c.csrf)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	login := resp.StatusCode
+	if api != 401 || login != 403 {
+		t.Fatalf("foreign Host: API %d, login %d; want 401, 403", api, login)
+	}
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(string(doc)), " ")
+	for _, want := range []string{
+		fmt.Sprintf("under a `Host` that is not loopback the API answers `%d`", api),
+		fmt.Sprintf("the login with the single user's credentials answers `%d`", login),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("docs/api.md does not say %q", want)
+		}
 	}
 }

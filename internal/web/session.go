@@ -34,6 +34,7 @@ const (
 type session struct {
 	id, csrf string
 	user     string // canonical user name; "" when not logged in
+	hash     string // the user's password hash at login (see who)
 	expires  time.Time
 }
 
@@ -86,9 +87,13 @@ func token() string {
 }
 
 // create starts a session for user ("" for anonymous).
-func (s *sessionStore) create(user string) *session {
+func (s *sessionStore) create(user string) *session { return s.createWithHash(user, "") }
+
+// createWithHash starts a session for user, logged in with the password
+// whose hash is hash in the users file.
+func (s *sessionStore) createWithHash(user, hash string) *session {
 	now := time.Now()
-	ss := &session{id: token(), csrf: token(), user: user, expires: now.Add(sessionTTL)}
+	ss := &session{id: token(), csrf: token(), user: user, hash: hash, expires: now.Add(sessionTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
@@ -176,13 +181,15 @@ func (h *Handler) noLogin(r *http.Request) bool {
 }
 
 // who returns the principal of r, or false when r must log in first. A
-// session whose user has since been removed from the users file counts as
-// logged out: deleting an account ends its web access at once, as it does
-// for SMTP and POP3.
+// session whose user has since been removed from the users file, or whose
+// password hash has changed since the login (`postoffice user passwd`),
+// counts as logged out: deleting an account or changing its password ends
+// the web sessions that knew the old credentials at the next request, as
+// Dovecot's doveadm kick does for IMAP after a password change.
 func (h *Handler) who(r *http.Request) (principal, bool) {
 	ss := h.session(r)
 	if ss != nil && ss.user != "" {
-		if _, ok := h.opts.Users().Lookup(ss.user); !ok {
+		if u, ok := h.opts.Users().Lookup(ss.user); !ok || u.Hash != ss.hash {
 			ss = nil
 		}
 	}
@@ -297,7 +304,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := auth.CanonicalName(req.User)
-	err := h.opts.Throttle.Check(r.Context(), ip, h.opts.Users().Verify(name, req.Password))
+	users := h.opts.Users() // one snapshot: the hash kept is the one checked
+	err := h.opts.Throttle.Check(r.Context(), ip, users.Verify(name, req.Password))
 	if errors.Is(err, context.Canceled) {
 		return
 	}
@@ -309,7 +317,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if old := h.session(r); old != nil {
 		h.sessions.remove(old.id)
 	}
-	ss := h.sessions.create(name)
+	u, _ := users.Lookup(name)
+	ss := h.sessions.createWithHash(name, u.Hash)
 	h.setCookie(w, ss)
 	h.log.Info("web login", "ip", ip.String(), "user", name)
 	admin := h.opts.Admin != "" && name == auth.CanonicalName(h.opts.Admin)

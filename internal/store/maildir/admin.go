@@ -173,3 +173,15 @@ func openMessage(dir, sub, name string, foreign bool, size int64) (io.ReadCloser
 	}
 	return &messageFile{Reader: &exactReader{r: r, left: size}, f: f}, nil
 }
+
+// CreateMailbox implements store.Admin: root/<mailbox>/{tmp,new,cur}, the
+// entries fsynced, as the first delivery would make them.
+func (m *Maildir) CreateMailbox(mailbox string) error {
+	if !store.ValidMailboxName(mailbox) {
+		return fmt.Errorf("mailbox %q: %w", mailbox, store.ErrBadMailbox)
+	}
+	if err := m.ensureMailbox(mailbox); err != nil {
+		return fmt.Errorf("create mailbox %q: %w", mailbox, noSpace(err))
+	}
+	return nil
+}

@@ -80,8 +80,24 @@ function fmtSize(n) {
   return n < 1024 ? n + " B" : n < 1048576 ? (n / 1024).toFixed(1) + " KiB" : (n / 1048576).toFixed(1) + " MiB";
 }
 
+// The list pane says "Loading…" while a list is on its way and the pane
+// has none to show (at the start), then "No messages yet" when the list is
+// empty; the view pane says "Select a message" while no
+// message is open, and "Loading…" while one is on its way.
+function showLoading() {
+  if ($("list").children.length) return;
+  $("empty").hidden = true;
+  $("loading").hidden = false;
+}
+
+function showPlaceholder(text) {
+  $("placeholder-text").textContent = text;
+  $("placeholder").hidden = !$("view").hidden;
+}
+
 async function loadList() {
   if (!state.mailbox) { renderList(); return; }
+  showLoading();
   const u = mbPath() + "/messages?page=" + state.page + "&per_page=" + state.perPage +
     (state.q ? "&q=" + encodeURIComponent(state.q) : "");
   try {
@@ -114,6 +130,8 @@ function renderList() {
   });
   const first = (state.page - 1) * state.perPage;
   $("count").textContent = state.total ? (first + 1) + "–" + (first + state.messages.length) + " of " + state.total : "";
+  $("loading").hidden = true;
+  $("empty").textContent = state.q ? "No messages match the search" : "No messages yet";
   $("empty").hidden = state.messages.length > 0;
   $("prev").disabled = state.page <= 1;
   $("next").disabled = first + state.messages.length >= state.total;
@@ -143,11 +161,13 @@ async function loadSource() {
 
 async function openMessage(id) {
   let m;
-  try { m = await api("GET", msgPath(id)); } catch (e) { status(e.message); return; }
+  showPlaceholder("Loading…");
+  try { m = await api("GET", msgPath(id)); } catch (e) { status(e.message); showPlaceholder("Select a message"); return; }
   state.open = m;
   renderList();
   $("app").classList.add("viewing");
   $("view").hidden = false;
+  showPlaceholder("Select a message");
   $("v-subject").textContent = m.subject || "(no subject)";
   const meta = $("v-meta");
   meta.textContent = "";
@@ -204,6 +224,7 @@ function closeView() {
   $("view").hidden = true;
   $("app").classList.remove("viewing");
   $("html-frame").src = "about:blank";
+  showPlaceholder("Select a message");
 }
 
 async function deleteOpen() {
