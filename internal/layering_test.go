@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"internal/config":        {"internal/netpolicy"},
 	"internal/store":         {},
 	"internal/store/maildir": {"internal/store", "internal/store/index"},
-	"internal/store/index":   {"internal/store"},
+	"internal/store/index":   {"internal/store", "internal/mailheader"},
 	"internal/testsupport":   {"internal/config", "internal/selfsigned"},
 	"internal/selfsigned":    {},
 	"internal/mailheader":    {},

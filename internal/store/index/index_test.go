@@ -100,3 +100,19 @@ func TestIndexFollowsMaildir(t *testing.T) {
 		t.Fatalf("bad mailbox: %v", err)
 	}
 }
+
+// The web listing ends the header where POP3 TOP and the CLI do
+// (internal/mailheader): at the first line that is neither a field nor a
+// continuation. A line with 8-bit octets in its "name" is body, so the
+// From after it is body text, not the sender.
+func TestSummaryHeaderEndsAsTOP(t *testing.T) {
+	m, x := newIndex(t)
+	id := deliverTest(t, m, "u", "Subject: seen\r\nCaf\xc3\xa9: x\r\nFrom: hidden@example.org\r\n\r\nbody\r\n")
+	s, err := x.Get("u", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Subject != "seen" || s.From != "" {
+		t.Fatalf("summary %+v: want subject %q and no sender (the header ended at the 8-bit line)", s, "seen")
+	}
+}

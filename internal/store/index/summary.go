@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"postoffice/internal/mailheader"
 	"postoffice/internal/store"
 	"strings"
 )
@@ -14,19 +15,21 @@ import (
 const maxHeaderField = 8 << 10
 
 // summarize reads the header of a message from r (at most
-// store.SummaryScanBytes in all) and fills the header fields of s. It tolerates
-// broken mail: lines without a colon end the header (the classic
-// "Subject: x\nHello" with no blank line), bare LF is accepted, and
-// undecodable encoded words are kept as they are.
+// store.SummaryScanBytes in all) and fills the header fields of s. The
+// header ends by internal/mailheader's rule, as for POP3 TOP and the CLI:
+// at an empty line or one that is neither a field nor a continuation (the
+// classic "Subject: x\nHello" with no blank line). Bare LF is accepted,
+// and undecodable encoded words are kept as they are.
 func summarize(r io.Reader, s *store.Summary, dec *mime.WordDecoder) error {
 	br := bufio.NewReaderSize(io.LimitReader(r, store.SummaryScanBytes), 16<<10)
 	var (
-		fields  []string // unfolded header fields
-		cur     []byte
-		inBody  bool
-		ctype   string
-		attach  bool
-		partHdr bool // inside a body part's header
+		fields   []string // unfolded header fields
+		cur      []byte
+		inBody   bool
+		seenLine bool // a line was read
+		ctype    string
+		attach   bool
+		partHdr  bool // inside a body part's header
 	)
 	flush := func() {
 		if len(cur) > 0 {
@@ -45,8 +48,13 @@ func summarize(r io.Reader, s *store.Summary, dec *mime.WordDecoder) error {
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		if !inBody {
+			first := !seenLine
+			seenLine = true
 			switch {
-			case len(line) == 0:
+			case mailheader.Ends(line, first):
+				// The empty line, or a line that is neither a field nor a
+				// continuation: the body starts here (the one rule of
+				// internal/mailheader, as POP3 TOP and the CLI).
 				flush()
 				inBody = true
 			case line[0] == ' ' || line[0] == '\t':
@@ -54,13 +62,9 @@ func summarize(r io.Reader, s *store.Summary, dec *mime.WordDecoder) error {
 					cur = append(cur, ' ')
 					cur = append(cur, bytes.TrimLeft(line, " \t")...)
 				}
-			case bytes.IndexByte(line, ':') > 0 && !bytes.ContainsAny(line[:bytes.IndexByte(line, ':')], " \t"):
+			default:
 				flush()
 				cur = append(cur, line[:min(len(line), maxHeaderField)]...)
-			default:
-				// Not a header line: the body starts here.
-				flush()
-				inBody = true
 			}
 			if inBody {
 				for _, f := range fields {
