@@ -102,6 +102,20 @@ type Config struct {
 	// ConfigFile is the TOML file the settings were read from ("" for
 	// none). See file.go.
 	ConfigFile string
+
+	// fromFile are the settings that took their value from ConfigFile
+	// (see Setting).
+	fromFile fileSettings
+}
+
+// Setting names setting flagName as an error about its value should: as
+// "file:line: name" when the value came from the --config file, as for
+// the file's unknown keys and invalid values, else as "--name".
+func (c Config) Setting(flagName string) string {
+	if v, ok := c.fromFile[flagName]; ok {
+		return fmt.Sprintf("%s:%d: %s", c.ConfigFile, v.line, flagName)
+	}
+	return "--" + flagName
 }
 
 // AutoMinFreeSpace is the default --min-free-space, "auto": 100 MiB or 1 %
@@ -355,6 +369,7 @@ func Parse(name string, args []string, getenv func(string) string, output io.Wri
 // (postoffice check) can go on.
 func ParseArgs(name string, args []string, getenv func(string) string, output io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
 	c, rest, fromFile, err := parseArgs(name, args, getenv, output, extra)
+	c.fromFile = fromFile
 	if err != nil {
 		return c, rest, err
 	}

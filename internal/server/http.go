@@ -101,7 +101,7 @@ func (s *Server) startMetrics() error {
 	}
 	l, err := net.Listen("tcp", s.cfg.MetricsAddr)
 	if err != nil {
-		return fmt.Errorf("--metrics-addr: %w", err)
+		return fmt.Errorf("%s: %w", s.cfg.Setting("metrics-addr"), err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metricsHandler())
@@ -139,7 +139,7 @@ func (s *Server) startHTTP() error {
 		if s.metricsHTTP != nil {
 			s.metricsHTTP.Close()
 		}
-		return fmt.Errorf("--http-addr: %w", err)
+		return fmt.Errorf("%s: %w", s.cfg.Setting("http-addr"), err)
 	}
 	s.http = &http.Server{
 		Handler:           s.mux,

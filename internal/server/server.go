@@ -115,7 +115,7 @@ func (s *Server) openStore() error {
 		MinFreeSpace: minFreeSpace(s.cfg.MinFreeSpace),
 	})
 	if err != nil {
-		return fmt.Errorf("--mailbox-dir: %w", err)
+		return fmt.Errorf("%s: %w", s.cfg.Setting("mailbox-dir"), err)
 	}
 	s.store = md
 	if !s.cfg.WebDisable {
@@ -132,7 +132,7 @@ func (s *Server) openUsers() (*backend.Router, error) {
 	if cfg.UsersFile == "" {
 		name := auth.CanonicalName(cfg.DefaultUser)
 		if !auth.ValidName(name) {
-			return nil, fmt.Errorf("--user: %q is not a valid user name (letters, digits, '.', '_', '-')", cfg.DefaultUser)
+			return nil, fmt.Errorf("%s: %q is not a valid user name (letters, digits, '.', '_', '-')", cfg.Setting("user"), cfg.DefaultUser)
 		}
 		s.single = auth.SingleUser(name, cfg.DefaultPassword)
 		router.Single = name
@@ -140,12 +140,12 @@ func (s *Server) openUsers() (*backend.Router, error) {
 	}
 	uf, err := auth.OpenUsersFile(cfg.UsersFile, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("--users-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", cfg.Setting("users-file"), err)
 	}
 	s.users = uf
 	if router.CatchAll != "" {
 		if _, ok := uf.Current().Lookup(router.CatchAll); !ok {
-			return nil, fmt.Errorf("--catch-all: %q is not a user of %s", cfg.CatchAll, cfg.UsersFile)
+			return nil, fmt.Errorf("%s: %q is not a user of %s", cfg.Setting("catch-all"), cfg.CatchAll, cfg.UsersFile)
 		}
 	}
 	router.Users = func() backend.Directory { return uf.Current() }
@@ -209,7 +209,7 @@ func (s *Server) loadTLS() (*tls.Config, error) {
 	}
 	cs, err := newCertSource(s.cfg.TLSCert, s.cfg.TLSKey, s.cfg.Hostname)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert: %w", err)
+		return nil, fmt.Errorf("%s: %w", s.cfg.Setting("tls-cert"), err)
 	}
 	s.certs = cs
 	return cs.config(), nil
@@ -334,7 +334,7 @@ func (s *Server) Start() error {
 				o.Close()
 			}
 			cancel()
-			return fmt.Errorf("--%s-addr: %w", sp.name, err)
+			return fmt.Errorf("%s: %w", s.cfg.Setting(sp.name+"-addr"), err)
 		}
 		opened = append(opened, l)
 		reply := ""
