@@ -1,6 +1,10 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,7 +105,8 @@ func TestMinFreeSpaceRefusesMailUntilSpaceReturns(t *testing.T) {
 }
 
 // TestMinFreeSpaceAboveFreeSpaceAndOff: a floor above the free space of
-// the real filesystem refuses MAIL with 452 4.3.1; 0 turns the check off.
+// the real filesystem refuses MAIL with 452 4.3.1 while the web inbox
+// still reads and deletes; 0 turns the check off.
 func TestMinFreeSpaceAboveFreeSpaceAndOff(t *testing.T) {
 	s := opsServer(t, func(c *config.Config) { c.MinFreeSpace = 1 << 60 })
 	if r := mailReply(t, s); !testsupport.Glob("452 4.3.1 *", r) {
@@ -110,6 +115,38 @@ func TestMinFreeSpaceAboveFreeSpaceAndOff(t *testing.T) {
 	if code, fs := freeSpaceCheck(t, s); code != 503 || fs == "ok" {
 		t.Errorf("readyz: %d %q", code, fs)
 	}
+	// The web inbox keeps serving and deleting below the floor.
+	id := s.store.NewID()
+	if err := s.store.Deliver(context.Background(), id, []string{"user"}, strings.NewReader("Subject: kept\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	var sess struct {
+		CSRF string `json:"csrf_token"`
+	}
+	resp, err := hc.Get(s.testURL("/api/v1/session"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&sess)
+	resp.Body.Close()
+	resp, err = hc.Get(s.testURL("/api/v1/mailboxes/user/messages/" + id))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("web read below the floor: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("DELETE", s.testURL("/api/v1/mailboxes/user/messages/"+id), nil)
+	req.Header.Set("X-CSRF-Token", sess.CSRF)
+	resp, err = hc.Do(req)
+	if err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("web delete below the floor: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if l, err := s.store.List("user"); err != nil || len(l) != 0 {
+		t.Fatalf("after the web delete below the floor: %d messages, %v", len(l), err)
+	}
+
 	s = opsServer(t, func(c *config.Config) { c.MinFreeSpace = 0 })
 	if r := mailReply(t, s); !strings.HasPrefix(r, "250 2.1.0") {
 		t.Errorf("MAIL with the check off: %q", r)
