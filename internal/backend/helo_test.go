@@ -52,18 +52,7 @@ func printableField(l string) bool {
 // with HTAB and 8-bit octets is accepted, and the stored Received field
 // carries only printable ASCII (RFC 5321 §4.1.1.1, §4.4).
 func TestHostileHeloNotInStoredHeader(t *testing.T) {
-	root := t.TempDir()
-	st, err := maildir.New(root, maildir.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv := &smtp.Server{
-		Hostname: "mx.test",
-		Backend:  &SMTP{Store: st, Router: &Router{Single: "user"}, Hostname: "mx.test"},
-		Logger:   slog.New(slog.DiscardHandler),
-	}
-	c := testsupport.Dial(t, testsupport.Serve(t, srv, smtp.ErrServerClosed))
+	root, c := serveToMaildir(t)
 	c.ExpectReply("220 *")
 	c.Cmd("HELO \x00evil\x00", "501 5.5.2 *")
 	c.Cmd("EHLO \x1b[1mx", "501 5.5.2 *")
@@ -74,14 +63,7 @@ func TestHostileHeloNotInStoredHeader(t *testing.T) {
 	c.Cmd("Subject: t\r\n\r\nhi\r\n.", "250 2.0.0 Ok: queued as *")
 	c.Cmd("QUIT", "221 *")
 
-	files, _ := filepath.Glob(filepath.Join(root, "user", "new", "*"))
-	if len(files) != 1 {
-		t.Fatalf("stored files %q", files)
-	}
-	msg, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	msg := storedMessage(t, root)
 	fields := traceFields(msg)
 	if len(fields) < 2 || fields[1] != "Received: from h??llo?x? ([127.0.0.1])\r\n" {
 		t.Fatalf("trace fields %q", fields)
@@ -165,6 +147,24 @@ func FuzzHeloInStoredHeader(f *testing.F) {
 // stored Received field names the client "unknown", as Postfix names a
 // client it has no name for.
 func TestNoHeloStoredHeader(t *testing.T) {
+	root, c := serveToMaildir(t)
+	c.ExpectReply("220 *")
+	c.Cmd("MAIL FROM:<a@example.com>", "250 *")
+	c.Cmd("RCPT TO:<user@example.com>", "250 *")
+	c.Cmd("DATA", "354 *")
+	c.Cmd("Subject: t\r\n\r\nhi\r\n.", "250 2.0.0 Ok: queued as *")
+	msg := storedMessage(t, root)
+	fields := traceFields(msg)
+	if len(fields) < 3 || fields[1] != "Received: from unknown ([127.0.0.1])\r\n" || !strings.HasPrefix(fields[2], "\tby mx.test (Postoffice) with SMTP id ") {
+		t.Fatalf("trace fields %q", fields)
+	}
+}
+
+// serveToMaildir serves the SMTP engine on this backend over a fresh
+// Maildir, every recipient to mailbox "user", and returns the Maildir's
+// root and a client connected to it.
+func serveToMaildir(t *testing.T) (string, *testsupport.Conn) {
+	t.Helper()
 	root := t.TempDir()
 	st, err := maildir.New(root, maildir.Options{})
 	if err != nil {
@@ -176,12 +176,13 @@ func TestNoHeloStoredHeader(t *testing.T) {
 		Backend:  &SMTP{Store: st, Router: &Router{Single: "user"}, Hostname: "mx.test"},
 		Logger:   slog.New(slog.DiscardHandler),
 	}
-	c := testsupport.Dial(t, testsupport.Serve(t, srv, smtp.ErrServerClosed))
-	c.ExpectReply("220 *")
-	c.Cmd("MAIL FROM:<a@example.com>", "250 *")
-	c.Cmd("RCPT TO:<user@example.com>", "250 *")
-	c.Cmd("DATA", "354 *")
-	c.Cmd("Subject: t\r\n\r\nhi\r\n.", "250 2.0.0 Ok: queued as *")
+	return root, testsupport.Dial(t, testsupport.Serve(t, srv, smtp.ErrServerClosed))
+}
+
+// storedMessage returns the one message stored in mailbox "user" under
+// root.
+func storedMessage(t *testing.T, root string) []byte {
+	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(root, "user", "new", "*"))
 	if len(files) != 1 {
 		t.Fatalf("stored files %q", files)
@@ -190,8 +191,5 @@ func TestNoHeloStoredHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fields := traceFields(msg)
-	if len(fields) < 3 || fields[1] != "Received: from unknown ([127.0.0.1])\r\n" || !strings.HasPrefix(fields[2], "\tby mx.test (Postoffice) with SMTP id ") {
-		t.Fatalf("trace fields %q", fields)
-	}
+	return msg
 }
