@@ -18,22 +18,7 @@ import (
 // The session, verbatim over a raw socket.
 func TestSeedSessionVerbatim(t *testing.T) {
 	p := start(t, "")
-	c := testsupport.Dial(t, p.Addr("smtp"))
-	c.ExpectReply("220 mx.test ESMTP*")
-	c.Send("HELO client.example.com\r\n")
-	c.ExpectReply("250 mx.test greets client.example.com")
-	c.Send("MAIL FROM:<alice@example.com>\r\n")
-	c.ExpectReply("250 2.1.0 Ok")
-	c.Send("RCPT TO:<bob@example.com>\r\n")
-	c.ExpectReply("250 2.1.5 Ok")
-	c.Send("RCPT TO:<carol@example.com>\r\n")
-	c.ExpectReply("250 2.1.5 Ok")
-	c.Send("DATA\r\n")
-	c.ExpectReply("354 End data with <CR><LF>.<CR><LF>")
-	c.Send("Subject: Test Email\r\nHello Bob,\r\n..a line that starts with a dot\r\n.\r\n")
-	id := queuedRe.FindStringSubmatch(c.ExpectReply("250 2.0.0 Ok: queued as *").Last())[1]
-	c.Send("QUIT\r\n")
-	c.ExpectReply("221 2.0.0 Bye")
+	id := seedSession(t, p)
 
 	files := mailFiles(t, p.dir, "user")
 	if len(files) != 1 || filepath.Base(files[0]) != id+".eml" || filepath.Base(filepath.Dir(files[0])) != "new" {
