@@ -10,9 +10,9 @@ import (
 	"postoffice/internal/testsupport"
 )
 
-// seedSession runs the original design's SMTP session, verbatim as in
-// TestSeedSessionVerbatim, and returns the queue id. Its message has no
-// blank line after "Subject: Test Email".
+// seedSession runs the original design's SMTP session, verbatim, over a raw
+// socket, checking every reply, and returns the queue id. Its message has
+// no blank line after "Subject: Test Email".
 func seedSession(t *testing.T, p *proc) string {
 	t.Helper()
 	c := testsupport.Dial(t, p.Addr("smtp"))
