@@ -22,25 +22,12 @@ func readDataPolicy(in string, p BareNewline, bufSize int, oneByte bool) (string
 	br := bufio.NewReaderSize(src, bufSize)
 	d := newDataReader(br, 1<<30)
 	d.setPolicy(p)
-	var out bytes.Buffer
-	buf := make([]byte, 7)
-	var err error
-	for {
-		var n int
-		n, err = d.Read(buf)
-		out.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	if err == io.EOF {
-		err = nil
-	}
+	msg, err := readAllData(d)
 	if derr := d.drain(); derr != nil && err == nil {
 		err = derr
 	}
 	rest, _ := io.ReadAll(br)
-	return out.String(), err, string(rest)
+	return msg, err, string(rest)
 }
 
 // Accept: only CRLF ends a line, so a bare LF is line text and a dot after

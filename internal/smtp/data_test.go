@@ -19,8 +19,16 @@ func readData(in string, max int64, bufSize int, oneByte bool) (string, error, s
 	}
 	br := bufio.NewReaderSize(src, bufSize)
 	d := newDataReader(br, max)
+	msg, err := readAllData(d)
+	rest, _ := io.ReadAll(br)
+	return msg, err, string(rest)
+}
+
+// readAllData reads d to its end in small reads (they exercise the pending
+// buffer) and returns the message and the error, nil at the terminator.
+func readAllData(d *dataReader) (string, error) {
 	var out bytes.Buffer
-	buf := make([]byte, 7) // small reads exercise the pending buffer
+	buf := make([]byte, 7)
 	var err error
 	for {
 		var n int
@@ -33,8 +41,7 @@ func readData(in string, max int64, bufSize int, oneByte bool) (string, error, s
 	if err == io.EOF {
 		err = nil
 	}
-	rest, _ := io.ReadAll(br)
-	return out.String(), err, string(rest)
+	return out.String(), err
 }
 
 func TestDataReader(t *testing.T) {

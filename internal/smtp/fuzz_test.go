@@ -18,6 +18,21 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // panic the session recovered still fails the fuzz target.
 type panicWatch struct{ seen atomic.Pointer[string] }
 
+// exchange sends in to the server at addr, reads every reply, and fails
+// the test if the server hung or a session panicked. The error is nil or
+// a connection reset (the server closed while input was unread).
+func (w *panicWatch) exchange(t *testing.T, addr string, in []byte) ([]byte, error) {
+	t.Helper()
+	out, err := testsupport.Exchange(t, addr, in)
+	if err != nil && !testsupport.IsReset(err) {
+		t.Fatalf("reading replies: %v (hang?)", err)
+	}
+	if p := w.seen.Load(); p != nil {
+		t.Fatalf("session panicked: %s", *p)
+	}
+	return out, err
+}
+
 func (h *panicWatch) Enabled(context.Context, slog.Level) bool { return true }
 func (h *panicWatch) Handle(_ context.Context, r slog.Record) error {
 	if strings.Contains(r.Message, "panic") {
@@ -72,13 +87,7 @@ func FuzzSession(f *testing.F) {
 	}
 	addr := testsupport.Serve(f, srv, ErrServerClosed)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := testsupport.Exchange(t, addr, in)
-		if err != nil && !testsupport.IsReset(err) {
-			t.Fatalf("reading replies: %v (hang?)", err)
-		}
-		if p := watch.seen.Load(); p != nil {
-			t.Fatalf("session panicked: %s", *p)
-		}
+		out, _ := watch.exchange(t, addr, in)
 		// Every reply line is well-formed.
 		for _, l := range strings.SplitAfter(string(out), "\r\n") {
 			if l == "" {

@@ -141,13 +141,7 @@ func FuzzReplyText(f *testing.F) {
 	}
 	addr := testsupport.Serve(f, srv, ErrServerClosed)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := testsupport.Exchange(t, addr, in)
-		if err != nil && !testsupport.IsReset(err) {
-			t.Fatalf("reading replies: %v (hang?)", err)
-		}
-		if p := watch.seen.Load(); p != nil {
-			t.Fatalf("session panicked: %s", *p)
-		}
+		out, err := watch.exchange(t, addr, in)
 		rest := string(out)
 		for rest != "" {
 			l, r, ok := strings.Cut(rest, "\r\n")
