@@ -21,7 +21,8 @@ const module = "postoffice/"
 var allowed = map[string][]string{
 	"cmd/postoffice":         {"internal/server", "internal/config", "internal/auth", "internal/auth/tty", "internal/store", "internal/store/maildir", "internal/mailheader"},
 	"internal/server":        {"*"}, // the wiring
-	"internal/backend":       {"internal/store", "internal/auth", "internal/smtp", "internal/pop3"},
+	"internal/backend":       {"internal/store", "internal/auth", "internal/smtp", "internal/pop3", "internal/imap"},
+	"internal/imap":          {"internal/textio", "internal/netpolicy"},
 	"internal/smtp":          {"internal/textio", "internal/netpolicy"},
 	"internal/pop3":          {"internal/textio", "internal/netpolicy", "internal/mailheader"},
 	"internal/textio":        {"internal/netpolicy"},
@@ -54,7 +55,7 @@ func TestLayering(t *testing.T) {
 		if !d.IsDir() {
 			return nil
 		}
-		if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "ui") {
+		if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "ui" || name == "third_party") {
 			return filepath.SkipDir
 		}
 		pkg, err := build.ImportDir(path, 0)
@@ -98,7 +99,7 @@ func TestLayering(t *testing.T) {
 	}
 	// The protocol engines never see a store, in their tests either: they
 	// talk to a backend interface.
-	for _, engine := range []string{"internal/smtp", "internal/pop3"} {
+	for _, engine := range []string{"internal/smtp", "internal/pop3", "internal/imap"} {
 		pkg, err := build.ImportDir(filepath.Join(root, engine), 0)
 		if err != nil {
 			t.Fatal(err)

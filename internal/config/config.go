@@ -26,6 +26,8 @@ type Config struct {
 	SMTPSAddr  string
 	POP3Addr   string
 	POP3SAddr  string
+	IMAPAddr   string
+	IMAPSAddr  string
 	MailboxDir string
 	Hostname   string
 
@@ -60,6 +62,8 @@ type Config struct {
 	WriteTimeout       time.Duration
 	POP3LoginTimeout   time.Duration
 	POP3IdleTimeout    time.Duration
+	IMAPLoginTimeout   time.Duration
+	IMAPIdleTimeout    time.Duration
 	ShutdownTimeout    time.Duration
 
 	AuthDelay       time.Duration
@@ -256,6 +260,7 @@ func Default() Config {
 	return Config{
 		SMTPAddr:            "127.0.0.1:2525",
 		POP3Addr:            "127.0.0.1:1100",
+		IMAPAddr:            "127.0.0.1:1430",
 		MailboxDir:          "./mailbox",
 		Hostname:            host,
 		DefaultUser:         "user",
@@ -274,6 +279,8 @@ func Default() Config {
 		WriteTimeout:        time.Minute,
 		POP3LoginTimeout:    time.Minute,
 		POP3IdleTimeout:     10 * time.Minute,
+		IMAPLoginTimeout:    time.Minute,
+		IMAPIdleTimeout:     30 * time.Minute,
 		ShutdownTimeout:     30 * time.Second,
 		AuthDelay:           2 * time.Second,
 		AuthMaxDelay:        15 * time.Second,
@@ -296,6 +303,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SMTPSAddr, "smtps-addr", c.SMTPSAddr, "SMTP implicit-TLS listen address, e.g. :465 (needs TLS); empty disables")
 	fs.StringVar(&c.POP3Addr, "pop3-addr", c.POP3Addr, "POP3 listen address (host:port); empty disables")
 	fs.StringVar(&c.POP3SAddr, "pop3s-addr", c.POP3SAddr, "POP3 implicit-TLS listen address, e.g. :995 (needs TLS); empty disables")
+	fs.StringVar(&c.IMAPAddr, "imap-addr", c.IMAPAddr, "IMAP listen address (host:port); empty disables")
+	fs.StringVar(&c.IMAPSAddr, "imaps-addr", c.IMAPSAddr, "IMAP implicit-TLS listen address, e.g. :993 (needs TLS); empty disables")
 	fs.StringVar(&c.MailboxDir, "mailbox-dir", c.MailboxDir, "directory holding one Maildir per user (created if missing)")
 	fs.StringVar(&c.Hostname, "hostname", c.Hostname, "host name in greetings and Received headers")
 	fs.StringVar(&c.DefaultUser, "user", c.DefaultUser, "the single user when no users file is given")
@@ -325,6 +334,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "wait for the client to accept a reply")
 	fs.DurationVar(&c.POP3LoginTimeout, "pop3-login-timeout", c.POP3LoginTimeout, "POP3 time allowed to log in")
 	fs.DurationVar(&c.POP3IdleTimeout, "pop3-idle-timeout", c.POP3IdleTimeout, "POP3 autologout after this idle time (RFC 1939: at least 10m)")
+	fs.DurationVar(&c.IMAPLoginTimeout, "imap-login-timeout", c.IMAPLoginTimeout, "IMAP time allowed to log in")
+	fs.DurationVar(&c.IMAPIdleTimeout, "imap-idle-timeout", c.IMAPIdleTimeout, "IMAP autologout after this idle time, IDLE included (RFC 9051 §5.4: at least 30m)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT/SIGTERM, time allowed for sessions to finish")
 	fs.DurationVar(&c.AuthDelay, "auth-delay", c.AuthDelay, "delay after a failed login; doubles per consecutive failure")
 	fs.DurationVar(&c.AuthMaxDelay, "auth-max-delay", c.AuthMaxDelay, "cap of the failed-login delay")
@@ -467,6 +478,7 @@ func (c *Config) Validate() error {
 	for _, a := range []struct{ name, v string }{
 		{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+		{"imap-addr", c.IMAPAddr}, {"imaps-addr", c.IMAPSAddr},
 		{"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr},
 	} {
 		if a.v == "" {
@@ -481,8 +493,8 @@ func (c *Config) Validate() error {
 	if c.MetricsToken != "" && !validBearerToken(c.MetricsToken) {
 		return bad("metrics-token", "must be letters, digits and -._~+/ (then = padding only): the b64token of RFC 6750 §2.1")
 	}
-	if c.SMTPAddr == "" && c.SMTPSAddr == "" && c.POP3Addr == "" && c.POP3SAddr == "" {
-		return errors.New("--smtp-addr, --pop3-addr: every listener is disabled")
+	if c.SMTPAddr == "" && c.SMTPSAddr == "" && c.POP3Addr == "" && c.POP3SAddr == "" && c.IMAPAddr == "" && c.IMAPSAddr == "" {
+		return errors.New("--smtp-addr, --pop3-addr, --imap-addr: every listener is disabled")
 	}
 	if c.MailboxDir == "" {
 		return bad("mailbox-dir", "must not be empty")
@@ -506,10 +518,14 @@ func (c *Config) Validate() error {
 	if c.POP3SAddr != "" && !hasTLS {
 		return bad("pop3s-addr", "needs --tls-cert/--tls-key or --tls-self-signed")
 	}
+	if c.IMAPSAddr != "" && !hasTLS {
+		return bad("imaps-addr", "needs --tls-cert/--tls-key or --tls-self-signed")
+	}
 	if c.UsersFile == "" && !c.Insecure {
 		for _, a := range []struct{ name, v string }{
 			{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr},
 			{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
+			{"imap-addr", c.IMAPAddr}, {"imaps-addr", c.IMAPSAddr},
 			{"http-addr", webAddr(c)},
 		} {
 			if a.v != "" && !isLoopbackAddr(a.v) {
@@ -552,6 +568,7 @@ func (c *Config) Validate() error {
 		{"smtp-command-timeout", c.SMTPCommandTimeout}, {"smtp-data-timeout", c.SMTPDataTimeout},
 		{"write-timeout", c.WriteTimeout}, {"pop3-login-timeout", c.POP3LoginTimeout},
 		{"pop3-idle-timeout", c.POP3IdleTimeout}, {"shutdown-timeout", c.ShutdownTimeout},
+		{"imap-login-timeout", c.IMAPLoginTimeout}, {"imap-idle-timeout", c.IMAPIdleTimeout},
 		{"auth-window", c.AuthWindow},
 	} {
 		if d.v <= 0 {

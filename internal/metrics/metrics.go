@@ -39,6 +39,11 @@ type Metrics struct {
 	pop3RetrievedBytes prometheus.Counter
 	pop3Deleted        prometheus.Counter
 
+	imapLogins   *prometheus.CounterVec
+	imapSessions prometheus.Gauge
+	imapCommands *prometheus.CounterVec
+	imapIdle     prometheus.Gauge
+
 	authFailures  *prometheus.CounterVec
 	authPenalties prometheus.Counter
 	authPenaltyS  prometheus.Counter
@@ -82,6 +87,10 @@ func New() *Metrics {
 	m.pop3Retrieved = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_pop3_retrieved_total", Help: "Messages sent whole by POP3 RETR."})
 	m.pop3RetrievedBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_pop3_retrieved_bytes_total", Help: "Octets of messages sent by POP3 RETR."})
 	m.pop3Deleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_pop3_deleted_total", Help: "Messages removed by POP3 QUIT."})
+	m.imapLogins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postoffice_imap_logins_total", Help: "IMAP logins (LOGIN and AUTHENTICATE) by result (ok, failed, blocked, error)."}, []string{"result"})
+	m.imapSessions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "postoffice_imap_sessions", Help: "IMAP sessions open."})
+	m.imapCommands = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postoffice_imap_commands_total", Help: "IMAP tagged commands by name and result (ok, no, bad)."}, []string{"command", "result"})
+	m.imapIdle = prometheus.NewGauge(prometheus.GaugeOpts{Name: "postoffice_imap_idle_sessions", Help: "IMAP sessions in IDLE."})
 	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postoffice_auth_failures_total", Help: "Failed logins (wrong credentials) by protocol."}, []string{"proto"})
 	m.authPenalties = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_auth_penalties_total", Help: "Failed logins answered after a penalty delay."})
 	m.authPenaltyS = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_auth_penalty_seconds_total", Help: "Sum of the penalty delays imposed on failed logins."})
@@ -96,6 +105,7 @@ func New() *Metrics {
 		m.connsCurrent, m.connsTotal, m.connsRejected, m.bytesReceived,
 		m.smtpTransactions, m.smtpMessages, m.smtpMessageBytes, m.deliveryLatency,
 		m.pop3Logins, m.pop3Retrieved, m.pop3RetrievedBytes, m.pop3Deleted,
+		m.imapLogins, m.imapSessions, m.imapCommands, m.imapIdle,
 		m.authFailures, m.authPenalties, m.authPenaltyS, m.authBlocks,
 		m.fsyncLatency, m.storeErrors,
 		m.retentionPasses, m.retentionRemoved, m.retentionBytes, m.retentionSkipped,
@@ -104,7 +114,7 @@ func New() *Metrics {
 	}
 	// Series that exist from the start, so that rate() and absent() work
 	// before the first event.
-	for _, p := range []string{"smtp", "smtps", "pop3", "pop3s"} {
+	for _, p := range []string{"smtp", "smtps", "pop3", "pop3s", "imap", "imaps"} {
 		m.connsCurrent.WithLabelValues(p)
 		m.connsTotal.WithLabelValues(p)
 		m.bytesReceived.WithLabelValues(p)
@@ -115,8 +125,9 @@ func New() *Metrics {
 	}
 	for _, r := range []string{"ok", "failed"} {
 		m.pop3Logins.WithLabelValues(r)
+		m.imapLogins.WithLabelValues(r)
 	}
-	for _, p := range []string{"smtp", "pop3"} {
+	for _, p := range []string{"smtp", "pop3", "imap"} {
 		m.authFailures.WithLabelValues(p)
 	}
 	return m
@@ -223,6 +234,14 @@ func (m *Metrics) POP3Login(result string) {
 	m.pop3Logins.WithLabelValues(result).Inc()
 }
 
+// IMAPLogin counts an IMAP login by result: ok, failed, blocked, error.
+func (m *Metrics) IMAPLogin(result string) {
+	if m == nil {
+		return
+	}
+	m.imapLogins.WithLabelValues(result).Inc()
+}
+
 // POP3Deleted counts messages removed by a POP3 QUIT.
 func (m *Metrics) POP3Deleted(n int) {
 	if m == nil {
@@ -314,6 +333,31 @@ func (o *Observer) Retrieved(size int64) {
 	}
 	o.m.pop3Retrieved.Inc()
 	o.m.pop3RetrievedBytes.Add(float64(size))
+}
+
+// Session implements imap.Observer.
+func (o *Observer) Session(delta int) {
+	if o.m == nil {
+		return
+	}
+	o.m.imapSessions.Add(float64(delta))
+}
+
+// Command implements imap.Observer. Names are the engine's, a closed set,
+// so the label's cardinality is bounded.
+func (o *Observer) Command(name, result string) {
+	if o.m == nil {
+		return
+	}
+	o.m.imapCommands.WithLabelValues(name, result).Inc()
+}
+
+// Idle implements imap.Observer.
+func (o *Observer) Idle(delta int) {
+	if o.m == nil {
+		return
+	}
+	o.m.imapIdle.Add(float64(delta))
 }
 
 // Mailboxes holds the message count and size of each mailbox in memory,

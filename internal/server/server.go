@@ -23,6 +23,7 @@ import (
 	"postoffice/internal/auth"
 	"postoffice/internal/backend"
 	"postoffice/internal/config"
+	"postoffice/internal/imap"
 	"postoffice/internal/metrics"
 	"postoffice/internal/netpolicy"
 	"postoffice/internal/pop3"
@@ -46,6 +47,7 @@ type Server struct {
 
 	smtp *smtp.Server
 	pop3 *pop3.Server
+	imap *imap.Server
 
 	metrics  *metrics.Metrics
 	mux      *http.ServeMux // see http.go
@@ -90,6 +92,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.smtp = s.newSMTP(router, tlsConfig)
 	s.pop3 = s.newPOP3(tlsConfig)
+	s.imap = s.newIMAP(tlsConfig)
 	s.mux = s.newMux()
 	if policy := s.retentionPolicy(); policy.Enabled() {
 		s.pruner = newPruner(s.store, policy, cfg.RetentionInterval, logger, s.metrics)
@@ -300,6 +303,27 @@ func (s *Server) newPOP3(tlsConfig *tls.Config) *pop3.Server {
 	}
 }
 
+// newIMAP returns the IMAP server on the IMAP backend.
+func (s *Server) newIMAP(tlsConfig *tls.Config) *imap.Server {
+	cfg := s.cfg
+	return &imap.Server{
+		Logger: s.log.With("proto", "imap"),
+		Backend: &backend.IMAP{
+			Auth:        s.authn("imap"),
+			Folders:     s.store,
+			Counter:     s.metrics,
+			AppendLimit: int64(cfg.MaxMessageSize),
+		},
+		TLSConfig:         tlsConfig,
+		AllowInsecureAuth: cfg.AllowInsecureAuth,
+		IsLocal:           cfg.TrustedNetworks.IsLocal,
+		Limiter:           s.limiter(),
+		LoginTimeout:      cfg.IMAPLoginTimeout,
+		IdleTimeout:       cfg.IMAPIdleTimeout,
+		Observer:          s.metrics.Observer("imap"),
+	}
+}
+
 func (s *Server) currentUsers() *auth.Users {
 	if s.users != nil {
 		return s.users.Current()
@@ -322,6 +346,8 @@ func (s *Server) Start() error {
 		{"smtps", s.cfg.SMTPSAddr, true, s.smtp.Serve},
 		{"pop3", s.cfg.POP3Addr, false, s.pop3.Serve},
 		{"pop3s", s.cfg.POP3SAddr, true, s.pop3.Serve},
+		{"imap", s.cfg.IMAPAddr, false, s.imap.Serve},
+		{"imaps", s.cfg.IMAPSAddr, true, s.imap.Serve},
 	}
 	var opened []net.Listener
 	for _, sp := range specs {
@@ -342,6 +368,8 @@ func (s *Server) Start() error {
 		case sp.tls:
 		case strings.HasPrefix(sp.name, "smtp"):
 			reply = "421 4.7.0 " + s.cfg.Hostname + " Too many failed logins from your address, try later"
+		case strings.HasPrefix(sp.name, "imap"):
+			reply = "* BYE [UNAVAILABLE] Too many failed logins from your address, try later"
 		default:
 			reply = "-ERR [AUTH] Too many failed logins from your address, try later"
 		}
@@ -373,7 +401,7 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) {
+			if err := serve(l); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, pop3.ErrServerClosed) && !errors.Is(err, imap.ErrServerClosed) {
 				s.log.Error("listener failed", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -403,7 +431,7 @@ func (s *Server) Start() error {
 }
 
 // Listener returns the listener of "smtp", "smtps", "pop3", "pop3s",
-// "http" or "metrics", or nil when that one is not open.
+// "imap", "imaps", "http" or "metrics", or nil when that one is not open.
 func (s *Server) Listener(name string) net.Listener {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -440,10 +468,11 @@ func (s *Server) Reload() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	var wg sync.WaitGroup
-	var smtpErr, pop3Err error
-	wg.Add(2)
+	var smtpErr, pop3Err, imapErr error
+	wg.Add(3)
 	go func() { defer wg.Done(); smtpErr = s.smtp.Shutdown(ctx) }()
 	go func() { defer wg.Done(); pop3Err = s.pop3.Shutdown(ctx) }()
+	go func() { defer wg.Done(); imapErr = s.imap.Shutdown(ctx) }()
 	wg.Wait()
 	s.wg.Wait()
 	if s.cancel != nil {
@@ -459,7 +488,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.index != nil {
 		s.index.Close() // after the last web request
 	}
-	return errors.Join(smtpErr, pop3Err, httpErr, storeErr)
+	return errors.Join(smtpErr, pop3Err, imapErr, httpErr, storeErr)
 }
 
 // Metrics returns the server's metrics.

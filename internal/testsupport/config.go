@@ -10,12 +10,13 @@ import (
 )
 
 // Config returns the configuration of a whole server under test: the
-// defaults, with SMTP, POP3 and HTTP listening on loopback port 0, a fresh
+// defaults, with SMTP, POP3, IMAP and HTTP listening on loopback port 0, a fresh
 // mailbox directory, the host name mx.test and failed-login delays of 1 ms.
 // A test changes what it needs before passing it to StartServer.
 func Config(t testing.TB) config.Config {
 	cfg := config.Default()
 	cfg.SMTPAddr, cfg.POP3Addr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.IMAPAddr = "127.0.0.1:0"
 	cfg.MailboxDir = filepath.Join(t.TempDir(), "mail")
 	cfg.Hostname = "mx.test"
 	cfg.AuthDelay, cfg.AuthMaxDelay = time.Millisecond, time.Millisecond

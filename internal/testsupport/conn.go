@@ -37,7 +37,8 @@ type Conn struct {
 	// matched against the line without that suffix.
 	ConnID bool
 
-	t testing.TB
+	t       testing.TB
+	imapTag int // the last tag IMAP used
 }
 
 // readerSize is the buffer of Conn.R: a whole pipelined group of replies.

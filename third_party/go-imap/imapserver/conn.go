@@ -46,6 +46,11 @@ type Conn struct {
 
 	state   imap.ConnState
 	session Session
+
+	// aborted: a non-synchronizing literal was refused, so what follows on
+	// the wire is its data, not commands; the connection ends after the
+	// reply (Postoffice patch).
+	aborted bool
 }
 
 func newConn(c net.Conn, server *Server) *Conn {
@@ -169,9 +174,9 @@ func (c *Conn) serve() {
 		var readTimeout time.Duration
 		switch c.state {
 		case imap.ConnStateAuthenticated, imap.ConnStateSelected:
-			readTimeout = idleReadTimeout
+			readTimeout = c.server.options.idleTimeout()
 		default:
-			readTimeout = cmdReadTimeout
+			readTimeout = c.server.options.commandTimeout()
 		}
 		c.setReadTimeout(readTimeout)
 
@@ -183,7 +188,7 @@ func (c *Conn) serve() {
 			break
 		}
 
-		c.setReadTimeout(cmdReadTimeout)
+		c.setReadTimeout(c.server.options.commandTimeout())
 		if err := c.readCommand(dec); err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				c.server.logger().Printf("failed to read command: %v", err)
@@ -290,7 +295,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	dec.DiscardLine()
+	if !c.aborted {
+		dec.DiscardLine()
+	}
 
 	var (
 		resp    *imap.StatusResponse
@@ -310,6 +317,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		resp = internalServerErrorResp
 	} else {
 		if !sendOK {
+			c.commandDone(name, imap.StatusResponseTypeOK)
 			return nil
 		}
 		if err := c.poll(name); err != nil {
@@ -320,7 +328,28 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 			Text: fmt.Sprintf("%v completed", name),
 		}
 	}
-	return c.writeStatusResp(tag, resp)
+	c.commandDone(name, resp.Type)
+	if err := c.writeStatusResp(tag, resp); err != nil || !c.aborted {
+		return err
+	}
+	return c.writeStatusResp("", &imap.StatusResponse{
+		Type: imap.StatusResponseTypeBye,
+		Text: "Literal refused, closing the connection",
+	})
+}
+
+func (c *Conn) commandDone(name string, status imap.StatusResponseType) {
+	if c.server.options.CommandDone != nil {
+		c.server.options.CommandDone(c, name, status)
+	}
+}
+
+// abort marks the connection as ending after the reply to the current
+// command: a refused non-synchronizing literal's data is on its way and
+// must not be read as commands (RFC 7888 §4).
+func (c *Conn) abort() {
+	c.aborted = true
+	c.state = imap.ConnStateLogout
 }
 
 func (c *Conn) handleNoop(dec *imapwire.Decoder) error {
@@ -390,6 +419,9 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 
 func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	if size > 4096 {
+		if nonSync {
+			c.abort()
+		}
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
@@ -402,6 +434,7 @@ func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
 	if nonSync && size > 4096 && !c.server.options.caps().Has(imap.CapLiteralPlus) {
+		c.abort()
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
 			Text: "Non-synchronizing literals are limited to 4096 bytes",
@@ -420,6 +453,9 @@ func (c *Conn) canAuth() bool {
 		return false
 	}
 	_, isTLS := c.conn.(*tls.Conn)
+	if insecure := c.server.options.InsecureAuthConn; !isTLS && insecure != nil {
+		return insecure(c.conn)
+	}
 	return isTLS || c.server.options.InsecureAuth
 }
 

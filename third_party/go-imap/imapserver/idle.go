@@ -35,7 +35,7 @@ func (c *Conn) handleIdle(dec *imapwire.Decoder) error {
 		done <- c.session.Idle(w, stop)
 	}()
 
-	c.setReadTimeout(idleReadTimeout)
+	c.setReadTimeout(c.server.options.idleTimeout())
 	line, isPrefix, err := c.br.ReadLine()
 	close(stop)
 	if err == io.EOF {

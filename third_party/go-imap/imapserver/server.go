@@ -49,6 +49,20 @@ type Options struct {
 	// InsecureAuth allows clients to authenticate without TLS. In this mode,
 	// the server is susceptible to man-in-the-middle attacks.
 	InsecureAuth bool
+	// InsecureAuthConn, when set, decides per connection whether clients
+	// may authenticate without TLS (Postoffice patch: loopback and trusted
+	// networks may, others may not).
+	InsecureAuthConn func(net.Conn) bool
+	// CommandTimeout bounds the time to read one command once it has begun,
+	// and the time a client not yet logged in may stay silent (default 30s).
+	CommandTimeout time.Duration
+	// IdleTimeout is how long a logged-in client may stay silent between
+	// commands or in IDLE (default 35min; RFC 9051 §5.4 asks at least 30).
+	IdleTimeout time.Duration
+	// CommandDone, when set, is called after each tagged command with its
+	// upper-cased name ("UID FETCH") and the status it was answered with
+	// (Postoffice patch, for metrics).
+	CommandDone func(c *Conn, name string, status imap.StatusResponseType)
 	// Raw ingress and egress data will be written to this writer, if any.
 	// Note, this may include sensitive information such as credentials used
 	// during authentication.
@@ -66,6 +80,20 @@ func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {
 		Reader: io.TeeReader(rw, options.DebugWriter),
 		Writer: io.MultiWriter(rw, options.DebugWriter),
 	}
+}
+
+func (options *Options) commandTimeout() time.Duration {
+	if options.CommandTimeout > 0 {
+		return options.CommandTimeout
+	}
+	return cmdReadTimeout
+}
+
+func (options *Options) idleTimeout() time.Duration {
+	if options.IdleTimeout > 0 {
+		return options.IdleTimeout
+	}
+	return idleReadTimeout
 }
 
 func (options *Options) caps() imap.CapSet {
@@ -151,6 +179,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		delay = 0
 		go newConn(conn, s).serve()
 	}
+}
+
+// ServeConn serves one connection until it ends (Postoffice patch: the
+// caller owns accepting, connection limits and graceful shutdown).
+func (s *Server) ServeConn(conn net.Conn) {
+	newConn(conn, s).serve()
 }
 
 // ListenAndServe listens on the TCP network address addr and then calls Serve.
