@@ -310,7 +310,7 @@ func (s *Server) newIMAP(tlsConfig *tls.Config) *imap.Server {
 		Logger: s.log.With("proto", "imap"),
 		Backend: &backend.IMAP{
 			Auth:        s.authn("imap"),
-			Folders:     s.store,
+			Folders:     s.store.(store.Folders),
 			Counter:     s.metrics,
 			AppendLimit: int64(cfg.MaxMessageSize),
 		},
