@@ -102,7 +102,7 @@ type Server struct {
 	// IsLocal reports whether a client address counts as local (loopback
 	// and --trusted-networks); nil means IsLoopback.
 	IsLocal func(netip.Addr) bool
-	Limiter           *netpolicy.Limiter
+	Limiter *netpolicy.Limiter
 	// LoginTimeout ends a connection that has not logged in by then.
 	LoginTimeout time.Duration
 	// IdleTimeout ends a logged-in session silent that long (RFC 9051
