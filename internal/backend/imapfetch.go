@@ -39,7 +39,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			}
 			for _, m := range changed {
 				if j := v.indexOf(m.UID); j >= 0 {
-					v.msgs[j] = m
+					v.set(j, m)
 					seen[m.UID] = true
 				}
 			}
@@ -196,7 +196,7 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		if j < 0 {
 			continue
 		}
-		v.msgs[j] = m
+		v.set(j, m)
 		if flags.Silent {
 			continue
 		}
@@ -244,6 +244,10 @@ func (v *view) expunged(uids []uint32, write func(seq uint32) error) error {
 		}
 	}
 	slices.Sort(idx)
+	if len(idx) > 0 {
+		v.own()
+		v.last = nil
+	}
 	for k := len(idx) - 1; k >= 0; k-- {
 		j := idx[k]
 		delete(v.gone, v.msgs[j].UID)

@@ -20,6 +20,12 @@ type view struct {
 	name     string
 	readOnly bool
 	msgs     []store.FolderMessage // by UID ascending = by sequence number
+	// owned: msgs is this view's own copy; otherwise it is the store's
+	// shared state, which must not be modified (own makes a copy).
+	owned bool
+	// last is the state msgs was last brought up to date with: a Sync
+	// that returns it again changed nothing.
+	last *store.FolderState
 	// gone marks messages of msgs removed from the folder but not yet
 	// reported with EXPUNGE (not allowed during FETCH, STORE, SEARCH).
 	gone      map[uint32]bool
@@ -69,7 +75,7 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 
 // take makes st the view's state.
 func (v *view) take(st *store.FolderState) {
-	v.msgs = st.Messages
+	v.msgs, v.owned, v.last = st.Messages, false, st
 	v.gone = nil
 	v.keywords = st.Keywords
 	v.full = st.KeywordsFull
@@ -150,6 +156,10 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
+	if st == v.last {
+		return nil
+	}
+	v.own()
 	now := make(map[uint32]int, len(st.Messages))
 	for i := range st.Messages {
 		now[st.Messages[i].UID] = i
@@ -209,10 +219,28 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	v.uidNext, v.validity = st.UIDNext, st.UIDValidity
+	if len(v.gone) == 0 {
+		v.last = st
+	}
 	if added {
 		return w.WriteNumMessages(uint32(len(v.msgs)))
 	}
 	return nil
+}
+
+// own makes msgs the view's own copy, so that it can be changed.
+func (v *view) own() {
+	if !v.owned {
+		v.msgs = slices.Clone(v.msgs)
+		v.owned = true
+	}
+}
+
+// set replaces the message at index j (after the session's own change).
+func (v *view) set(j int, m store.FolderMessage) {
+	v.own()
+	v.msgs[j] = m
+	v.last = nil
 }
 
 // resolve returns the indexes into msgs of the messages numSet names, in
