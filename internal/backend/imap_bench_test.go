@@ -40,3 +40,21 @@ func BenchmarkIMAPNoop(b *testing.B) {
 		c.IMAP("NOOP", "OK *")
 	}
 }
+
+// BenchmarkIMAPFetchBodies: UID FETCH 1:* BODY.PEEK[] of 5,000 messages of
+// 2 KB.
+func BenchmarkIMAPFetchBodies(b *testing.B) {
+	f := newIMAPFixture(b)
+	for i := 0; i < 5000; i++ {
+		f.deliver(b, fmt.Sprint("subject ", i), strings.Repeat("body line\r\n", 170))
+	}
+	c := f.login(b)
+	c.IMAP("SELECT INBOX", "OK *")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := c.IMAP("UID FETCH 1:* BODY.PEEK[]", "OK *")
+		if len(r.Untagged) != 5000 {
+			b.Fatalf("%d responses", len(r.Untagged))
+		}
+	}
+}

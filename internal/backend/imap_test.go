@@ -503,3 +503,27 @@ func TestIMAPSearchResAndClose(t *testing.T) {
 		t.Fatalf("STATUS: %q", r.Untagged)
 	}
 }
+
+// TestIMAPEnvelopeCacheNeverStale: the shared envelope cache answers the
+// second FETCH, and a folder deleted and made again within the second (so
+// perhaps with the same UIDVALIDITY) never shows the old message's
+// envelope for the new UID 1.
+func TestIMAPEnvelopeCacheNeverStale(t *testing.T) {
+	f := newIMAPFixture(t)
+	c := f.login(t)
+	for _, subject := range []string{"old one", "new one"} {
+		c.IMAP("CREATE X", "OK *")
+		msg := "Subject: " + subject + "\r\n\r\nx\r\n"
+		c.Send(fmt.Sprintf("a APPEND X {%d+}\r\n%s\r\n", len(msg), msg))
+		c.Expect("a OK [APPENDUID * 1] *")
+		c.IMAP("SELECT X", "OK *")
+		for i := 0; i < 2; i++ {
+			r := c.IMAP("FETCH 1 ENVELOPE", "OK *")
+			if !r.Has(`* 1 FETCH (UID 1 ENVELOPE (NIL "` + subject + `" *`) {
+				t.Fatalf("%s, fetch %d: %q", subject, i, r.Untagged)
+			}
+		}
+		c.IMAP("UNSELECT", "OK *")
+		c.IMAP("DELETE X", "OK *")
+	}
+}
