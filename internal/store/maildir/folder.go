@@ -24,9 +24,9 @@ import (
 // what the directories and the uidlist said at the last refresh, and a
 // refresh reads no directory when nothing changed: the mtimes of new/ and
 // cur/ and the stamps of dovecot-uidlist and dovecot-keywords are those of
-// the last scan, none of them is younger than racyWindow (a change within
-// the same timestamp tick would not show; Dovecot rescans such directories
-// too), and no change was made in this process (the change counter,
+// the last scan, none of them was younger than scanSlack when that scan
+// began (a change within the same timestamp tick would not show; Dovecot
+// rescans such directories too), and no change was made in this process (the change counter,
 // bumped by every event published for the folder).
 
 // watchInterval is how often the watcher stats a folder's directories for
@@ -67,6 +67,13 @@ func stampOf(path string) stamp {
 // folderShared is the state of one folder directory shared by the open
 // Folders on it.
 type folderShared struct {
+	// scanned is when the last full refresh began (see racy); under mu.
+	scanned time.Time
+
+	// snap is the state stateLocked last made, shared by every Sync until
+	// something changes (nil then); under mu.
+	snap *store.FolderState
+
 	m       *Maildir
 	mailbox string
 	ref     folderRef
@@ -221,9 +228,11 @@ func (sf *folderShared) refreshLocked(prefer []string) error {
 			return fmt.Errorf("folder %s: %w", sf.ref.name, store.ErrNotFound)
 		}
 	}
-	if sf.loaded && len(prefer) == 0 && ch == sf.seenChanges && st == sf.stamps && !racy(st, now) {
+	if sf.loaded && len(prefer) == 0 && ch == sf.seenChanges && st == sf.stamps && !racy(st, sf.scanned) {
 		return nil
 	}
+	sf.scanned = now
+	sf.snap = nil
 	sf.seenChanges = ch
 	if !sf.loaded || st[3] != sf.stamps[3] {
 		kw, err := readKeywords(filepath.Join(sf.dir, keywordsName))
@@ -265,10 +274,18 @@ func (sf *folderShared) refreshLocked(prefer []string) error {
 	return sf.adopt(list, files)
 }
 
-// racy reports whether a directory of st changed within racyWindow of now.
-func racy(st [4]stamp, now time.Time) bool {
+// scanSlack: a directory's mtime older than this before a scan began
+// proves that the scan saw every change up to then, since a later change
+// gets a later mtime (the kernel stamps with a clock of at most a
+// scheduler tick's granularity, 10 ms at HZ=100).
+const scanSlack = 50 * time.Millisecond
+
+// racy reports whether a directory of st changed so shortly before the
+// scan that began at scanned that a change after the scan may have kept
+// the same mtime: then the next refresh scans again.
+func racy(st [4]stamp, scanned time.Time) bool {
 	for _, s := range st[:2] {
-		if s.ok && now.UnixNano()-s.mtime < int64(racyWindow) {
+		if s.ok && scanned.UnixNano()-s.mtime < int64(scanSlack) {
 			return true
 		}
 	}
@@ -574,6 +591,9 @@ func (sf *folderShared) flagsOf(info string) []string {
 
 // stateLocked returns a copy of the listing.
 func (sf *folderShared) stateLocked() *store.FolderState {
+	if sf.snap != nil {
+		return sf.snap
+	}
 	st := &store.FolderState{UIDValidity: sf.list.validity, UIDNext: sf.list.next, Messages: make([]store.FolderMessage, len(sf.msgs))}
 	if sf.modlog != nil {
 		st.HighestModSeq = sf.modlog.highest
@@ -589,6 +609,7 @@ func (sf *folderShared) stateLocked() *store.FolderState {
 		}
 	}
 	st.KeywordsFull = n >= maxKeywords
+	sf.snap = st
 	return st
 }
 
