@@ -79,6 +79,9 @@ type folderShared struct {
 	ref     folderRef
 	dir     string
 	refs    int // guarded by m.fmu
+	// linger, while refs is 0, forgets the state when it fires; guarded
+	// by m.fmu.
+	linger *time.Timer
 
 	changes atomic.Uint64 // in-process changes (events) seen
 	subMu   sync.Mutex
@@ -109,6 +112,10 @@ func (m *Maildir) acquireFolder(mailbox string, f folderRef) *folderShared {
 	}
 	if sf := m.folders[dir]; sf != nil {
 		sf.refs++
+		if sf.linger != nil {
+			sf.linger.Stop()
+			sf.linger = nil
+		}
 		return sf
 	}
 	sf := &folderShared{m: m, mailbox: mailbox, ref: f, dir: dir, refs: 1,
@@ -135,24 +142,63 @@ func eventFolder(name string) string {
 	return name
 }
 
-// releaseFolder drops a reference; the last one stops the watcher.
+// folderLinger is how long a folder's shared state outlives its last
+// Folder: a client that SELECTs folder after folder, or logs in again,
+// finds the listing made (for 100,000 messages, a scan of most of a
+// second) instead of scanning again.
+var folderLinger = time.Minute
+
+// releaseFolder drops a reference. After the last one the state lingers
+// for folderLinger, then the watcher stops and the state is forgotten,
+// unless a Folder was opened on it meanwhile.
 func (m *Maildir) releaseFolder(sf *folderShared) {
 	m.fmu.Lock()
+	defer m.fmu.Unlock()
 	sf.refs--
-	last := sf.refs == 0
-	if last && m.folders[sf.dir] == sf {
-		delete(m.folders, sf.dir)
+	if sf.refs > 0 {
+		return
 	}
-	m.fmu.Unlock()
-	if last {
-		sf.cancel()
-		close(sf.stop)
-		sf.mu.Lock()
-		if sf.modlog != nil {
-			sf.modlog.close()
-			sf.modlog = nil
+	if m.folders[sf.dir] != sf {
+		sf.teardown()
+		return
+	}
+	sf.linger = time.AfterFunc(folderLinger, func() {
+		m.fmu.Lock()
+		defer m.fmu.Unlock()
+		if sf.refs == 0 && sf.linger != nil {
+			sf.linger = nil
+			if m.folders[sf.dir] == sf {
+				delete(m.folders, sf.dir)
+			}
+			sf.teardown()
 		}
-		sf.mu.Unlock()
+	})
+}
+
+// teardown stops the watcher and closes the modseq log of a state no
+// Folder uses any more.
+func (sf *folderShared) teardown() {
+	sf.cancel()
+	close(sf.stop)
+	sf.mu.Lock()
+	if sf.modlog != nil {
+		sf.modlog.close()
+		sf.modlog = nil
+	}
+	sf.mu.Unlock()
+}
+
+// closeFolders forgets the lingering folder states (Close).
+func (m *Maildir) closeFolders() {
+	m.fmu.Lock()
+	defer m.fmu.Unlock()
+	for dir, sf := range m.folders {
+		if sf.refs == 0 && sf.linger != nil {
+			sf.linger.Stop()
+			sf.linger = nil
+			delete(m.folders, dir)
+			sf.teardown()
+		}
 	}
 }
 
@@ -164,10 +210,15 @@ func (m *Maildir) detachFolders(mailbox, rel string) {
 	base := m.mailboxDir(mailbox)
 	m.fmu.Lock()
 	defer m.fmu.Unlock()
-	for dir := range m.folders {
+	for dir, sf := range m.folders {
 		r, err := filepath.Rel(base, dir)
 		if err == nil && (r == rel || strings.HasPrefix(r, rel+".")) {
 			delete(m.folders, dir)
+			if sf.refs == 0 && sf.linger != nil {
+				sf.linger.Stop()
+				sf.linger = nil
+				sf.teardown()
+			}
 		}
 	}
 }

@@ -61,3 +61,34 @@ func TestSyncSharesUnchangedState(t *testing.T) {
 		t.Fatalf("after an append: %v (old state %v)", uidsOf(s4), uidsOf(s1))
 	}
 }
+
+// TestFolderStateLingers: a folder closed and opened again within
+// folderLinger finds its listing (the same state, no rescan); after it,
+// the state is made anew.
+func TestFolderStateLingers(t *testing.T) {
+	old := folderLinger
+	folderLinger = 200 * time.Millisecond
+	defer func() { folderLinger = old }()
+	m := newFolderStore(t)
+	f, err := m.OpenFolder("user", store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendMsg(t, f, "Subject: a\r\n\r\na\r\n")
+	time.Sleep(2 * scanSlack)
+	s1 := syncF(t, f)
+	f.Close()
+	g, err := m.OpenFolder("user", store.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2 := syncF(t, g); s2 != s1 {
+		t.Fatalf("reopened at once: a new state")
+	}
+	g.Close()
+	time.Sleep(400 * time.Millisecond)
+	h := openF(t, m, store.Inbox)
+	if s3 := syncF(t, h); s3 == s1 || len(s3.Messages) != 1 {
+		t.Fatalf("reopened after the linger: same state %v, %d messages", s3 == s1, len(s3.Messages))
+	}
+}
