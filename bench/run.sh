@@ -537,7 +537,7 @@ imap_suite() {
 	"${f}_fill" 0
 	"${f}_start"
 	measure "$s" imap-idle -mode imapidle -addr "127.0.0.1:$IMAPP" -user "$u" \
-		-smtp-addr "127.0.0.1:$ISMTPP" "${lmtp[@]}" -to "$to" -msgs "$NIMAP_IDLE" -size 2048
+		-smtp-addr "127.0.0.1:$ISMTPP" "${lmtp[@]}" -to "$to" -msgs "$NIMAP_IDLE" -size 2048 -duration 600s
 	"${f}_stop"
 	# 4. NIMAP_SESS sessions in IDLE on one mailbox of NIMAP_SESS_MSGS
 	# messages (one SELECT before, so no session pays the first look), one
@@ -573,7 +573,16 @@ if imap && want postoffice; then
 		"$LG" -mode maildir -dir "$PD/mb/user" -count "$1" -size 2048 -naming postoffice
 		sync
 	}
-	imap_suite postoffice po user user@example.com
+	# A build without IMAP (or whose IMAP waits for its storage) opens no
+	# IMAP port: skip it rather than fail the run.
+	po_fill 1
+	if po_start; then
+		po_stop
+		imap_suite postoffice po user user@example.com
+	else
+		po_stop
+		log "postoffice opened no IMAP port: IMAP skipped (see $OUT/postoffice-imap.log)"
+	fi
 fi
 
 if imap && want dovecot && [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ]; then

@@ -598,6 +598,10 @@ func runIMAPIdle(ctx context.Context, o *options) Result {
 			break
 		}
 		at, err := s.waitExists(next, o.timeout)
+		if err != nil && ctx.Err() != nil {
+			col.fail(fmt.Errorf("duration cap reached: %w", err), o.msgs-i)
+			break
+		}
 		if err != nil {
 			if s.ended() {
 				col.fail(err, o.msgs-i)
@@ -678,7 +682,7 @@ func runIMAPIdleMany(ctx context.Context, o *options) Result {
 			col.ok(0, 0)
 		}
 	}
-	if o.ready != "" {
+	if o.ready != "" && len(live) > 0 {
 		if err := os.WriteFile(o.ready, []byte(strconv.Itoa(len(live))+"\n"), 0o644); err != nil {
 			col.fail(err, 1)
 			return col.result(o, time.Since(start))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -94,6 +95,10 @@ func report(path string, w io.Writer) error {
 		}
 		if r.Mode == "metric" {
 			metric[k] = r.Value
+			continue
+		}
+		if strings.HasPrefix(r.Case, "imap-") && r.Messages == 0 && r.Errors > 0 {
+			errs[k] += r.Errors // a failed IMAP run has no time or rate to count
 			continue
 		}
 		rate[k] = append(rate[k], r.MsgsPerSec)
@@ -313,7 +318,7 @@ func reportIMAP(w io.Writer, st *runStats) error {
 	seconds := func(k rkey) string { // median wall time of one session
 		v, ok := st.p50[k]
 		if !ok {
-			return "–"
+			return "–" + st.flags(k)
 		}
 		if m := median(v); m < 1000 {
 			return fmt.Sprintf("%.0f ms", m) + st.flags(k)
@@ -322,7 +327,7 @@ func reportIMAP(w io.Writer, st *runStats) error {
 	}
 	var imapServers []string
 	for _, s := range st.servers {
-		for k := range st.p50 {
+		for _, k := range slices.Concat(slices.Collect(maps.Keys(st.p50)), slices.Collect(maps.Keys(st.errs))) {
 			if k.server == s && strings.HasPrefix(k.cs, "imap-") {
 				imapServers = append(imapServers, s)
 				break
@@ -378,18 +383,18 @@ func reportIMAP(w io.Writer, st *runStats) error {
 			if v, ok := st.rate[k]; ok {
 				row += " " + commas(median(v)) + st.flags(k) + " |"
 			} else {
-				row += " – |"
+				row += " –" + st.flags(k) + " |"
 			}
 		}
 		k := rkey{s, "imap-idle"}
 		if v, ok := st.p50[k]; ok {
 			row += fmt.Sprintf(" %.1f / %.1f ms%s |", median(v), median(st.p99[k]), st.flags(k))
 		} else {
-			row += " – |"
+			row += " –" + st.flags(k) + " |"
 		}
 		for _, n := range many {
 			k := rkey{s, fmt.Sprintf("imap-idle-%d", n)}
-			all := "–"
+			all := "–" + st.flags(k)
 			if v, ok := st.maxLat[k]; ok {
 				all = fmt.Sprintf("%.0f ms%s", slices.Max(v), st.flags(k))
 			}
@@ -427,7 +432,13 @@ func reportIMAP(w io.Writer, st *runStats) error {
 		cs := fmt.Sprintf("imap-body-%d", n)
 		a, b := st.rate[rkey{po, cs}], st.rate[rkey{dc, cs}]
 		if len(a) == 0 || len(b) == 0 || median(b) == 0 {
-			fmt.Fprintf(w, "| BODY.PEEK[] %s | ≥ Dovecot's msg/s | – | – | – | not measured |\n", commas(float64(n)))
+			cellOf := func(v []float64) string {
+				if len(v) == 0 {
+					return "–"
+				}
+				return commas(median(v))
+			}
+			fmt.Fprintf(w, "| BODY.PEEK[] %s | ≥ Dovecot's msg/s | %s | %s | – | not measured |\n", commas(float64(n)), cellOf(a), cellOf(b))
 			continue
 		}
 		r := median(a) / median(b)
