@@ -69,7 +69,7 @@ func start(t *testing.T, dir string, extra ...string) *proc {
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "mailbox")
 	}
-	args := []string{"serve", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0",
+	args := []string{"serve", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0",
 		"--hostname", "mx.test", "--shutdown-timeout", "10s"}
 	args = append(args, extra...)
 	p := &proc{t: t, dir: dir, addrs: map[string]string{}, exited: make(chan struct{})}

@@ -81,7 +81,7 @@ func TestInvalidValuesNameTheSetting(t *testing.T) {
 		{[]string{"--smtp-min-data-rate", "-1"}, nil, "--smtp-min-data-rate"},
 		{[]string{"--smtp-bare-newline", "yes"}, nil, "--smtp-bare-newline"},
 		{nil, map[string]string{"POSTOFFICE_MAX_RECIPIENTS": "many"}, "POSTOFFICE_MAX_RECIPIENTS"},
-		{[]string{"--smtp-addr", "", "--pop3-addr", ""}, nil, "disabled"},
+		{[]string{"--smtp-addr", "", "--pop3-addr", "", "--imap-addr", ""}, nil, "disabled"},
 		{[]string{"stray"}, nil, "unexpected argument"},
 	} {
 		_, err := Parse("t", tc.args, env(tc.env), io.Discard)

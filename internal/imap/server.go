@@ -96,11 +96,13 @@ type Server struct {
 	// implicit-TLS listener was wrapped with); nil: no TLS.
 	TLSConfig *tls.Config
 	// AllowInsecureAuth lets every client log in without TLS; otherwise
-	// only loopback clients and IsLocal ones may (LOGINDISABLED for the
-	// others until STARTTLS, RFC 9051 §6.2.3).
+	// only local ones may (LOGINDISABLED for the others until STARTTLS,
+	// RFC 9051 §6.2.3).
 	AllowInsecureAuth bool
-	IsLocal           func(netip.Addr) bool
-	Limiter           *netpolicy.Limiter
+	// IsLocal reports whether a client address counts as local (loopback
+	// and --trusted-networks); nil means IsLoopback.
+	IsLocal func(netip.Addr) bool
+	Limiter *netpolicy.Limiter
 	// LoginTimeout ends a connection that has not logged in by then.
 	LoginTimeout time.Duration
 	// IdleTimeout ends a logged-in session silent that long (RFC 9051
@@ -157,14 +159,17 @@ func (s *Server) insecureAuth(c net.Conn) bool {
 		return true
 	}
 	ip := netpolicy.AddrIP(c.RemoteAddr())
-	return ip.IsLoopback() || s.IsLocal != nil && s.IsLocal(ip)
+	if s.IsLocal != nil {
+		return s.IsLocal(ip)
+	}
+	return ip.IsLoopback()
 }
 
 // Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
 	eng := s.engine()
 	return s.lc.Serve(l, s.Logger, func(c net.Conn) {
-		release, err := s.Limiter.Acquire(c.RemoteAddr())
+		release, err := s.acquire(c.RemoteAddr())
 		if err != nil {
 			s.observer().ConnRejected("limit")
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -177,6 +182,14 @@ func (s *Server) Serve(l net.Listener) error {
 		defer release()
 		eng.ServeConn(c)
 	})
+}
+
+// acquire takes a connection slot of the Limiter, if any.
+func (s *Server) acquire(addr net.Addr) (func(), error) {
+	if s.Limiter == nil {
+		return func() {}, nil
+	}
+	return s.Limiter.Acquire(addr)
 }
 
 // newSession is the engine's NewSession: a backend session with the

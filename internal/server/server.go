@@ -306,12 +306,11 @@ func (s *Server) newPOP3(tlsConfig *tls.Config) *pop3.Server {
 // newIMAP returns the IMAP server on the IMAP backend.
 func (s *Server) newIMAP(tlsConfig *tls.Config) *imap.Server {
 	cfg := s.cfg
-	folders, _ := s.store.(store.Folders)
 	return &imap.Server{
 		Logger: s.log.With("proto", "imap"),
 		Backend: &backend.IMAP{
 			Auth:        s.authn("imap"),
-			Folders:     folders,
+			Folders:     s.store,
 			Counter:     s.metrics,
 			AppendLimit: int64(cfg.MaxMessageSize),
 		},

@@ -23,7 +23,12 @@ const (
 type Event struct {
 	Kind    EventKind
 	Mailbox string
-	IDs     []string
+	// Folder is the folder of Mailbox the messages are in: "" for INBOX
+	// (what SMTP delivers to, POP3 serves and the web inbox shows),
+	// else a folder name as Folders speaks them. Subscribers that care
+	// for INBOX only ignore events with a Folder.
+	Folder string
+	IDs    []string
 	// Size is, for EventArrived, the size in octets of the message (one
 	// message per arrival event).
 	Size int64

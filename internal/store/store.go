@@ -38,6 +38,7 @@ type Store interface {
 	Events
 	Admin
 	Lifecycle
+	Folders
 }
 
 // Deliverer stores new messages: the SMTP backend's view of the store.
@@ -94,6 +95,12 @@ type Maildrop interface {
 	// removed and others not, but none is half-removed. An EventDeleted is
 	// published for what was removed.
 	Commit(indexes []int) error
+	// MarkSeen gives message i the \Seen flag (the POP3 engine calls it
+	// after a complete RETR, as Dovecot's POP3 server marks retrieved
+	// mail seen), durably when it returns. Its ID, Size and index do not
+	// change. A message already seen costs nothing; one gone is
+	// ErrNotFound. An EventUpdated is published when the flag changed.
+	MarkSeen(i int) error
 	// Close releases the lock. It removes nothing.
 	Close() error
 }

@@ -140,7 +140,9 @@ type Maildir struct {
 	stage     *stager
 	bufs      chan *[]byte // copy buffers kept for reuse (a sync.Pool is emptied by every GC)
 	space     spaceCheck   // FreeSpace's floor and cached answer
-	store.Hub              // Subscribe and Publish (store.Events)
+	fmu       sync.Mutex
+	folders   map[string]*folderShared // folder directory -> state shared by its open Folders (folder.go)
+	store.Hub                          // Subscribe and Publish (store.Events)
 }
 
 var _ store.Store = (*Maildir)(nil)

@@ -303,6 +303,36 @@ func (md *maildrop) Commit(indexes []int) error {
 	return nil
 }
 
+// MarkSeen implements store.Maildrop: it gives message i the Maildir
+// flag S through renameFlags (the one rename IMAP's STORE and the web
+// inbox use), moving it from new/ to cur/ if needed. Its id, size and
+// place in the listing do not change; Open and Commit find it under its
+// new name. The rename is durable when MarkSeen returns. A message gone
+// is store.ErrNotFound; one already seen costs nothing.
+func (md *maildrop) MarkSeen(i int) error {
+	md.mu.Lock()
+	defer md.mu.Unlock()
+	if md.closed {
+		return fmt.Errorf("mark message %d: maildrop closed", i)
+	}
+	if i < 0 || i >= len(md.msgs) || md.removed[i] {
+		return fmt.Errorf("mark message %d: %w", i, store.ErrNotFound)
+	}
+	msg := &md.msgs[i]
+	rs := []flagRename{{sub: msg.sub, name: msg.name, info: withLetters(fileInfo(msg.name), "S", "")}}
+	if err := md.m.renameFlags(md.dir, rs); err != nil {
+		return fmt.Errorf("mark %s: %w", msg.ID, err)
+	}
+	if rs[0].newName == "" {
+		return fmt.Errorf("mark %s: %w", msg.ID, store.ErrNotFound)
+	}
+	if rs[0].newSub != msg.sub || rs[0].newName != msg.name {
+		msg.sub, msg.name = rs[0].newSub, rs[0].newName
+		md.m.Publish(store.Event{Kind: store.EventUpdated, Mailbox: filepath.Base(md.dir), IDs: []string{msg.ID}})
+	}
+	return nil
+}
+
 // Close implements store.Maildrop: it releases the lock. It is idempotent.
 func (md *maildrop) Close() error {
 	md.mu.Lock()

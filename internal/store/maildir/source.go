@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -180,7 +179,8 @@ func (m *Maildir) Remove(mailbox string, msgs []index.Located) (removed []string
 // SetSeen implements index.Source. Marking read moves a file from new/ to
 // cur/ with the info suffix ":2,S" (other flags kept, flags in ASCII order
 // as the Maildir specification asks); marking unread removes 'S' and
-// leaves the file in cur/. The base name, hence the id and the POP3 UIDL,
+// leaves the file in cur/. It goes through renameFlags, as IMAP's STORE
+// and POP3's RETR do. The base name, hence the id and the POP3 UIDL,
 // never changes, nor does the content or its size. The rename is made
 // durable (both directories fsynced) before SetSeen returns.
 func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
@@ -188,39 +188,27 @@ func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
 	}
-	flags := ""
-	if i := strings.Index(name, ":2,"); i >= 0 {
-		flags = name[i+3:]
-	}
-	fl := []byte(strings.ReplaceAll(flags, "S", ""))
-	if seen {
-		fl = append(fl, 'S')
-		slices.Sort(fl)
-	}
-	to := baseName(name) + ":2," + string(fl)
-	if sub == subCur && to == name {
-		return loc, nil
-	}
 	dir, err := m.sourceDir(mailbox)
 	if err != nil {
 		return "", err
 	}
-	if err := os.Rename(filepath.Join(dir, sub, name), filepath.Join(dir, subCur, to)); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
-		}
+	info := fileInfo(name)
+	if seen {
+		info = withLetters(info, "S", "")
+	} else {
+		info = withLetters(info, "", "S")
+	}
+	rs := []flagRename{{sub: sub, name: name, info: info}}
+	if err := m.renameFlags(dir, rs); err != nil {
 		return "", fmt.Errorf("mark %s: %w", id, err)
 	}
-	for _, s := range []string{sub, subCur} {
-		if err := m.syncers.get(filepath.Join(dir, s)).Sync(); err != nil {
-			return "", fmt.Errorf("mark %s: %w", id, err)
-		}
-		if sub == subCur {
-			break
-		}
+	if rs[0].newName == "" {
+		return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
 	}
-	m.Publish(store.Event{Kind: store.EventUpdated, Mailbox: mailbox, IDs: []string{id}})
-	return subCur + "/" + to, nil
+	if rs[0].newSub != sub || rs[0].newName != name {
+		m.Publish(store.Event{Kind: store.EventUpdated, Mailbox: mailbox, IDs: []string{id}})
+	}
+	return rs[0].newSub + "/" + rs[0].newName, nil
 }
 
 // sourceDir is mailboxDir for the index.Source methods, which check the

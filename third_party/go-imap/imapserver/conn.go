@@ -295,6 +295,19 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
+	// Postoffice patch: a read that timed out (IDLE past the idle
+	// timeout, a literal too slow) ends the connection with BYE instead of
+	// a NO that leaves it open (RFC 9051 §5.4 autologout).
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		c.state = imap.ConnStateLogout
+		c.writeStatusResp("", &imap.StatusResponse{
+			Type: imap.StatusResponseTypeBye,
+			Text: "Autologout, idle for too long",
+		})
+		return err
+	}
+
 	if !c.aborted {
 		dec.DiscardLine()
 	}

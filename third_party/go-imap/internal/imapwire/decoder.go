@@ -413,6 +413,11 @@ func (dec *Decoder) ExpectAString(ptr *string) bool {
 	if dec.Literal(ptr) {
 		return true
 	}
+	if dec.err != nil {
+		// Postoffice patch: a refused literal is not followed by an
+		// atom made of its data.
+		return false
+	}
 	// We cannot do dec.Atom(ptr) here because sometimes mailbox names are unquoted,
 	// and they can contain special characters like `]`.
 	return dec.Expect(dec.Func(ptr, isAStringChar), "ASTRING-CHAR")
@@ -578,7 +583,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			// Postoffice patch: keep the refusal, so that the command
+			// fails with it instead of reading on past the literal.
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder
