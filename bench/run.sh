@@ -2,7 +2,7 @@
 # run.sh measures Postoffice and, when installed, its peers with the same load
 # generator (bench/loadgen) on loopback, and prints markdown tables of medians.
 #
-#   bench/run.sh                 # full run (about 15 minutes with every peer)
+#   bench/run.sh                 # full run (about 25 minutes with every peer)
 #   RUNS=1 QUICK=1 bench/run.sh  # a smoke run: one run each, small counts
 #   ONLY="postoffice mailpit" bench/run.sh
 #   POSTOFFICE_BIN=/path/to/postoffice bench/run.sh   # measure a given binary
