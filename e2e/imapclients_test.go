@@ -263,3 +263,52 @@ func TestGoIMAPClient(t *testing.T) {
 		t.Fatalf("Archive files: %v", files)
 	}
 }
+
+// TestOfflineimap: offlineimap's one-shot sync brings every folder and
+// message down, then a local read mark and a local deletion go up.
+func TestOfflineimap(t *testing.T) {
+	oi := need(t, "offlineimap")
+	p := start(t, "")
+	for i := 1; i <= 2; i++ {
+		sendRaw(t, p.Addr("smtp"), "a@example.com", []string{"user@example.com"}, fmt.Sprintf("Subject: o%d\r\n\r\nbody %d\r\n", i, i))
+	}
+	dir := t.TempDir()
+	h, port := hostPort(t, p.Addr("imap"))
+	rc := filepath.Join(dir, "rc")
+	os.WriteFile(rc, []byte(fmt.Sprintf(`[general]
+accounts = po
+metadata = %s/meta
+[Account po]
+localrepository = local
+remoterepository = remote
+[Repository local]
+type = Maildir
+localfolders = %s/mail
+[Repository remote]
+type = IMAP
+remotehost = %s
+remoteport = %s
+remoteuser = user
+remotepass = pass
+ssl = no
+starttls = no
+`, dir, dir, h, port)), 0o600)
+	sync := func() { runTool(t, "", oi, "-c", rc, "-o", "-u", "basic") }
+	sync()
+	got, _ := filepath.Glob(filepath.Join(dir, "mail", "INBOX", "new", "*"))
+	if len(got) != 2 {
+		t.Fatalf("local INBOX: %v", got)
+	}
+	for _, f := range []string{"Archive", "Drafts", "Junk", "Sent", "Trash"} {
+		if _, err := os.Stat(filepath.Join(dir, "mail", f)); err != nil {
+			t.Errorf("folder %s not synced: %v", f, err)
+		}
+	}
+	os.Rename(got[0], filepath.Join(dir, "mail", "INBOX", "cur", filepath.Base(got[0])+"S"))
+	os.Remove(got[1])
+	sync()
+	inbox := mailFiles(t, p.dir, "user")
+	if len(inbox) != 1 || !strings.HasSuffix(inbox[0], ":2,S") {
+		t.Fatalf("server INBOX after the sync back: %v", inbox)
+	}
+}
