@@ -132,3 +132,51 @@ func TestIMAPSeesWebAndPOP3Changes(t *testing.T) {
 		t.Fatalf("Archive: %q", r.Untagged)
 	}
 }
+
+// TestIMAPCrossProtocolChain is the issue's chain over the running server:
+// deliver over SMTP, an IDLE session sees EXISTS, FETCH, STORE \Seen, the
+// web API shows it read and POP3 UIDL is unchanged, MOVE to Archive, POP3
+// STAT no longer counts it.
+func TestIMAPCrossProtocolChain(t *testing.T) {
+	s := opsServer(t, nil)
+	idler := testsupport.Dial(t, s.Listener("imap").Addr().String())
+	idler.IMAPLogin("user", "pass")
+	idler.IMAP("SELECT INBOX", "OK *")
+	idler.Send("i IDLE\r\n")
+	idler.Expect("+ *")
+
+	smtp := testsupport.Dial(t, s.Listener("smtp").Addr().String())
+	smtp.ExpectReply("220 *")
+	smtp.Cmd("EHLO c.test", "250 *")
+	smtp.Cmd("MAIL FROM:<a@example.com>", "250 *")
+	smtp.Cmd("RCPT TO:<user@example.com>", "250 *")
+	smtp.Cmd("DATA", "354 *")
+	queued := smtp.Cmd("Subject: chain\r\n\r\nlinked\r\n.", "250 2.0.0 Ok: queued as *").Last()
+	id := strings.Fields(queued)[5]
+	idler.Expect("* 1 EXISTS")
+	idler.Send("DONE\r\n")
+	idler.Expect("i OK *")
+
+	r := idler.IMAP("FETCH 1 (BODY.PEEK[TEXT])", "OK *")
+	if !r.Has("* 1 FETCH (UID 1 BODY[TEXT] {8}\r\nlinked\r\n)") {
+		t.Fatalf("FETCH: %q", r.Untagged)
+	}
+	idler.IMAP(`STORE 1 +FLAGS (\Seen)`, "OK *")
+	if !newWebClient(t, s).isRead(id) {
+		t.Fatal("not read in the web API")
+	}
+	pop := testsupport.Dial(t, s.Listener("pop3").Addr().String())
+	pop.POP3Login("user", "pass")
+	pop.Send("UIDL\r\n")
+	pop.Expect("+OK*", "1 "+id, ".")
+	pop.Send("QUIT\r\n")
+	pop.Expect("+OK*")
+
+	// The lock may still be let go by the server just after +OK: MOVE
+	// waits a moment for it.
+	idler.IMAP("MOVE 1 Archive", "OK *")
+	pop = testsupport.Dial(t, s.Listener("pop3").Addr().String())
+	pop.POP3Login("user", "pass")
+	pop.Send("STAT\r\n")
+	pop.Expect("+OK 0 0")
+}
