@@ -257,16 +257,7 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 	case imap.SeqSet:
 		n := uint32(len(v.msgs))
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = n
-			}
-			if stop == 0 {
-				stop = n
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
+			start, stop := staticRange(r.Start, r.Stop, n)
 			for seq := start; seq <= stop && seq <= n; seq++ {
 				if seq >= 1 {
 					out = append(out, int(seq-1))
@@ -274,25 +265,12 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 			}
 		}
 	case imap.UIDSet:
-		var max imap.UID
-		if len(v.msgs) > 0 {
-			max = imap.UID(v.msgs[len(v.msgs)-1].UID)
-		}
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = max
-			}
-			if stop == 0 {
-				stop = max
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
-			lo, _ := slices.BinarySearchFunc(v.msgs, uint32(start), func(m store.FolderMessage, u uint32) int {
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), v.lastUID())
+			lo, _ := slices.BinarySearchFunc(v.msgs, start, func(m store.FolderMessage, u uint32) int {
 				return cmpUint(m.UID, u)
 			})
-			for i := lo; i < len(v.msgs) && imap.UID(v.msgs[i].UID) <= stop; i++ {
+			for i := lo; i < len(v.msgs) && v.msgs[i].UID <= stop; i++ {
 				out = append(out, i)
 			}
 		}
@@ -303,6 +281,29 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 		out = slices.DeleteFunc(out, func(i int) bool { return v.gone[v.msgs[i].UID] })
 	}
 	return out
+}
+
+// staticRange resolves a range's "*" (0) to max and orders its ends
+// (RFC 9051 §9: "n:m" and "m:n" are the same range).
+func staticRange(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
+// lastUID is the UID of the last message, 0 in an empty folder.
+func (v *view) lastUID() uint32 {
+	if len(v.msgs) == 0 {
+		return 0
+	}
+	return v.msgs[len(v.msgs)-1].UID
 }
 
 func cmpUint(a, b uint32) int {
