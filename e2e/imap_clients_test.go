@@ -1,0 +1,389 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"postoffice/internal/testsupport"
+)
+
+// Real IMAP clients against the real binary: each must see a server as
+// good as Dovecot. The tools come from the distribution (.ci/run installs
+// them); a test skips only when its tool is absent.
+
+// folderFiles returns the base names of the message files of one folder
+// of user's Maildir ("" or "INBOX" for the inbox, else a Maildir++ folder
+// such as "Archive"), with the subdirectory in front ("new/…", "cur/…"),
+// sorted.
+func folderFiles(t *testing.T, dir, user, folder string) []string {
+	t.Helper()
+	root := filepath.Join(dir, user)
+	if folder != "" && folder != "INBOX" {
+		root = filepath.Join(root, "."+folder)
+	}
+	var out []string
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(root, sub))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			out = append(out, sub+"/"+e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// flagsOf returns the Maildir info letters of a file name ("cur/x:2,FS" →
+// "FS"; a file without ":2," → "").
+func flagsOf(name string) string {
+	if _, f, ok := strings.Cut(name, ":2,"); ok {
+		return f
+	}
+	return ""
+}
+
+// readFolderFile returns the content of one file named by folderFiles.
+func readFolderFile(t *testing.T, dir, user, folder, name string) string {
+	t.Helper()
+	root := filepath.Join(dir, user)
+	if folder != "" && folder != "INBOX" {
+		root = filepath.Join(root, "."+folder)
+	}
+	b, err := os.ReadFile(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Python's imaplib through a whole session: LOGIN, LIST, SELECT, FETCH,
+// STORE, SEARCH, COPY, UID MOVE, APPEND, EXPUNGE, LOGOUT; then the files
+// on disk say the same.
+func TestPythonImaplib(t *testing.T) {
+	py := need(t, "python3")
+	p := start(t, "")
+	sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: one\r\n\r\nfirst body\r\n")
+	sendRaw(t, p.Addr("smtp"), "carol@example.com", []string{"bob@example.com"}, "Subject: two\r\n\r\nsecond body\r\n..dotted\r\n")
+	host, port := hostPort(t, p.Addr("imap"))
+	script := `
+import imaplib, re, sys
+M = imaplib.IMAP4(sys.argv[1], int(sys.argv[2]))
+assert "IMAP4REV1" in M.capabilities and "AUTH=PLAIN" in M.capabilities, M.capabilities
+typ, _ = M.login("user", "pass"); assert typ == "OK"
+typ, data = M.capability(); caps = data[0].decode().split()
+assert "MOVE" in caps and "UIDPLUS" in caps and "IDLE" in caps, caps
+typ, lines = M.list(); assert typ == "OK"
+names = sorted(re.match(rb'\(.*?\) "(.)" "?([^"]*)"?$', l).group(2).decode() for l in lines)
+print("list", " ".join(names))
+typ, data = M.select("INBOX"); assert typ == "OK"; print("select", data[0].decode())
+typ, data = M.fetch("1:2", "(RFC822 FLAGS)"); assert typ == "OK"
+for item in data:
+    if isinstance(item, tuple):
+        head, body = item
+        print("fetch", re.search(rb"FLAGS \(([^)]*)\)", head).group(1).decode() or "-",
+              "second body\r\n.dotted\r\n" in body.decode() or "first body\r\n" in body.decode())
+typ, data = M.fetch("1:2", "(FLAGS)"); print("seen", b" ".join(data).decode().count("\\Seen"))
+typ, data = M.store("1", "+FLAGS", "(\\Flagged)"); assert typ == "OK", data
+typ, data = M.search(None, "FLAGGED"); print("search flagged", data[0].decode())
+typ, data = M.search(None, "SUBJECT", '"two"'); print("search subject", data[0].decode())
+typ, data = M.search(None, "BODY", "dotted"); print("search body", data[0].decode())
+typ, data = M.copy("1", "Archive"); print("copy", typ, b"COPYUID" in data[0])
+typ, data = M.uid("FETCH", "2", "(UID)"); uid = re.search(rb"UID (\d+)", data[0]).group(1).decode()
+typ, data = M.uid("MOVE", uid, "Trash"); print("move", typ)
+typ, data = M.append("Drafts", "(\\Draft)", None, b"Subject: draft\r\n\r\nnot sent yet\r\n"); print("append", typ, b"APPENDUID" in data[0])
+typ, data = M.status("Drafts", "(MESSAGES)"); print("status", data[0].decode())
+typ, data = M.store("1", "+FLAGS", "(\\Deleted)"); assert typ == "OK"
+typ, data = M.expunge(); print("expunge", typ, data)  # the MOVE's EXPUNGE of 2, then 1
+typ, data = M.select("INBOX"); print("select", data[0].decode())
+M.close(); typ, _ = M.logout(); print("logout", typ)
+`
+	got := runTool(t, "", py, "-c", script, host, port)
+	want := `list Archive Drafts INBOX Junk Sent Trash
+select 2
+fetch \Seen True
+fetch \Seen True
+seen 2
+search flagged 1
+search subject 2
+search body 2
+copy OK True
+move OK
+append OK True
+status "Drafts" (MESSAGES 1)
+expunge OK [b'2', b'1']
+select 0
+logout BYE
+`
+	if got != want {
+		t.Fatalf("imaplib said:\n%s\nwant:\n%s", got, want)
+	}
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 0 {
+		t.Errorf("INBOX after EXPUNGE and MOVE: %v", f)
+	}
+	archive := folderFiles(t, p.dir, "user", "Archive")
+	if len(archive) != 1 || flagsOf(archive[0]) != "FS" || !strings.Contains(readFolderFile(t, p.dir, "user", "Archive", archive[0]), "Subject: one\r\n") {
+		t.Errorf("Archive: %v", archive)
+	}
+	trash := folderFiles(t, p.dir, "user", "Trash")
+	if len(trash) != 1 || flagsOf(trash[0]) != "S" || !strings.Contains(readFolderFile(t, p.dir, "user", "Trash", trash[0]), "Subject: two\r\n") {
+		t.Errorf("Trash: %v", trash)
+	}
+	drafts := folderFiles(t, p.dir, "user", "Drafts")
+	if len(drafts) != 1 || flagsOf(drafts[0]) != "D" || readFolderFile(t, p.dir, "user", "Drafts", drafts[0]) != "Subject: draft\r\n\r\nnot sent yet\r\n" {
+		t.Errorf("Drafts: %v", drafts)
+	}
+}
+
+// imapSession is a go-imap v2 client logged in to a running binary, with
+// the unsolicited responses it receives ("EXISTS 3", "EXPUNGE 1",
+// "FETCH 2 \Seen \Flagged") on a channel.
+type imapSession struct {
+	*imapclient.Client
+	t      *testing.T
+	events chan string
+}
+
+func dialIMAP(t *testing.T, p *proc) *imapSession {
+	t.Helper()
+	s := &imapSession{t: t, events: make(chan string, 64)}
+	send := func(ev string) {
+		select {
+		case s.events <- ev:
+		default: // nobody is listening for this many: drop, as a full buffer would
+		}
+	}
+	c, err := imapclient.DialInsecure(p.Addr("imap"), &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					send(fmt.Sprintf("EXISTS %d", *d.NumMessages))
+				}
+			},
+			Expunge: func(seq uint32) { send(fmt.Sprintf("EXPUNGE %d", seq)) },
+			Fetch: func(m *imapclient.FetchMessageData) {
+				buf, err := m.Collect()
+				if err != nil {
+					send("FETCH error " + err.Error())
+					return
+				}
+				var flags []string
+				for _, f := range buf.Flags {
+					flags = append(flags, string(f))
+				}
+				sort.Strings(flags)
+				send(strings.TrimSpace(fmt.Sprintf("FETCH %d %s", buf.SeqNum, strings.Join(flags, " "))))
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login("user", "pass").Wait(); err != nil {
+		t.Fatalf("LOGIN: %v", err)
+	}
+	s.Client = c
+	return s
+}
+
+// waitEvent waits for an unsolicited response equal to want, skipping
+// others, and fails the test after testsupport.Timeout.
+func (s *imapSession) waitEvent(want string) {
+	s.t.Helper()
+	timeout := time.After(testsupport.Timeout)
+	var seen []string
+	for {
+		select {
+		case ev := <-s.events:
+			if ev == want {
+				return
+			}
+			seen = append(seen, ev)
+		case <-timeout:
+			s.t.Fatalf("no %q (got %q)", want, seen)
+		}
+	}
+}
+
+// idle starts IDLE and returns a function that ends it.
+func (s *imapSession) idle() (done func()) {
+	s.t.Helper()
+	cmd, err := s.Idle()
+	if err != nil {
+		s.t.Fatalf("IDLE: %v", err)
+	}
+	return func() {
+		s.t.Helper()
+		if err := cmd.Close(); err != nil {
+			s.t.Fatalf("DONE: %v", err)
+		}
+		if err := cmd.Wait(); err != nil {
+			s.t.Fatalf("IDLE: %v", err)
+		}
+	}
+}
+
+// go-imap v2's client: IDLE sees the EXISTS of an SMTP delivery; UID FETCH
+// BODY.PEEK[] gives the file's bytes and sets no flag; STORE renames the
+// file; MOVE answers COPYUID and moves the file; APPEND answers APPENDUID
+// in the same UIDVALIDITY; STATUS SIZE is the sum of the files' sizes.
+func TestGoIMAPClient(t *testing.T) {
+	p := start(t, "")
+	c := dialIMAP(t, p)
+	sel, err := c.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 0 {
+		t.Fatalf("SELECT INBOX: %+v, %v", sel, err)
+	}
+	done := c.idle()
+	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: idle\r\n\r\nhello over IMAP\r\n")
+	c.waitEvent("EXISTS 1")
+	done()
+
+	eml, err := os.ReadFile(filepath.Join(p.dir, "user", "new", id+".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{UID: true}).Collect()
+	if err != nil || len(msgs) != 1 || msgs[0].UID == 0 {
+		t.Fatalf("FETCH 1 UID: %+v, %v", msgs, err)
+	}
+	uid := msgs[0].UID
+	msgs, err = c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("UID FETCH: %+v, %v", msgs, err)
+	}
+	if got := msgs[0].FindBodySection(section); string(got) != string(eml) {
+		t.Fatalf("BODY.PEEK[] %q, file holds %q", got, eml)
+	}
+	if msgs[0].RFC822Size != int64(len(eml)) || len(msgs[0].Flags) != 0 {
+		t.Fatalf("RFC822.SIZE %d (file %d), FLAGS %v", msgs[0].RFC822Size, len(eml), msgs[0].Flags)
+	}
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || flagsOf(f[0]) != "" {
+		t.Fatalf("BODY.PEEK[] changed the file: %v", f)
+	}
+
+	store := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen, imap.FlagFlagged}}
+	msgs, err = c.Store(imap.UIDSetNum(uid), store, nil).Collect()
+	if err != nil || len(msgs) != 1 || len(msgs[0].Flags) != 2 {
+		t.Fatalf("UID STORE: %+v, %v", msgs, err)
+	}
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,FS" {
+		t.Fatalf("after STORE: %v", f)
+	}
+
+	moved, err := c.Move(imap.UIDSetNum(uid), "Archive").Wait()
+	if err != nil || moved.UIDValidity == 0 {
+		t.Fatalf("UID MOVE: %+v, %v", moved, err)
+	}
+	src, _ := moved.SourceUIDs.(imap.UIDSet).Nums()
+	dst, _ := moved.DestUIDs.(imap.UIDSet).Nums()
+	if len(src) != 1 || src[0] != uid || len(dst) != 1 || dst[0] != 1 {
+		t.Fatalf("COPYUID %v → %v", src, dst)
+	}
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 0 {
+		t.Fatalf("INBOX after MOVE: %v", f)
+	}
+	if f := folderFiles(t, p.dir, "user", "Archive"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,FS" {
+		t.Fatalf("Archive after MOVE: %v", f)
+	}
+
+	appended := "From: me@example.com\r\nSubject: appended\r\n\r\nkept\r\n"
+	w := c.Append("Archive", int64(len(appended)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen}})
+	if _, err := w.Write([]byte(appended)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ad, err := w.Wait()
+	if err != nil || ad.UID != 2 || ad.UIDValidity != moved.UIDValidity {
+		t.Fatalf("APPEND: %+v, %v (MOVE's UIDVALIDITY %d)", ad, err, moved.UIDValidity)
+	}
+	archive := folderFiles(t, p.dir, "user", "Archive")
+	if len(archive) != 2 {
+		t.Fatalf("Archive after APPEND: %v", archive)
+	}
+	var size int64
+	var found bool
+	for _, f := range archive {
+		b := readFolderFile(t, p.dir, "user", "Archive", f)
+		size += int64(len(b))
+		if b == appended && flagsOf(f) == "S" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("appended message not in Archive with S: %v", archive)
+	}
+
+	st, err := c.Status("Archive", &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true, NumUnseen: true, Size: true}).Wait()
+	if err != nil || st.NumMessages == nil || *st.NumMessages != 2 || st.Size == nil || *st.Size != size ||
+		st.UIDNext != 3 || st.UIDValidity != moved.UIDValidity || st.NumUnseen == nil || *st.NumUnseen != 0 {
+		t.Fatalf("STATUS Archive: %+v (size %v), %v; files hold %d octets", st, st.Size, err, size)
+	}
+	if err := c.Logout().Wait(); err != nil {
+		t.Fatalf("LOGOUT: %v", err)
+	}
+}
+
+// curl's IMAP: LIST of the default folders with their SPECIAL-USE
+// attributes, a message fetched by UID byte for byte, a SEARCH, and an
+// upload (APPEND) that lands in the folder's files.
+func TestCurlIMAP(t *testing.T) {
+	curl := need(t, "curl")
+	p := start(t, "")
+	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: curl imap\r\n\r\nfetched by UID\r\n")
+	base := "imap://" + p.Addr("imap")
+	list := runTool(t, "", curl, "-sS", "-u", "user:pass", base+"/")
+	for _, want := range []string{
+		`* LIST (\HasNoChildren) "/" INBOX`, `* LIST (\HasNoChildren \Archive) "/" "Archive"`,
+		`* LIST (\HasNoChildren \Drafts) "/" "Drafts"`, `* LIST (\HasNoChildren \Junk) "/" "Junk"`,
+		`* LIST (\HasNoChildren \Sent) "/" "Sent"`, `* LIST (\HasNoChildren \Trash) "/" "Trash"`,
+	} {
+		if !strings.Contains(list, want+"\r\n") {
+			t.Errorf("curl LIST lacks %q:\n%s", want, list)
+		}
+	}
+	eml, err := os.ReadFile(filepath.Join(p.dir, "user", "new", id+".eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := runTool(t, "", curl, "-sS", "-u", "user:pass", base+"/INBOX;UID=1"); got != string(eml) {
+		t.Fatalf("curl fetch UID 1: %q, file holds %q", got, eml)
+	}
+	// curl fetches BODY[]: the message is \Seen now, in its file name too.
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,S" {
+		t.Fatalf("after curl's fetch: %v", f)
+	}
+	if got := runTool(t, "", curl, "-sS", "-u", "user:pass", base+"/INBOX?SUBJECT%20%22curl%20imap%22"); got != "* SEARCH 1\r\n" {
+		t.Fatalf("curl SEARCH: %q", got)
+	}
+
+	draft := "From: me@example.com\r\nSubject: uploaded\r\n\r\nby curl -T\r\n"
+	file := filepath.Join(t.TempDir(), "draft.eml")
+	if err := os.WriteFile(file, []byte(draft), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runTool(t, "", curl, "-sS", "-u", "user:pass", "-T", file, base+"/Drafts")
+	drafts := folderFiles(t, p.dir, "user", "Drafts")
+	if len(drafts) != 1 || readFolderFile(t, p.dir, "user", "Drafts", drafts[0]) != draft {
+		t.Fatalf("Drafts after curl's APPEND: %v", drafts)
+	}
+	if got := runTool(t, "", curl, "-sS", "-u", "user:pass", base+"/Drafts;UID=1"); got != draft {
+		t.Fatalf("curl fetch of the uploaded message: %q", got)
+	}
+	if got := runTool(t, "", curl, "-sS", "-u", "user:pass", "-X", "STATUS Drafts (MESSAGES UIDNEXT)", base+"/"); got != "* STATUS \"Drafts\" (MESSAGES 1 UIDNEXT 2)\r\n" {
+		t.Fatalf("curl STATUS: %q", got)
+	}
+}
