@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -386,4 +387,183 @@ func TestCurlIMAP(t *testing.T) {
 	if got := runTool(t, "", curl, "-sS", "-u", "user:pass", "-X", "STATUS Drafts (MESSAGES UIDNEXT)", base+"/"); got != "* STATUS \"Drafts\" (MESSAGES 1 UIDNEXT 2)\r\n" {
 		t.Fatalf("curl STATUS: %q", got)
 	}
+}
+
+// mbsyncRC is an isync configuration syncing every folder of the server
+// at addr with the local Maildir++ tree under local, both ways.
+func mbsyncRC(t *testing.T, addr, local string) string {
+	t.Helper()
+	host, port := hostPort(t, addr)
+	rc := filepath.Join(t.TempDir(), "mbsyncrc")
+	conf := `IMAPAccount po
+Host ` + host + `
+Port ` + port + `
+User user
+Pass pass
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account po
+
+MaildirStore local
+Path ` + local + `/
+Inbox ` + local + `/INBOX
+SubFolders Verbatim
+
+Channel po
+Far :remote:
+Near :local:
+Patterns *
+Sync All
+Create Both
+Expunge Both
+SyncState *
+`
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+// localMaildir returns the file names (new/…, cur/…) of one local Maildir.
+func localMaildir(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			out = append(out, sub+"/"+e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// localWith returns the one file of a local Maildir whose content holds
+// s, failing the test unless there is exactly one.
+func localWith(t *testing.T, dir, s string) string {
+	t.Helper()
+	var found []string
+	for _, f := range localMaildir(t, dir) {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), s) {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s: files holding %q: %v (all: %v)", dir, s, found, localMaildir(t, dir))
+	}
+	return found[0]
+}
+
+// isync's mbsync, a full two-way sync: the server's folders and messages
+// come down; flags set and a message deleted locally go up (the server's
+// files get the new :2, letters, the deleted one is gone); a folder
+// created locally is created on the server; a later delivery and a flag
+// set by another IMAP client come down on the next run.
+func TestMbsyncTwoWay(t *testing.T) {
+	mbsync := need(t, "mbsync")
+	p := start(t, "")
+	smtpAddr := p.Addr("smtp")
+	idA := sendRaw(t, smtpAddr, "alice@example.com", []string{"bob@example.com"}, "Subject: alpha\r\n\r\nmessage A\r\n")
+	idB := sendRaw(t, smtpAddr, "alice@example.com", []string{"bob@example.com"}, "Subject: beta\r\n\r\nmessage B\r\n")
+	local := filepath.Join(t.TempDir(), "mail")
+	if err := os.Mkdir(local, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rc := mbsyncRC(t, p.Addr("imap"), local)
+	sync := func() { runTool(t, "", mbsync, "-c", rc, "-a") }
+
+	sync()
+	inbox := filepath.Join(local, "INBOX")
+	a := localWith(t, inbox, "message A")
+	b := localWith(t, inbox, "message B")
+	if len(localMaildir(t, inbox)) != 2 {
+		t.Fatalf("local INBOX: %v", localMaildir(t, inbox))
+	}
+	for _, f := range []string{"Archive", "Drafts", "Junk", "Sent", "Trash"} {
+		if _, err := os.Stat(filepath.Join(local, f, "cur")); err != nil {
+			t.Errorf("folder %s not created locally: %v", f, err)
+		}
+	}
+	if got, want := readLocal(t, inbox, a), readFolderFile(t, p.dir, "user", "INBOX", "new/"+idA+".eml"); got != want {
+		t.Fatalf("local copy of A %q, server's file %q", got, want)
+	}
+
+	// Locally: A read and flagged (a mail reader renames it into cur with
+	// its info), B deleted, a new folder with one message.
+	stem, _, _ := strings.Cut(filepath.Base(a), ":2,")
+	if err := os.Rename(filepath.Join(inbox, a), filepath.Join(inbox, "cur", stem+":2,FS")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(inbox, b)); err != nil {
+		t.Fatal(err)
+	}
+	projects := filepath.Join(local, "Projects")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(projects, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := "From: me@example.com\r\nSubject: plan\r\n\r\nwritten offline\r\n"
+	if err := os.WriteFile(filepath.Join(projects, "cur", "1700000000.1.local:2,S"), []byte(plan), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	sync()
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+idA+".eml:2,FS" {
+		t.Fatalf("server INBOX after syncing back (want A with FS, B %s gone): %v", idB, f)
+	}
+	pf := folderFiles(t, p.dir, "user", "Projects")
+	if len(pf) != 1 || flagsOf(pf[0]) != "S" || tuidRe.ReplaceAllString(readFolderFile(t, p.dir, "user", "Projects", pf[0]), "") != plan {
+		t.Fatalf("server Projects after sync: %v", pf)
+	}
+
+	// On the server: a new delivery, and A answered by another client.
+	idC := sendRaw(t, smtpAddr, "carol@example.com", []string{"bob@example.com"}, "Subject: gamma\r\n\r\nmessage C\r\n")
+	s := dialIMAP(t, p)
+	if _, err := s.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Logout().Wait()
+	sync()
+	c := localWith(t, inbox, "message C")
+	if got, want := readLocal(t, inbox, c), readFolderFile(t, p.dir, "user", "INBOX", "new/"+idC+".eml"); got != want {
+		t.Fatalf("local copy of C %q, server's file %q", got, want)
+	}
+	if f := localMaildir(t, inbox); len(f) != 2 || !strings.HasSuffix(localWith(t, inbox, "message A"), ":2,FRS") {
+		t.Fatalf("local INBOX after the third sync: %v", f)
+	}
+	// Nothing left to do: a fourth run changes nothing on either side.
+	before := folderFiles(t, p.dir, "user", "INBOX")
+	sync()
+	if after := folderFiles(t, p.dir, "user", "INBOX"); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Fatalf("an idle sync changed the server: %v → %v", before, after)
+	}
+}
+
+// tuidRe matches the X-TUID field mbsync adds to each message it copies
+// (its own transaction id, to find the copy again).
+var tuidRe = regexp.MustCompile(`(?m)^X-TUID: [^\r\n]*\r?\n`)
+
+// readLocal returns a message of a local Maildir mbsync wrote, in the
+// server's form: mbsync stores LF line ends and adds an X-TUID field
+// (its own transaction id) while a message is in flight.
+func readLocal(t *testing.T, dir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(tuidRe.ReplaceAllString(string(b), ""), "\n", "\r\n")
 }
