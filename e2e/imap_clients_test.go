@@ -3,8 +3,10 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -566,4 +568,186 @@ func readLocal(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return strings.ReplaceAll(tuidRe.ReplaceAllString(string(b), ""), "\n", "\r\n")
+}
+
+// offlineimap, one-shot runs (-o): the server's folders and flags come
+// down; a message read locally and one deleted locally go up.
+func TestOfflineimap(t *testing.T) {
+	offlineimap := need(t, "offlineimap")
+	p := start(t, "")
+	idA := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: alpha\r\n\r\nmessage A\r\n")
+	idB := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: beta\r\n\r\nmessage B\r\n")
+	s := dialIMAP(t, p)
+	if _, err := s.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.Logout().Wait()
+
+	dir := t.TempDir()
+	local := filepath.Join(dir, "mail")
+	host, port := hostPort(t, p.Addr("imap"))
+	rc := filepath.Join(dir, "offlineimaprc")
+	conf := `[general]
+accounts = po
+metadata = ` + filepath.Join(dir, "meta") + `
+
+[Account po]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = ` + local + `
+
+[Repository remote]
+type = IMAP
+remotehost = ` + host + `
+remoteport = ` + port + `
+remoteuser = user
+remotepass = pass
+ssl = no
+starttls = no
+`
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sync := func() { runTool(t, "", offlineimap, "-c", rc, "-o", "-u", "basic") }
+
+	sync()
+	inbox := filepath.Join(local, "INBOX")
+	a := localWith(t, inbox, "message A")
+	b := localWith(t, inbox, "message B")
+	if len(localMaildir(t, inbox)) != 2 || flagsOf(a) != "" || flagsOf(b) != "F" {
+		t.Fatalf("local INBOX: %v", localMaildir(t, inbox))
+	}
+	if got, want := readLocal(t, inbox, b), readFolderFile(t, p.dir, "user", "INBOX", "cur/"+idB+".eml:2,F"); got != want {
+		t.Fatalf("local copy of B %q, server's file %q", got, want)
+	}
+	for _, f := range []string{"Archive", "Drafts", "Junk", "Sent", "Trash"} {
+		if _, err := os.Stat(filepath.Join(local, f, "cur")); err != nil {
+			t.Errorf("folder %s not created locally: %v", f, err)
+		}
+	}
+
+	stem, _, _ := strings.Cut(filepath.Base(a), ":2,")
+	if err := os.Rename(filepath.Join(inbox, a), filepath.Join(inbox, "cur", stem+":2,S")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(inbox, b)); err != nil {
+		t.Fatal(err)
+	}
+	sync()
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+idA+".eml:2,S" {
+		t.Fatalf("server INBOX after syncing back (want A with S, B gone): %v", f)
+	}
+}
+
+// tmuxScreen is a program running in a detached tmux session on a server
+// of its own (a socket in a temp dir), read through capture-pane.
+type tmuxScreen struct {
+	t          *testing.T
+	tmux, sock string
+}
+
+func startTmux(t *testing.T, home string, command string) *tmuxScreen {
+	t.Helper()
+	s := &tmuxScreen{t: t, tmux: need(t, "tmux"), sock: filepath.Join(t.TempDir(), "tmux.sock")}
+	cmd := exec.Command(s.tmux, "-S", s.sock, "new-session", "-d", "-x", "160", "-y", "40", command)
+	cmd.Env = append(os.Environ(), "HOME="+home, "TERM=xterm")
+	cmd.Env = slices.DeleteFunc(cmd.Env, func(e string) bool { return strings.HasPrefix(e, "TMUX=") })
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tmux new-session: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(s.tmux, "-S", s.sock, "kill-server").Run() })
+	return s
+}
+
+// screen returns what the pane shows now ("" once the program has ended).
+func (s *tmuxScreen) screen() string {
+	out, _ := exec.Command(s.tmux, "-S", s.sock, "capture-pane", "-p").Output()
+	return string(out)
+}
+
+// keys sends tmux key names ("Enter", "q", "$").
+func (s *tmuxScreen) keys(keys ...string) {
+	s.t.Helper()
+	args := append([]string{"-S", s.sock, "send-keys"}, keys...)
+	if out, err := exec.Command(s.tmux, args...).CombinedOutput(); err != nil {
+		s.t.Fatalf("tmux send-keys %v: %v\n%s", keys, err, out)
+	}
+}
+
+// waitScreen waits until the screen matches re.
+func (s *tmuxScreen) waitScreen(re string) {
+	s.t.Helper()
+	r := regexp.MustCompile(re)
+	if !testsupport.WaitUntil(testsupport.Timeout, func() bool { return r.MatchString(s.screen()) }) {
+		s.t.Fatalf("screen never matched %q:\n%s", re, s.screen())
+	}
+}
+
+// neomutt in a terminal (tmux) on imap://: the index lists INBOX, a
+// message opened in the pager is marked \Seen in the server's file, one
+// deleted and synced ($) is expunged from the server, and a delivery while
+// neomutt is open shows up in its index.
+func TestNeomuttOverIMAP(t *testing.T) {
+	neomutt := need(t, "neomutt")
+	need(t, "tmux")
+	p := start(t, "")
+	idA := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "From: alice@example.com\r\nSubject: alpha\r\n\r\nmessage alpha\r\n")
+	idB := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "From: alice@example.com\r\nSubject: beta\r\n\r\nmessage beta\r\n")
+	home := t.TempDir()
+	rc := filepath.Join(home, "neomuttrc")
+	conf := `set folder = "imap://` + p.Addr("imap") + `/"
+set spoolfile = "+INBOX"
+set imap_user = "user"
+set imap_pass = "pass"
+set ssl_starttls = no
+set ssl_force_tls = no
+set header_cache = ""
+set message_cachedir = ""
+set mail_check = 1
+set timeout = 1
+set delete = yes
+set quit = yes
+set move = no
+set sort = date-sent
+set wait_key = no
+`
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startTmux(t, home, neomutt+" -n -F "+rc)
+	s.waitScreen(`(?m)^ +1 N .* alpha\n +2 N .* beta\n`)
+
+	s.keys("Enter") // open alpha
+	s.waitScreen(`(?m)^message alpha$`)
+	s.keys("q", "$") // back to the index, sync the mailbox
+	testsupport.WaitFor(t, "alpha \\Seen on the server", func() bool {
+		f := folderFiles(t, p.dir, "user", "INBOX")
+		return slices.Contains(f, "cur/"+idA+".eml:2,S")
+	})
+
+	s.keys("j", "d", "$") // beta: delete, sync (expunges: delete=yes)
+	testsupport.WaitFor(t, "beta expunged on the server", func() bool {
+		f := folderFiles(t, p.dir, "user", "INBOX")
+		return len(f) == 1 && f[0] == "cur/"+idA+".eml:2,S"
+	})
+	if !testsupport.WaitUntil(testsupport.Timeout, func() bool {
+		sc := s.screen()
+		return strings.Contains(sc, "Msgs:1 ") && !strings.Contains(sc, "beta")
+	}) {
+		t.Fatalf("beta (%s) still in the index:\n%s", idB, s.screen())
+	}
+
+	sendRaw(t, p.Addr("smtp"), "carol@example.com", []string{"bob@example.com"}, "From: carol@example.com\r\nSubject: gamma\r\n\r\nmessage gamma\r\n")
+	s.waitScreen(`(?m)^ +2 N .* gamma\n`)
+	s.keys("q")
+	testsupport.WaitFor(t, "neomutt to quit", func() bool { return s.screen() == "" })
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 2 {
+		t.Fatalf("server INBOX after neomutt quit: %v", f)
+	}
 }
