@@ -2,11 +2,12 @@
 # run.sh measures Postoffice and, when installed, its peers with the same load
 # generator (bench/loadgen) on loopback, and prints markdown tables of medians.
 #
-#   bench/run.sh                 # full run (about 15 minutes with every peer)
+#   bench/run.sh                 # full run (about 25 minutes with every peer)
 #   RUNS=1 QUICK=1 bench/run.sh  # a smoke run: one run each, small counts
 #   ONLY="postoffice mailpit" bench/run.sh
 #   POSTOFFICE_BIN=/path/to/postoffice bench/run.sh   # measure a given binary
-#   SMTP_ONLY=1 bench/run.sh     # skip the POP3 cases
+#   SMTP_ONLY=1 bench/run.sh     # skip the POP3 and IMAP cases
+#   IMAP_ONLY=1 bench/run.sh     # only the IMAP cases (Postoffice, Dovecot)
 #   BASELINE_BIN=/path/to/old/postoffice bench/run.sh  # also measure an older
 #                                # build, as "postoffice-baseline", right after
 #                                # postoffice in the same run (SMTP cases)
@@ -18,6 +19,7 @@
 #
 # Peers (bench/install-peers.sh installs them; a missing one is skipped):
 #   smtp-sink (/usr/sbin/smtp-sink), Dovecot POP3 (/usr/sbin/dovecot),
+#   Dovecot IMAP and LMTP (/usr/lib/dovecot/imap, /usr/lib/dovecot/lmtp),
 #   aiosmtpd .eml writers (python3-aiosmtpd, bench/peers/aiosmtpd_eml.py),
 #   mailpit and inbucket ($GOBIN or $(go env GOPATH)/bin or $PATH).
 #
@@ -46,7 +48,13 @@ N1=${N1:-1000} N8=${N8:-250} N64=${N64:-40} N1M=${N1M:-20}
 NPOP=${NPOP:-5000}
 STATS=${STATS:-"1000 10000 100000"}
 DUR=${DUR:-60s}
+# IMAP: mailbox sizes of the SELECT + FETCH case, messages of the
+# BODY.PEEK[] case, deliveries of the IDLE latency case, sessions of the
+# IDLE memory case and the size of their mailbox.
+IMAP_FETCH=${IMAP_FETCH:-"10000 100000"} NIMAP_BODY=${NIMAP_BODY:-5000} NIMAP_IDLE=${NIMAP_IDLE:-200}
+NIMAP_SESS=${NIMAP_SESS:-100} NIMAP_SESS_MSGS=${NIMAP_SESS_MSGS:-10000}
 if [ -n "$QUICK" ]; then N1=200 N8=50 N64=5 N1M=3 NPOP=500 STATS="1000 10000"; fi
+if [ -n "$QUICK" ]; then IMAP_FETCH="1000 5000" NIMAP_BODY=500 NIMAP_IDLE=20 NIMAP_SESS=20 NIMAP_SESS_MSGS=1000; fi
 
 PIDS=()
 cleanup() {
@@ -62,6 +70,10 @@ trap cleanup EXIT
 
 log() { echo "== $*" >&2; }
 want() { [[ " $ONLY " == *" $1 "* ]]; }
+# smtp_pop3: the SMTP and POP3 cases run (not IMAP_ONLY); imap: the IMAP
+# cases run (not SMTP_ONLY).
+smtp_pop3() { [ -z "${IMAP_ONLY:-}" ]; }
+imap() { [ -z "${SMTP_ONLY:-}" ]; }
 
 log "building postoffice and loadgen"
 if [ -n "${POSTOFFICE_BIN:-}" ]; then
@@ -217,7 +229,7 @@ done
 echo "before the run: file creation ${us} us, disk busy ${busy:-?} % (after waiting ${waited} s)" >>"$OUT/machine.txt"
 
 # ---- Postoffice SMTP ----
-if want postoffice; then
+if want postoffice && smtp_pop3; then
 	log "postoffice"
 	D=$WORK/data/postoffice
 	mkdir -p "$D"
@@ -232,7 +244,7 @@ if want postoffice; then
 fi
 
 # ---- an older Postoffice build, for before/after comparisons ----
-if [ -n "${BASELINE_BIN:-}" ]; then
+if [ -n "${BASELINE_BIN:-}" ] && smtp_pop3; then
 	log "postoffice-baseline ($BASELINE_BIN)"
 	cp "$BASELINE_BIN" "$WORK/postoffice-baseline"
 	D=$WORK/data/postoffice-baseline
@@ -251,7 +263,7 @@ fi
 # loadgen -mode files: 1, 8 and 64 writers, each message created in tmp/,
 # written, fsynced, renamed into new/, new/ fsynced; no server, no sharing.
 # Recorded under the SMTP case names, so it is a row of the same table.
-if want fsync-files; then
+if want fsync-files && smtp_pop3; then
 	log "fsync-files (no protocol)"
 	D=$WORK/data/fsync-files
 	mkdir -p "$D"
@@ -266,7 +278,7 @@ fi
 
 # ---- smtp-sink: discards every message ----
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
-if want smtp-sink && [ -x "$SINK" ]; then
+if smtp_pop3 && want smtp-sink && [ -x "$SINK" ]; then
 	log "smtp-sink"
 	read -r SP < <(ports 1)
 	# -u: drop privileges when run as root; backlog 256.
@@ -277,11 +289,11 @@ if want smtp-sink && [ -x "$SINK" ]; then
 	wait_port "$SP"
 	smtp_suite smtp-sink "$SP" "$PID"
 	stop "$PID"
-elif want smtp-sink; then log "smtp-sink not installed: skipped"; fi
+elif smtp_pop3 && want smtp-sink; then log "smtp-sink not installed: skipped"; fi
 
 # ---- aiosmtpd writing .eml, without and with fsync ----
 PY=/usr/bin/python3
-if [ -x "$PY" ] && "$PY" -c 'import aiosmtpd' 2>/dev/null; then
+if smtp_pop3 && [ -x "$PY" ] && "$PY" -c 'import aiosmtpd' 2>/dev/null; then
 	for variant in nofsync fsync; do
 		want "aiosmtpd-$variant" || continue
 		log "aiosmtpd-$variant"
@@ -296,11 +308,11 @@ if [ -x "$PY" ] && "$PY" -c 'import aiosmtpd' 2>/dev/null; then
 		smtp_suite "aiosmtpd-$variant" "$SP" "$PID"
 		stop "$PID"
 		done
-else log "python3-aiosmtpd not installed: skipped"; fi
+elif smtp_pop3; then log "python3-aiosmtpd not installed: skipped"; fi
 
 # ---- Mailpit (SQLite) ----
 MAILPIT=$(command -v mailpit || echo "$GOBIN_DIR/mailpit")
-if want mailpit && [ -x "$MAILPIT" ]; then
+if smtp_pop3 && want mailpit && [ -x "$MAILPIT" ]; then
 	log "mailpit"
 	D=$WORK/data/mailpit
 	mkdir -p "$D"
@@ -313,11 +325,11 @@ if want mailpit && [ -x "$MAILPIT" ]; then
 	wait_port "$SP"
 	smtp_suite mailpit "$SP" "$PID"
 	stop "$PID"
-elif want mailpit; then log "mailpit not installed: skipped"; fi
+elif smtp_pop3 && want mailpit; then log "mailpit not installed: skipped"; fi
 
 # ---- Inbucket (file store) ----
 INBUCKET=$(command -v inbucket || echo "$GOBIN_DIR/inbucket")
-if want inbucket && [ -x "$INBUCKET" ]; then
+if smtp_pop3 && want inbucket && [ -x "$INBUCKET" ]; then
 	log "inbucket"
 	D=$WORK/data/inbucket
 	mkdir -p "$D"
@@ -332,13 +344,13 @@ if want inbucket && [ -x "$INBUCKET" ]; then
 	wait_port "$SP"
 	smtp_suite inbucket "$SP" "$PID"
 	stop "$PID"
-elif want inbucket; then log "inbucket not installed: skipped"; fi
+elif smtp_pop3 && want inbucket; then log "inbucket not installed: skipped"; fi
 
 # ---- POP3 last: generating and deleting 100,000-file maildirs leaves ext4
 # with many recently freed inodes, which slows every later file creation
 # (ext4's inode allocator skips recently deleted inodes); so no SMTP case
 # runs after it, and no data directory is removed before the end.
-if want postoffice && [ -z "${SMTP_ONLY:-}" ]; then
+if want postoffice && [ -z "${SMTP_ONLY:-}" ] && smtp_pop3; then
 	log "postoffice pop3"
 	D=$WORK/data/postoffice-pop3
 	mkdir -p "$D"
@@ -369,7 +381,7 @@ if want postoffice && [ -z "${SMTP_ONLY:-}" ]; then
 fi
 
 # ---- Dovecot POP3 (maildir, passwd-file) ----
-if want dovecot && [ -z "${SMTP_ONLY:-}" ] && [ -x /usr/sbin/dovecot ]; then
+if want dovecot && [ -z "${SMTP_ONLY:-}" ] && smtp_pop3 && [ -x /usr/sbin/dovecot ]; then
 	log "dovecot"
 	D=$WORK/data/dovecot
 	mkdir -p "$D/run" "$D/state" "$D/mail"
@@ -435,7 +447,226 @@ if want dovecot && [ -z "${SMTP_ONLY:-}" ] && [ -x /usr/sbin/dovecot ]; then
 	done
 	/usr/sbin/dovecot -c "$D/dovecot.conf" stop 2>/dev/null || stop "$PID"
 	stop "$PID"
-elif want dovecot; then log "dovecot not installed: skipped"; fi
+elif want dovecot && smtp_pop3; then log "dovecot not installed: skipped"; fi
+
+# ---- IMAP (issue 15): Postoffice and Dovecot imapd, the same cases ----
+# Runs after every other case, for the same reason as POP3 (its large
+# generated maildirs). Each server gets the same cases through the hooks
+# <prefix>_start (a fresh server process; sets IMAPP, and ISMTPP for the
+# SMTP or LMTP delivery port), <prefix>_stop and <prefix>_fill N (stops
+# nothing; moves the user's maildir away and generates N 2 KB messages in
+# a new one: no index, no dovecot-uidlist, every message in new/).
+
+# tree_pids PID: PID and all its descendants.
+tree_pids() {
+	ps -e -o pid=,ppid= | awk -v root="$1" '{p[$1] = $2} END {
+		for (x in p) { y = x; while (y != root && (y in p) && y > 1) y = p[y]; if (y == root) print x } }'
+}
+# mem_sum PID: "procs hwm_kb rss_kb pss_kb" summed over PID and its
+# descendants (VmHWM and VmRSS of /proc/<pid>/status, Pss of smaps_rollup:
+# shared pages divided among the processes sharing them).
+mem_sum() {
+	local procs=0 hwm=0 rss=0 pss=0 p a b c
+	for p in $(tree_pids "$1"); do
+		[ -r "/proc/$p/status" ] || continue
+		a=$(awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null)
+		b=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null)
+		c=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null)
+		procs=$((procs + 1)) hwm=$((hwm + ${a:-0})) rss=$((rss + ${b:-0})) pss=$((pss + ${c:-0}))
+	done
+	echo "$procs $hwm $rss $pss"
+}
+mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+# imap_held SERVER CASE PID loadgen-args...: runs loadgen -mode imapidlemany
+# with -ready, and while it holds its sessions open records the memory of
+# PID's process tree: imap-idle-procs, -hwm, -rss and -pss (MB).
+imap_held() {
+	local s=$1 cs=$2 pid=$3 ready=$WORK/ready.$RANDOM j m
+	shift 3
+	rm -f "$ready"
+	"$LG" -json -duration "$DUR" -label "$cs" -mode imapidlemany -ready "$ready" "$@" >"$WORK/held.json" 2>>"$OUT/loadgen.err" &
+	local lg=$!
+	for _ in $(seq 600); do
+		[ -e "$ready" ] || ! kill -0 "$lg" 2>/dev/null && break
+		sleep 0.1
+	done
+	if [ -e "$ready" ]; then
+		sleep 1 # let the sessions settle
+		read -r procs hwm rss pss < <(mem_sum "$pid")
+		metric "$s" imap-idle-procs "$procs"
+		metric "$s" imap-idle-hwm "$(mb "$hwm")"
+		metric "$s" imap-idle-rss "$(mb "$rss")"
+		metric "$s" imap-idle-pss "$(mb "$pss")"
+		log "   $s $cs: $(cat "$ready" | tr -d '\n') sessions, $procs processes, VmHWM sum $(mb "$hwm") MB, VmRSS sum $(mb "$rss") MB, Pss sum $(mb "$pss") MB"
+		rm -f "$ready"
+	fi
+	wait "$lg" || true
+	j=$(cat "$WORK/held.json")
+	if [ -z "$j" ]; then
+		echo "loadgen failed for $s $cs (see $OUT/loadgen.err)" >&2
+		return 0
+	fi
+	echo "$j" | jq -c --arg s "$s" --arg c "$cs" '. + {server: $s, case: $c}' >>"$RESULTS"
+	echo "$j" | jq -r --arg s "$s" --arg c "$cs" \
+		'"   \($s) \($c): \(.messages) sessions saw EXISTS, p50 \(.p50_ms*100|floor/100) ms, max \(.max_ms*100|floor/100) ms, errors \(.errors)"' >&2
+}
+
+# imap_suite SERVER PREFIX USER TO [LMTP]: every IMAP case against one server.
+imap_suite() {
+	local s=$1 f=$2 u=$3 to=$4 lmtp=() n i base
+	[ -n "${5:-}" ] && lmtp=(-lmtp)
+	# 1. SELECT + FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE): the first
+	# session of a fresh server on a fresh maildir, then a second one.
+	for n in $IMAP_FETCH; do
+		for i in $(seq "$RUNS"); do
+			"${f}_fill" "$n"
+			"${f}_start"
+			RUNS=1 measure "$s" "imap-fetch-$n-cold" -mode imapfetch -addr "127.0.0.1:$IMAPP" -user "$u" -msgs 1 -timeout 300s
+			RUNS=1 measure "$s" "imap-fetch-$n-warm" -mode imapfetch -addr "127.0.0.1:$IMAPP" -user "$u" -msgs 1 -timeout 300s
+			"${f}_stop"
+		done
+	done
+	# 2. UID FETCH 1:* BODY.PEEK[], after one session has seen the mailbox.
+	"${f}_fill" "$NIMAP_BODY"
+	"${f}_start"
+	"$LG" -json -mode imapfetch -addr "127.0.0.1:$IMAPP" -user "$u" -msgs 1 >/dev/null 2>>"$OUT/loadgen.err" || true
+	measure "$s" "imap-body-$NIMAP_BODY" -mode imapbody -addr "127.0.0.1:$IMAPP" -user "$u" -size 2048
+	"${f}_stop"
+	# 3. SMTP (LMTP) 250 to EXISTS in an IDLE session, one delivery at a time.
+	"${f}_fill" 0
+	"${f}_start"
+	measure "$s" imap-idle -mode imapidle -addr "127.0.0.1:$IMAPP" -user "$u" \
+		-smtp-addr "127.0.0.1:$ISMTPP" "${lmtp[@]}" -to "$to" -msgs "$NIMAP_IDLE" -size 2048 -duration 600s
+	"${f}_stop"
+	# 4. NIMAP_SESS sessions in IDLE on one mailbox of NIMAP_SESS_MSGS
+	# messages (one SELECT before, so no session pays the first look), one
+	# delivery seen by all; memory of the server's processes meanwhile.
+	"${f}_fill" "$NIMAP_SESS_MSGS"
+	"${f}_start"
+	"$LG" -json -mode imapidlemany -conns 1 -addr "127.0.0.1:$IMAPP" -user "$u" >/dev/null 2>>"$OUT/loadgen.err" || true
+	sleep 1
+	read -r _ _ base _ < <(mem_sum "$IPID")
+	metric "$s" imap-base-rss "$(mb "$base")"
+	imap_held "$s" "imap-idle-$NIMAP_SESS" "$IPID" -conns "$NIMAP_SESS" -addr "127.0.0.1:$IMAPP" -user "$u" \
+		-smtp-addr "127.0.0.1:$ISMTPP" "${lmtp[@]}" -to "$to" -size 2048
+	"${f}_stop"
+}
+
+if imap && want postoffice; then
+	log "postoffice imap"
+	PD=$WORK/data/postoffice-imap
+	mkdir -p "$PD/mb"
+	po_start() {
+		local hp pp
+		read -r ISMTPP pp IMAPP hp < <(ports 4)
+		"$WORK/postoffice" --smtp-addr "127.0.0.1:$ISMTPP" --pop3-addr "127.0.0.1:$pp" \
+			--imap-addr "127.0.0.1:$IMAPP" --http-addr "127.0.0.1:$hp" \
+			--mailbox-dir "$PD/mb" --hostname bench.local >>"$OUT/postoffice-imap.log" 2>&1 &
+		IPID=$!
+		PIDS+=("$IPID")
+		wait_port "$IMAPP"
+	}
+	po_stop() { stop "$IPID"; }
+	po_fill() { # the default user "user" owns $PD/mb/user
+		mv "$PD/mb/user" "$PD/old.$RANDOM$RANDOM" 2>/dev/null || true
+		"$LG" -mode maildir -dir "$PD/mb/user" -count "$1" -size 2048 -naming postoffice
+		sync
+	}
+	# A build without IMAP (or whose IMAP waits for its storage) opens no
+	# IMAP port: skip it rather than fail the run.
+	po_fill 1
+	if po_start; then
+		po_stop
+		imap_suite postoffice po user user@example.com
+	else
+		po_stop
+		log "postoffice opened no IMAP port: IMAP skipped (see $OUT/postoffice-imap.log)"
+	fi
+fi
+
+if imap && want dovecot && [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ]; then
+	log "dovecot imap"
+	DD=$WORK/data/dovecot-imap
+	mkdir -p "$DD/run" "$DD/state" "$DD/mail"
+	chmod 755 "$WORK" "$WORK/data" "$DD"
+	echo "bench:{PLAIN}pass" >"$DD/passwd"
+	if [ "$(id -u)" -eq 0 ]; then dme=nobody dgroup=$(id -gn nobody); else dme=$(id -un) dgroup=$(id -gn); fi
+	LMTP=()
+	[ -x /usr/lib/dovecot/lmtp ] && LMTP=(lmtp)
+	# The POP3 instance's settings, for IMAP (and LMTP for the IDLE case):
+	# enough processes and per-user connections for the many-sessions case
+	# (mail_max_userip_connections defaults to 10), and user names without
+	# their domain so that LMTP's bench@example.com is the IMAP user bench.
+	dc_start() {
+		read -r IMAPP ISMTPP < <(ports 2)
+		cat >"$DD/dovecot.conf" <<-EOF
+			base_dir = $DD/run
+			state_dir = $DD/state
+			instance_name = pobench-imap
+			protocols = imap ${LMTP[*]}
+			listen = 127.0.0.1
+			ssl = no
+			disable_plaintext_auth = no
+			auth_mechanisms = plain
+			auth_username_format = %Ln
+			log_path = $DD/dovecot.log
+			mail_location = maildir:$DD/mail/%u
+			first_valid_uid = 0
+			default_login_user = dovenull
+			default_internal_user = dovecot
+			default_process_limit = 1000
+			default_client_limit = 4000
+			protocol imap {
+			  mail_max_userip_connections = 1000
+			}
+			passdb {
+			  driver = passwd-file
+			  args = scheme=PLAIN username_format=%u $DD/passwd
+			}
+			userdb {
+			  driver = static
+			  args = uid=$dme gid=$dgroup home=$DD/mail/%u
+			}
+			service imap-login {
+			  inet_listener imap {
+			    address = 127.0.0.1
+			    port = $IMAPP
+			  }
+			  inet_listener imaps {
+			    port = 0
+			  }
+			}
+			service lmtp {
+			  unix_listener lmtp {
+			    mode = 0600
+			  }
+			  inet_listener lmtp {
+			    address = 127.0.0.1
+			    port = $ISMTPP
+			  }
+			}
+			service anvil {
+			  chroot =
+			}
+		EOF
+		/usr/sbin/dovecot -F -c "$DD/dovecot.conf" >>"$OUT/dovecot-imap.stdout" 2>&1 &
+		IPID=$!
+		PIDS+=("$IPID")
+		wait_port "$IMAPP"
+	}
+	dc_stop() {
+		/usr/sbin/dovecot -c "$DD/dovecot.conf" stop 2>/dev/null || true
+		stop "$IPID"
+	}
+	dc_fill() {
+		mv "$DD/mail/bench" "$DD/old.$RANDOM$RANDOM" 2>/dev/null || true
+		"$LG" -mode maildir -dir "$DD/mail/bench" -count "$1" -size 2048 -naming dovecot
+		chown -R "$dme:$dgroup" "$DD/mail"
+		sync
+	}
+	imap_suite dovecot dc bench bench@example.com "${LMTP[*]}"
+elif imap && want dovecot; then log "dovecot imapd not installed: skipped"; fi
 
 log "report"
 {

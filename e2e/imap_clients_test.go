@@ -72,7 +72,7 @@ func readFolderFile(t *testing.T, dir, user, folder, name string) string {
 // Python's imaplib through a whole session: LOGIN, LIST, SELECT, FETCH,
 // STORE, SEARCH, COPY, UID MOVE, APPEND, EXPUNGE, LOGOUT; then the files
 // on disk say the same.
-func TestPythonImaplib(t *testing.T) {
+func TestIMAPImaplibSessionOnDisk(t *testing.T) {
 	py := need(t, "python3")
 	p := start(t, "")
 	sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: one\r\n\r\nfirst body\r\n")
@@ -240,7 +240,7 @@ func (s *imapSession) idle() (done func()) {
 // BODY.PEEK[] gives the file's bytes and sets no flag; STORE renames the
 // file; MOVE answers COPYUID and moves the file; APPEND answers APPENDUID
 // in the same UIDVALIDITY; STATUS SIZE is the sum of the files' sizes.
-func TestGoIMAPClient(t *testing.T) {
+func TestIMAPGoClientIdleMoveAppend(t *testing.T) {
 	p := start(t, "")
 	c := dialIMAP(t, p)
 	sel, err := c.Select("INBOX", nil).Wait()
@@ -343,7 +343,7 @@ func TestGoIMAPClient(t *testing.T) {
 // curl's IMAP: LIST of the default folders with their SPECIAL-USE
 // attributes, a message fetched by UID byte for byte, a SEARCH, and an
 // upload (APPEND) that lands in the folder's files.
-func TestCurlIMAP(t *testing.T) {
+func TestIMAPCurlFetchSearchAppend(t *testing.T) {
 	curl := need(t, "curl")
 	p := start(t, "")
 	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: curl imap\r\n\r\nfetched by UID\r\n")
@@ -470,7 +470,7 @@ func localWith(t *testing.T, dir, s string) string {
 // files get the new :2, letters, the deleted one is gone); a folder
 // created locally is created on the server; a later delivery and a flag
 // set by another IMAP client come down on the next run.
-func TestMbsyncTwoWay(t *testing.T) {
+func TestIMAPMbsyncFlagsFoldersBothWays(t *testing.T) {
 	mbsync := need(t, "mbsync")
 	p := start(t, "")
 	smtpAddr := p.Addr("smtp")
@@ -572,7 +572,7 @@ func readLocal(t *testing.T, dir, name string) string {
 
 // offlineimap, one-shot runs (-o): the server's folders and flags come
 // down; a message read locally and one deleted locally go up.
-func TestOfflineimap(t *testing.T) {
+func TestIMAPOfflineimapFlagsBothWays(t *testing.T) {
 	offlineimap := need(t, "offlineimap")
 	p := start(t, "")
 	idA := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: alpha\r\n\r\nmessage A\r\n")

@@ -80,6 +80,10 @@ type options struct {
 	naming     string
 	seed       int64
 	in         string
+	mailbox    string
+	smtpAddr   string
+	lmtp       bool
+	ready      string
 }
 
 // Result is one run's summary; it is also the JSON output.
@@ -98,6 +102,9 @@ type Result struct {
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	MaxMs      float64 `json:"max_ms"`
+	SelectMs   float64 `json:"select_ms,omitempty"` // imapfetch, imapbody: SELECT alone (median)
+	FetchMs    float64 `json:"fetch_ms,omitempty"`  // imapfetch, imapbody: the FETCH alone (median)
+	Early      int     `json:"early,omitempty"`     // imapidle: EXISTS read before the 250
 }
 
 // collector gathers per-message outcomes from concurrent workers.
@@ -115,6 +122,15 @@ func (c *collector) ok(d time.Duration, n int) {
 	c.lat = append(c.lat, d)
 	c.bytes += int64(n)
 	c.completed++
+	c.mu.Unlock()
+}
+
+// okN records one latency for n completed messages of octets in all.
+func (c *collector) okN(d time.Duration, octets, n int) {
+	c.mu.Lock()
+	c.lat = append(c.lat, d)
+	c.bytes += int64(octets)
+	c.completed += int64(n)
 	c.mu.Unlock()
 }
 
@@ -176,7 +192,7 @@ func runWorkers(ctx context.Context, o *options, worker func(ctx context.Context
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "smtp", "smtp, pop3, pop3stat, files (no-protocol baseline into -dir), maildir, ports (print -count free ports) or report (-in results)")
+	flag.StringVar(&o.mode, "mode", "smtp", "smtp, pop3, pop3stat, imapfetch, imapbody, imapidle, imapidlemany, files (no-protocol baseline into -dir), maildir, ports (print -count free ports) or report (-in results)")
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:2525", "server address")
 	flag.IntVar(&o.conns, "conns", 1, "concurrent connections")
 	flag.IntVar(&o.msgs, "msgs", 100, "smtp: messages per connection; files: per writer; pop3stat: logins")
@@ -198,6 +214,10 @@ func main() {
 	flag.IntVar(&o.count, "count", 1000, "maildir: number of files")
 	flag.StringVar(&o.naming, "naming", "postoffice", "maildir: postoffice or dovecot file names")
 	flag.StringVar(&o.in, "in", "", "report: the results file (JSON lines) to summarise")
+	flag.StringVar(&o.mailbox, "mailbox", "INBOX", "imap*: the mailbox to SELECT")
+	flag.StringVar(&o.smtpAddr, "smtp-addr", "", "imapidle, imapidlemany: SMTP (or LMTP) address to deliver to")
+	flag.BoolVar(&o.lmtp, "lmtp", false, "smtp, imapidle*: speak LMTP (LHLO) instead of SMTP (EHLO)")
+	flag.StringVar(&o.ready, "ready", "", "imapidlemany: create this file when every session is idling, hold them until it is removed")
 	flag.Int64Var(&o.seed, "seed", 1, "seed of the random bodies")
 	flag.Parse()
 	if o.conns < 1 || o.msgs < 0 || o.size < 256 || o.window < 1 || o.duration <= 0 {
@@ -231,6 +251,14 @@ func main() {
 		res = runPOP3(ctx, &o)
 	case "pop3stat":
 		res = runPOP3Stat(ctx, &o)
+	case "imapfetch":
+		res = runIMAPFetch(ctx, &o)
+	case "imapbody":
+		res = runIMAPBody(ctx, &o)
+	case "imapidle":
+		res = runIMAPIdle(ctx, &o)
+	case "imapidlemany":
+		res = runIMAPIdleMany(ctx, &o)
 	case "files":
 		if res, err = runFiles(ctx, &o); err != nil {
 			fmt.Fprintln(os.Stderr, "loadgen:", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -64,14 +65,16 @@ func report(path string, w io.Writer) error {
 		return err
 	}
 	defer f.Close()
-	type key struct{ server, cs string }
+	type key = rkey
 	rate := map[key][]float64{}   // msgs/s
 	p50 := map[key][]float64{}    // ms
+	p99 := map[key][]float64{}    // ms
 	maxLat := map[key][]float64{} // ms
 	errs := map[key]int64{}
 	capped := map[key]bool{}
 	metric := map[key]float64{}
 	var servers []string
+	classic := false // any SMTP or POP3 case
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -87,12 +90,20 @@ func report(path string, w io.Writer) error {
 			servers = append(servers, r.Server)
 		}
 		k := key{r.Server, r.Case}
+		if !strings.HasPrefix(r.Case, "imap-") {
+			classic = true
+		}
 		if r.Mode == "metric" {
 			metric[k] = r.Value
 			continue
 		}
+		if strings.HasPrefix(r.Case, "imap-") && r.Messages == 0 && r.Errors > 0 {
+			errs[k] += r.Errors // a failed IMAP run has no time or rate to count
+			continue
+		}
 		rate[k] = append(rate[k], r.MsgsPerSec)
 		p50[k] = append(p50[k], r.P50ms)
+		p99[k] = append(p99[k], r.P99ms)
 		maxLat[k] = append(maxLat[k], r.MaxMs)
 		if strings.Contains(r.FirstError, "duration cap") {
 			capped[k] = true // the run hit -duration: its rate is of what completed
@@ -102,6 +113,10 @@ func report(path string, w io.Writer) error {
 	}
 	if err := sc.Err(); err != nil {
 		return err
+	}
+	st := &runStats{servers: servers, rate: rate, p50: p50, p99: p99, maxLat: maxLat, errs: errs, capped: capped, metric: metric}
+	if !classic {
+		return reportIMAP(w, st)
 	}
 	cell := func(k key) string {
 		v, ok := rate[k]
@@ -220,7 +235,7 @@ func report(path string, w io.Writer) error {
 			fmt.Fprintf(w, "| CPU s / 1,000 msgs | mailpit | ≤ %.3f s | %.3f s | NOT met |\n", b, a)
 		}
 	}
-	return nil
+	return reportIMAP(w, st)
 }
 
 // commas formats v rounded to an integer with thousands separators (or
@@ -238,4 +253,213 @@ func commas(v float64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// rkey names one server's case in a results file.
+type rkey struct{ server, cs string }
+
+// runStats are a results file's measurements by server and case: every
+// run's rate (msgs/s), latency percentiles (ms), errors and metrics.
+type runStats struct {
+	servers                []string
+	rate, p50, p99, maxLat map[rkey][]float64
+	errs                   map[rkey]int64
+	capped                 map[rkey]bool
+	metric                 map[rkey]float64
+}
+
+// caseSizes returns the sorted distinct N of the cases named
+// prefix + N + suffix.
+func (st *runStats) caseSizes(prefix, suffix string) []int {
+	var ns []int
+	for k := range st.p50 {
+		rest, ok := strings.CutPrefix(k.cs, prefix)
+		if !ok {
+			continue
+		}
+		num, ok := strings.CutSuffix(rest, suffix)
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(num); err == nil && !slices.Contains(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+// flags returns " (n err)" and " (capped)" for k, or "".
+func (st *runStats) flags(k rkey) string {
+	s := ""
+	if st.errs[k] > 0 {
+		s += fmt.Sprintf(" (%d err)", st.errs[k])
+	}
+	if st.capped[k] {
+		s += " (capped)"
+	}
+	return s
+}
+
+// reportIMAP writes the IMAP tables (issue 15) and their targets, when
+// the results have IMAP cases: imap-fetch-N-cold and -warm (one session's
+// wall time, p50_ms), imap-body-N (msgs/s), imap-idle (latency) and
+// imap-idle-N (N sessions; metrics imap-idle-procs, -hwm, -pss, and
+// imap-base-rss before the sessions).
+func reportIMAP(w io.Writer, st *runStats) error {
+	fetches := st.caseSizes("imap-fetch-", "-cold")
+	bodies := st.caseSizes("imap-body-", "")
+	many := st.caseSizes("imap-idle-", "")
+	if len(fetches) == 0 && len(bodies) == 0 && len(many) == 0 {
+		if _, ok := st.p50[rkey{"postoffice", "imap-idle"}]; !ok {
+			return nil
+		}
+	}
+	seconds := func(k rkey) string { // median wall time of one session
+		v, ok := st.p50[k]
+		if !ok {
+			return "–" + st.flags(k)
+		}
+		if m := median(v); m < 1000 {
+			return fmt.Sprintf("%.0f ms", m) + st.flags(k)
+		}
+		return fmt.Sprintf("%.2f s", median(v)/1000) + st.flags(k)
+	}
+	var imapServers []string
+	for _, s := range st.servers {
+		for _, k := range slices.Concat(slices.Collect(maps.Keys(st.p50)), slices.Collect(maps.Keys(st.errs))) {
+			if k.server == s && strings.HasPrefix(k.cs, "imap-") {
+				imapServers = append(imapServers, s)
+				break
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "IMAP: LOGIN, SELECT INBOX and FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE) of 2 KB messages, wall time from connect to the FETCH's OK (median of runs; first session of a fresh server process on a fresh maildir, then a second session):")
+	fmt.Fprintln(w)
+	head, rule := "| server |", "|---|"
+	for _, n := range fetches {
+		head += fmt.Sprintf(" %s msgs, first | %s msgs, second |", commas(float64(n)), commas(float64(n)))
+		rule += "---|---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
+	for _, s := range imapServers {
+		row := "| " + s + " |"
+		for _, n := range fetches {
+			row += " " + seconds(rkey{s, fmt.Sprintf("imap-fetch-%d-cold", n)}) + " | " +
+				seconds(rkey{s, fmt.Sprintf("imap-fetch-%d-warm", n)}) + " |"
+		}
+		fmt.Fprintln(w, row)
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "IMAP: UID FETCH 1:* BODY.PEEK[] (msg/s over the command), SMTP 250 to the IDLE session's EXISTS (ms, median of the runs' p50 / p99), and N sessions in IDLE on one mailbox (the server's processes meanwhile: count, sum of VmHWM, sum of Pss; its VmRSS before the sessions; the slowest session to see one delivery's EXISTS):")
+	fmt.Fprintln(w)
+	head, rule = "| server |", "|---|"
+	for _, n := range bodies {
+		head += fmt.Sprintf(" BODY.PEEK[] %s × 2 KB, msg/s |", commas(float64(n)))
+		rule += "---|"
+	}
+	head += " 250 → EXISTS p50 / p99 |"
+	rule += "---|"
+	for _, n := range many {
+		head += fmt.Sprintf(" %d IDLE: processes | VmHWM sum | Pss sum | RSS before | EXISTS in all |", n)
+		rule += "---|---|---|---|---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, rule)
+	mcell := func(k rkey, unit string) string {
+		v, ok := st.metric[k]
+		if !ok {
+			return "–"
+		}
+		return strconv.FormatFloat(v, 'f', 0, 64) + unit
+	}
+	for _, s := range imapServers {
+		row := "| " + s + " |"
+		for _, n := range bodies {
+			k := rkey{s, fmt.Sprintf("imap-body-%d", n)}
+			if v, ok := st.rate[k]; ok {
+				row += " " + commas(median(v)) + st.flags(k) + " |"
+			} else {
+				row += " –" + st.flags(k) + " |"
+			}
+		}
+		k := rkey{s, "imap-idle"}
+		if v, ok := st.p50[k]; ok {
+			row += fmt.Sprintf(" %.1f / %.1f ms%s |", median(v), median(st.p99[k]), st.flags(k))
+		} else {
+			row += " –" + st.flags(k) + " |"
+		}
+		for _, n := range many {
+			k := rkey{s, fmt.Sprintf("imap-idle-%d", n)}
+			all := "–" + st.flags(k)
+			if v, ok := st.maxLat[k]; ok {
+				all = fmt.Sprintf("%.0f ms%s", slices.Max(v), st.flags(k))
+			}
+			row += " " + mcell(rkey{s, "imap-idle-procs"}, "") + " | " + mcell(rkey{s, "imap-idle-hwm"}, " MB") + " | " +
+				mcell(rkey{s, "imap-idle-pss"}, " MB") + " | " + mcell(rkey{s, "imap-base-rss"}, " MB") + " | " + all + " |"
+		}
+		fmt.Fprintln(w, row)
+	}
+
+	// The issue's targets: Postoffice against Dovecot in the same run.
+	const po, dc = "postoffice", "dovecot"
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "IMAP targets (issue 15; Postoffice against Dovecot in the same run):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | target | postoffice | dovecot | ratio | verdict |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	timeTarget := func(cs, what string, maxRatio float64) {
+		a, b := st.p50[rkey{po, cs}], st.p50[rkey{dc, cs}]
+		if len(a) == 0 || len(b) == 0 {
+			fmt.Fprintf(w, "| %s | ≤ %.0f× Dovecot's time | %s | %s | – | not measured |\n", what, maxRatio, seconds(rkey{po, cs}), seconds(rkey{dc, cs}))
+			return
+		}
+		r := median(a) / median(b)
+		verdict := "met"
+		if r > maxRatio {
+			verdict = fmt.Sprintf("NOT met (%.0f%% over)", (r/maxRatio-1)*100)
+		}
+		fmt.Fprintf(w, "| %s | ≤ %.0f× Dovecot's time | %s | %s | %.2f× | %s |\n", what, maxRatio, seconds(rkey{po, cs}), seconds(rkey{dc, cs}), r, verdict)
+	}
+	for _, n := range fetches {
+		timeTarget(fmt.Sprintf("imap-fetch-%d-warm", n), fmt.Sprintf("SELECT+FETCH %s, second session", commas(float64(n))), 1)
+		timeTarget(fmt.Sprintf("imap-fetch-%d-cold", n), fmt.Sprintf("SELECT+FETCH %s, first session", commas(float64(n))), 2)
+	}
+	for _, n := range bodies {
+		cs := fmt.Sprintf("imap-body-%d", n)
+		a, b := st.rate[rkey{po, cs}], st.rate[rkey{dc, cs}]
+		if len(a) == 0 || len(b) == 0 || median(b) == 0 {
+			cellOf := func(v []float64) string {
+				if len(v) == 0 {
+					return "–"
+				}
+				return commas(median(v))
+			}
+			fmt.Fprintf(w, "| BODY.PEEK[] %s | ≥ Dovecot's msg/s | %s | %s | – | not measured |\n", commas(float64(n)), cellOf(a), cellOf(b))
+			continue
+		}
+		r := median(a) / median(b)
+		verdict := "met"
+		if r < 1 {
+			verdict = fmt.Sprintf("NOT met (%.0f%% short)", (1-r)*100)
+		}
+		fmt.Fprintf(w, "| BODY.PEEK[] %s | ≥ Dovecot's msg/s | %s | %s | %.2f× | %s |\n", commas(float64(n)), commas(median(a)), commas(median(b)), r, verdict)
+	}
+	if v, ok := st.p99[rkey{po, "imap-idle"}]; ok {
+		dcs := "–"
+		if d, ok := st.p99[rkey{dc, "imap-idle"}]; ok {
+			dcs = fmt.Sprintf("%.1f ms", median(d))
+		}
+		verdict := "met"
+		if p := median(v); p >= 50 {
+			verdict = fmt.Sprintf("NOT met (%.0f%% over)", (p/50-1)*100)
+		}
+		fmt.Fprintf(w, "| 250 → IDLE EXISTS, p99 | < 50 ms | %.1f ms | %s | (absolute) | %s |\n", median(v), dcs, verdict)
+	} else {
+		fmt.Fprintln(w, "| 250 → IDLE EXISTS, p99 | < 50 ms | – | – | – | not measured |")
+	}
+	return nil
 }

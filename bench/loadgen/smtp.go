@@ -36,7 +36,11 @@ func dialSMTP(ctx context.Context, o *options) (*smtpConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
-	sc.w.WriteString("EHLO loadgen.example\r\n")
+	hello := "EHLO" // RFC 2033 §4.1: LMTP greets with LHLO
+	if o.lmtp {
+		hello = "LHLO"
+	}
+	sc.w.WriteString(hello + " loadgen.example\r\n")
 	if err := sc.flush(); err != nil {
 		c.Close()
 		return nil, err
@@ -98,6 +102,9 @@ func trimCRLF(b []byte) string {
 // form).
 func (sc *smtpConn) send(o *options, raw, stuffed []byte) error {
 	mail := "MAIL FROM:<" + o.from + "> SIZE=" + strconv.Itoa(len(raw)) + "\r\n"
+	if o.lmtp { // Dovecot's LMTP refuses the SIZE parameter (RFC 1870) with 555
+		mail = "MAIL FROM:<" + o.from + ">\r\n"
+	}
 	rcpt := "RCPT TO:<" + o.to + ">\r\n"
 	if o.bdat {
 		bdat := "BDAT " + strconv.Itoa(len(raw)) + " LAST\r\n"

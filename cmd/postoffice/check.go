@@ -81,6 +81,7 @@ func checkFiles(cfg config.Config) []string {
 	for _, a := range []struct{ name, addr string }{
 		{"smtp-addr", cfg.SMTPAddr}, {"smtps-addr", cfg.SMTPSAddr},
 		{"pop3-addr", cfg.POP3Addr}, {"pop3s-addr", cfg.POP3SAddr},
+		{"imap-addr", cfg.IMAPAddr}, {"imaps-addr", cfg.IMAPSAddr},
 		{"http-addr", cfg.HTTPAddr}, {"metrics-addr", cfg.MetricsAddr},
 	} {
 		if a.addr == "" {

@@ -30,7 +30,7 @@ func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 
 // quietArgs are listen addresses that do not collide with a server
 // running on the machine.
-var quietArgs = []string{"--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}
+var quietArgs = []string{"--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}
 
 func TestVersionPrintsBuildInfo(t *testing.T) {
 	code, out, _ := runCmd(t, "", "version")
@@ -141,6 +141,7 @@ func TestCheckCatchesEachProblem(t *testing.T) {
 		{"tls certificate expired", []string{"--tls-cert", expired, "--tls-key", expiredKey}, "certificate expired"},
 		{"port in use", []string{"--smtp-addr", busy.Addr().String()}, "smtp-addr: cannot listen on " + busy.Addr().String()},
 		{"http port in use", []string{"--http-addr", busy.Addr().String()}, "http-addr: cannot listen"},
+		{"imap port in use", []string{"--imap-addr", busy.Addr().String()}, "imap-addr: cannot listen"},
 		{"metrics port in use", []string{"--metrics-addr", busy.Addr().String()}, "metrics-addr: cannot listen"},
 		{"mailbox dir is a file", []string{"--mailbox-dir", aFile}, "mailbox-dir: " + aFile + " is not a directory"},
 		{"mailbox dir cannot be created", []string{"--mailbox-dir", filepath.Join(aFile, "mail")}, "cannot be created"},

@@ -37,6 +37,8 @@ type IMAP struct {
 	// AppendLimit is the largest message APPEND takes (APPENDLIMIT, RFC
 	// 7889): --max-message-size.
 	AppendLimit int64
+
+	envelopes envelopeCache
 }
 
 var _ imapsrv.Backend = (*IMAP)(nil)

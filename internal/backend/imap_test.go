@@ -465,3 +465,65 @@ func contains(list []string, s string) bool {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestIMAPSearchResAndClose: SEARCH RETURN (SAVE) then FETCH $ (RFC 5182);
+// CLOSE expunges \Deleted silently, UNSELECT does not (RFC 9051 §6.4.1,
+// §6.4.2); after ENABLE IMAP4rev2 there is no RECENT (RFC 9051 §7.4.1).
+func TestIMAPSearchResAndClose(t *testing.T) {
+	f := newIMAPFixture(t)
+	for _, s := range []string{"alpha", "beta", "alpha two"} {
+		f.deliver(t, s, "x")
+	}
+	c := f.login(t)
+	c.IMAP("ENABLE IMAP4rev2", "OK *")
+	r := c.IMAP("SELECT INBOX", "OK *")
+	if r.Has("* * RECENT") {
+		t.Fatalf("RECENT after ENABLE IMAP4rev2: %q", r.Untagged)
+	}
+	c.IMAP("SEARCH RETURN (SAVE) SUBJECT alpha", "OK *")
+	r = c.IMAP("FETCH $ (UID)", "OK *")
+	if len(r.Untagged) != 2 || !r.Has("* 1 FETCH (UID 1)") || !r.Has("* 3 FETCH (UID 3)") {
+		t.Fatalf("FETCH $: %q", r.Untagged)
+	}
+	c.IMAP(`STORE $ +FLAGS.SILENT (\Deleted)`, "OK *")
+	c.IMAP("UNSELECT", "OK *")
+	if got := f.files(t, ""); len(got) != 3 {
+		t.Fatalf("UNSELECT removed messages: %q", got)
+	}
+	c.IMAP("SELECT INBOX", "OK *")
+	r = c.IMAP("CLOSE", "OK *")
+	if r.Has("* * EXPUNGE") {
+		t.Fatalf("CLOSE sent EXPUNGE: %q", r.Untagged)
+	}
+	if got := f.files(t, ""); len(got) != 1 {
+		t.Fatalf("after CLOSE: %q", got)
+	}
+	r = c.IMAP("STATUS INBOX (MESSAGES UIDNEXT)", "OK *")
+	if !r.Has("* STATUS INBOX (MESSAGES 1 UIDNEXT 4)") {
+		t.Fatalf("STATUS: %q", r.Untagged)
+	}
+}
+
+// TestIMAPEnvelopeCacheNeverStale: the shared envelope cache answers the
+// second FETCH, and a folder deleted and made again within the second (so
+// perhaps with the same UIDVALIDITY) never shows the old message's
+// envelope for the new UID 1.
+func TestIMAPEnvelopeCacheNeverStale(t *testing.T) {
+	f := newIMAPFixture(t)
+	c := f.login(t)
+	for _, subject := range []string{"old one", "new one"} {
+		c.IMAP("CREATE X", "OK *")
+		msg := "Subject: " + subject + "\r\n\r\nx\r\n"
+		c.Send(fmt.Sprintf("a APPEND X {%d+}\r\n%s\r\n", len(msg), msg))
+		c.Expect("a OK [APPENDUID * 1] *")
+		c.IMAP("SELECT X", "OK *")
+		for i := 0; i < 2; i++ {
+			r := c.IMAP("FETCH 1 ENVELOPE", "OK *")
+			if !r.Has(`* 1 FETCH (UID 1 ENVELOPE (NIL "` + subject + `" *`) {
+				t.Fatalf("%s, fetch %d: %q", subject, i, r.Untagged)
+			}
+		}
+		c.IMAP("UNSELECT", "OK *")
+		c.IMAP("DELETE X", "OK *")
+	}
+}

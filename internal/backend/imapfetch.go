@@ -39,7 +39,7 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			}
 			for _, m := range changed {
 				if j := v.indexOf(m.UID); j >= 0 {
-					v.msgs[j] = m
+					v.set(j, m)
 					seen[m.UID] = true
 				}
 			}
@@ -74,6 +74,12 @@ func setsSeen(options *imap.FetchOptions) bool {
 	return false
 }
 
+// onlyEnvelope reports whether ENVELOPE is the only item that reads the
+// message.
+func onlyEnvelope(o *imap.FetchOptions) bool {
+	return o.BodyStructure == nil && len(o.BodySection) == 0 && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0
+}
+
 // needsContent reports whether a FETCH reads the message itself.
 func needsContent(o *imap.FetchOptions) bool {
 	return o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 ||
@@ -85,12 +91,18 @@ func needsContent(o *imap.FetchOptions) bool {
 // response.
 func (s *imapSession) fetchOne(w *imapserver.FetchWriter, seq uint32, m *store.FolderMessage, o *imap.FetchOptions, flagsChanged bool) error {
 	var raw []byte
-	if needsContent(o) {
+	var env *imap.Envelope
+	key := envelopeKey{mailbox: s.mailbox, folder: s.sel.name, validity: s.sel.validity, uid: m.UID, id: m.ID}
+	if o.Envelope {
+		env = s.b.envelopes.get(key)
+	}
+	if needsContent(o) && (env == nil || !onlyEnvelope(o)) {
 		rc, err := s.sel.f.Open(m.UID)
 		if err != nil {
 			return err
 		}
-		raw, err = io.ReadAll(io.LimitReader(rc, m.Size))
+		raw = make([]byte, m.Size)
+		_, err = io.ReadFull(rc, raw)
 		rc.Close()
 		if err != nil {
 			return err
@@ -108,7 +120,11 @@ func (s *imapSession) fetchOne(w *imapserver.FetchWriter, seq uint32, m *store.F
 		rw.WriteRFC822Size(m.Size)
 	}
 	if o.Envelope {
-		rw.WriteEnvelope(envelope(raw))
+		if env == nil {
+			env = envelope(raw)
+			s.b.envelopes.put(key, env)
+		}
+		rw.WriteEnvelope(env)
 	}
 	if o.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
@@ -196,7 +212,7 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 		if j < 0 {
 			continue
 		}
-		v.msgs[j] = m
+		v.set(j, m)
 		if flags.Silent {
 			continue
 		}
@@ -244,6 +260,10 @@ func (v *view) expunged(uids []uint32, write func(seq uint32) error) error {
 		}
 	}
 	slices.Sort(idx)
+	if len(idx) > 0 {
+		v.own()
+		v.last = nil
+	}
 	for k := len(idx) - 1; k >= 0; k-- {
 		j := idx[k]
 		delete(v.gone, v.msgs[j].UID)

@@ -201,11 +201,7 @@ func (v *view) inSet(set imap.NumSet, seq, uid uint32) bool {
 	case imap.SeqSet:
 		return inRanges(len(set), func(i int) (uint32, uint32) { return set[i].Start, set[i].Stop }, uint32(len(v.msgs)), seq)
 	case imap.UIDSet:
-		var last uint32
-		if len(v.msgs) > 0 {
-			last = v.msgs[len(v.msgs)-1].UID
-		}
-		return inRanges(len(set), func(i int) (uint32, uint32) { return uint32(set[i].Start), uint32(set[i].Stop) }, last, uid)
+		return inRanges(len(set), func(i int) (uint32, uint32) { return uint32(set[i].Start), uint32(set[i].Stop) }, v.lastUID(), uid)
 	}
 	return false
 }
@@ -214,15 +210,7 @@ func (v *view) inSet(set imap.NumSet, seq, uid uint32) bool {
 func inRanges(n int, r func(int) (uint32, uint32), max, num uint32) bool {
 	for i := 0; i < n; i++ {
 		start, stop := r(i)
-		if start == 0 {
-			start = max
-		}
-		if stop == 0 {
-			stop = max
-		}
-		if start > stop {
-			start, stop = stop, start
-		}
+		start, stop = staticRange(start, stop, max)
 		if start <= num && num <= stop {
 			return true
 		}

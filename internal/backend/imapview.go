@@ -20,6 +20,12 @@ type view struct {
 	name     string
 	readOnly bool
 	msgs     []store.FolderMessage // by UID ascending = by sequence number
+	// owned: msgs is this view's own copy; otherwise it is the store's
+	// shared state, which must not be modified (own makes a copy).
+	owned bool
+	// last is the state msgs was last brought up to date with: a Sync
+	// that returns it again changed nothing.
+	last *store.FolderState
 	// gone marks messages of msgs removed from the folder but not yet
 	// reported with EXPUNGE (not allowed during FETCH, STORE, SEARCH).
 	gone      map[uint32]bool
@@ -69,7 +75,7 @@ func (s *imapSession) Select(name string, options *imap.SelectOptions) (*imap.Se
 
 // take makes st the view's state.
 func (v *view) take(st *store.FolderState) {
-	v.msgs = st.Messages
+	v.msgs, v.owned, v.last = st.Messages, false, st
 	v.gone = nil
 	v.keywords = st.Keywords
 	v.full = st.KeywordsFull
@@ -150,6 +156,10 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if err != nil {
 		return err
 	}
+	if st == v.last {
+		return nil
+	}
+	v.own()
 	now := make(map[uint32]int, len(st.Messages))
 	for i := range st.Messages {
 		now[st.Messages[i].UID] = i
@@ -209,10 +219,28 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	v.uidNext, v.validity = st.UIDNext, st.UIDValidity
+	if len(v.gone) == 0 {
+		v.last = st
+	}
 	if added {
 		return w.WriteNumMessages(uint32(len(v.msgs)))
 	}
 	return nil
+}
+
+// own makes msgs the view's own copy, so that it can be changed.
+func (v *view) own() {
+	if !v.owned {
+		v.msgs = slices.Clone(v.msgs)
+		v.owned = true
+	}
+}
+
+// set replaces the message at index j (after the session's own change).
+func (v *view) set(j int, m store.FolderMessage) {
+	v.own()
+	v.msgs[j] = m
+	v.last = nil
 }
 
 // resolve returns the indexes into msgs of the messages numSet names, in
@@ -229,16 +257,7 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 	case imap.SeqSet:
 		n := uint32(len(v.msgs))
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = n
-			}
-			if stop == 0 {
-				stop = n
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
+			start, stop := staticRange(r.Start, r.Stop, n)
 			for seq := start; seq <= stop && seq <= n; seq++ {
 				if seq >= 1 {
 					out = append(out, int(seq-1))
@@ -246,25 +265,12 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 			}
 		}
 	case imap.UIDSet:
-		var max imap.UID
-		if len(v.msgs) > 0 {
-			max = imap.UID(v.msgs[len(v.msgs)-1].UID)
-		}
 		for _, r := range set {
-			start, stop := r.Start, r.Stop
-			if start == 0 {
-				start = max
-			}
-			if stop == 0 {
-				stop = max
-			}
-			if start > stop {
-				start, stop = stop, start
-			}
-			lo, _ := slices.BinarySearchFunc(v.msgs, uint32(start), func(m store.FolderMessage, u uint32) int {
+			start, stop := staticRange(uint32(r.Start), uint32(r.Stop), v.lastUID())
+			lo, _ := slices.BinarySearchFunc(v.msgs, start, func(m store.FolderMessage, u uint32) int {
 				return cmpUint(m.UID, u)
 			})
-			for i := lo; i < len(v.msgs) && imap.UID(v.msgs[i].UID) <= stop; i++ {
+			for i := lo; i < len(v.msgs) && v.msgs[i].UID <= stop; i++ {
 				out = append(out, i)
 			}
 		}
@@ -275,6 +281,29 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 		out = slices.DeleteFunc(out, func(i int) bool { return v.gone[v.msgs[i].UID] })
 	}
 	return out
+}
+
+// staticRange resolves a range's "*" (0) to max and orders its ends
+// (RFC 9051 §9: "n:m" and "m:n" are the same range).
+func staticRange(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
+// lastUID is the UID of the last message, 0 in an empty folder.
+func (v *view) lastUID() uint32 {
+	if len(v.msgs) == 0 {
+		return 0
+	}
+	return v.msgs[len(v.msgs)-1].UID
 }
 
 func cmpUint(a, b uint32) int {

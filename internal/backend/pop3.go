@@ -75,6 +75,13 @@ type maildrop struct {
 
 func (m *maildrop) Messages() []pop3.Message { return m.msgs }
 
+var _ pop3.Retriever = (*maildrop)(nil)
+
+// Retrieved implements pop3.Retriever: a message RETR sent in full is
+// marked seen in the store (store.Maildrop.MarkSeen), as Dovecot's POP3
+// does, so that IMAP and the web inbox show it read.
+func (m *maildrop) Retrieved(i int) error { return m.Maildrop.MarkSeen(i) }
+
 // Commit counts the messages a POP3 QUIT removes.
 func (m *maildrop) Commit(indexes []int) error {
 	err := m.Maildrop.Commit(indexes)

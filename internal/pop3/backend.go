@@ -59,3 +59,12 @@ type Maildrop interface {
 	// Close releases the lock without removing anything.
 	Close() error
 }
+
+// Retriever is an optional interface of a Maildrop: the engine calls
+// Retrieved after a RETR sent message i (0-based) in full, not after TOP,
+// so the backend can mark it read (\Seen), as Dovecot's POP3 server does.
+// It must not change the message's UID, size or number. An error is
+// logged; the client's reply, already sent, does not change.
+type Retriever interface {
+	Retrieved(i int) error
+}

@@ -367,6 +367,11 @@ func (ss *session) cmdRetr(cmd command) {
 	if ss.sendMessage(i, -1, "%d octets", ss.msgs[i].Size) {
 		ss.retrieved++
 		ss.srv.observer().Retrieved(ss.msgs[i].Size)
+		if r, ok := ss.drop.(Retriever); ok {
+			if err := r.Retrieved(i); err != nil {
+				ss.log.Warn("pop3 marking a retrieved message seen failed", "user", ss.username, "msg", i+1, "uid", ss.msgs[i].UID, "err", err)
+			}
+		}
 	}
 }
 

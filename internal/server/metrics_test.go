@@ -180,3 +180,37 @@ func TestMetricsTokenRequired(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsIMAP: IMAP logins by result, commands by name and result,
+// sessions and IDLE sessions reach /metrics.
+func TestMetricsIMAP(t *testing.T) {
+	s := opsServer(t, nil)
+	c := faultDial(t, s.Listener("imap"))
+	c.Expect("* OK *")
+	c.IMAP("LOGIN user wrong", "NO *")
+	c.IMAP("LOGIN user pass", "OK *")
+	c.IMAP("SELECT INBOX", "OK *")
+	c.Send("i IDLE\r\n")
+	c.Expect("+ *")
+	waitMetric(t, s, `postoffice_imap_idle_sessions`, func(v float64) bool { return v == 1 })
+	waitMetric(t, s, `postoffice_imap_sessions`, func(v float64) bool { return v == 1 })
+	c.Send("DONE\r\n")
+	c.Expect("i OK *")
+	m := scrape(t, s)
+	for series, want := range map[string]float64{
+		`postoffice_imap_logins_total{result="ok"}`:                    1,
+		`postoffice_imap_logins_total{result="failed"}`:                1,
+		`postoffice_auth_failures_total{proto="imap"}`:                 1,
+		`postoffice_imap_commands_total{command="SELECT",result="ok"}`: 1,
+		`postoffice_imap_commands_total{command="LOGIN",result="no"}`:  1,
+		`postoffice_imap_commands_total{command="IDLE",result="ok"}`:   1,
+		`postoffice_imap_idle_sessions`:                                0,
+		`postoffice_connections_total{proto="imap"}`:                   1,
+	} {
+		if m[series] != want {
+			t.Errorf("%s = %v, want %v", series, m[series], want)
+		}
+	}
+	c.IMAP("LOGOUT", "OK *")
+	waitMetric(t, s, `postoffice_imap_sessions`, func(v float64) bool { return v == 0 })
+}

@@ -115,7 +115,8 @@ func (s *Server) trackMailboxes(ctx context.Context) {
 	)
 	events := make(chan store.Event, 4096)
 	cancel := s.store.Subscribe(func(ev store.Event) {
-		if ev.Kind != store.EventArrived && ev.Kind != store.EventDeleted {
+		// The gauges count INBOX, what Usage counts.
+		if ev.Folder != "" || ev.Kind != store.EventArrived && ev.Kind != store.EventDeleted {
 			return
 		}
 		mu.Lock()

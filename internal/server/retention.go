@@ -62,8 +62,8 @@ func (p *pruner) run(ctx context.Context) {
 	defer close(p.done)
 	if p.policy.MaxMessages > 0 {
 		cancel := p.st.Subscribe(func(ev store.Event) {
-			if ev.Kind != store.EventArrived {
-				return
+			if ev.Folder != "" || ev.Kind != store.EventArrived {
+				return // retention prunes INBOX only
 			}
 			p.mu.Lock()
 			p.dirty[ev.Mailbox] = true

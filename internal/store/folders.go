@@ -97,8 +97,10 @@ type Folder interface {
 	// Maildir) get UIDs, messages removed are gone, flags are re-read. A
 	// Sync when nothing changed is cheap (no directory is read). New UIDs
 	// are durable (uidlist written, fsynced and renamed into place) when
-	// Sync returns. The state it returns is the caller's: Sync never
-	// modifies it afterwards.
+	// Sync returns. The state it returns is shared and immutable: no one
+	// modifies it afterwards, the caller included, and Sync returns the
+	// same pointer while nothing has changed (so that a caller can skip
+	// comparing, and 100 sessions on one folder hold one copy).
 	Sync() (*FolderState, error)
 	// Open returns the content of the message with uid as IMAP sends it
 	// (CRLF line ends), exactly Size octets. ErrNotFound when it is gone.

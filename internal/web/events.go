@@ -39,7 +39,8 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	ch := make(chan store.Event, eventBuffer)
 	lost := make(chan struct{}, 1)
 	cancel := h.opts.Store.Subscribe(func(ev store.Event) {
-		if !p.mayRead(ev.Mailbox) || only != "" && ev.Mailbox != only {
+		// The web inbox shows INBOX: events of other folders are not its.
+		if ev.Folder != "" || !p.mayRead(ev.Mailbox) || only != "" && ev.Mailbox != only {
 			return
 		}
 		select {

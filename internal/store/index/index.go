@@ -78,6 +78,9 @@ func New(src Source, opts Options) *Index {
 		x.dec.CharsetReader = charset.Reader
 	}
 	x.cancel = src.Subscribe(func(ev store.Event) {
+		if ev.Folder != "" {
+			return // the index is of INBOX
+		}
 		x.mu.Lock()
 		b := x.boxes[ev.Mailbox]
 		x.mu.Unlock()

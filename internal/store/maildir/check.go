@@ -62,8 +62,17 @@ func Check(dir string) []string {
 		if !e.IsDir() || !store.ValidMailboxName(e.Name()) {
 			continue
 		}
-		for _, sub := range []string{subTmp, subNew, subCur} {
-			p := filepath.Join(dir, e.Name(), sub)
+		// The mailbox's folders (Maildir++ ".A.B" directories) are
+		// checked as INBOX is; its other files (dovecot-uidlist,
+		// dovecot-keywords, subscriptions, postoffice-modseq, locks) are
+		// not a problem.
+		var paths []string
+		for _, rel := range append([]string{""}, folderDirs(filepath.Join(dir, e.Name()))...) {
+			for _, sub := range []string{subTmp, subNew, subCur} {
+				paths = append(paths, filepath.Join(dir, e.Name(), rel, sub))
+			}
+		}
+		for _, p := range paths {
 			si, err := os.Stat(p)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -78,6 +87,18 @@ func Check(dir string) []string {
 		}
 	}
 	return problems
+}
+
+// folderDirs returns the folder directory names in a mailbox directory.
+func folderDirs(mbDir string) []string {
+	entries, _ := os.ReadDir(mbDir)
+	var out []string
+	for _, e := range entries {
+		if _, ok := folderOfDir(e.Name()); ok && e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // probeLink creates a file in dir, hard-links it and removes both.

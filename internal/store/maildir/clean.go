@@ -143,9 +143,29 @@ func (m *Maildir) cleanStaging() (removed int, err error) {
 	return removed, errors.Join(errs...)
 }
 
+// cleanFolderTmp runs CleanTmp's rules on the tmp/ of every folder of
+// mailbox (APPEND and COPY write there, under the same flock).
+func (m *Maildir) cleanFolderTmp(mailbox string) (removed int, err error) {
+	entries, err := os.ReadDir(m.mailboxDir(mailbox))
+	if err != nil {
+		return 0, fmt.Errorf("clean tmp %s: %w", mailbox, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		f, ok := folderOfDir(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		n, err := m.cleanTmpDir(mailbox+"/"+f.name, filepath.Join(m.folderDir(mailbox, f), subTmp))
+		removed += n
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}
+
 // Recover implements store.Lifecycle: it runs CleanTmp on the staging directory
 // root/.tmp and on every mailbox under the root (directories whose name is a
-// valid mailbox name) and returns the total removed. It is meant for start-up
+// valid mailbox name) and its folders' tmp/ and returns the total removed. It is meant for start-up
 // and reads only the root and the tmp directories.
 func (m *Maildir) Recover() (removed int, err error) {
 	entries, err := os.ReadDir(m.root)
@@ -159,6 +179,11 @@ func (m *Maildir) Recover() (removed int, err error) {
 			continue
 		}
 		n, err := m.CleanTmp(e.Name())
+		removed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+		n, err = m.cleanFolderTmp(e.Name())
 		removed += n
 		if err != nil {
 			errs = append(errs, err)

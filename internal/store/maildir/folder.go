@@ -24,9 +24,9 @@ import (
 // what the directories and the uidlist said at the last refresh, and a
 // refresh reads no directory when nothing changed: the mtimes of new/ and
 // cur/ and the stamps of dovecot-uidlist and dovecot-keywords are those of
-// the last scan, none of them is younger than racyWindow (a change within
-// the same timestamp tick would not show; Dovecot rescans such directories
-// too), and no change was made in this process (the change counter,
+// the last scan, none of them was younger than scanSlack when that scan
+// began (a change within the same timestamp tick would not show; Dovecot
+// rescans such directories too), and no change was made in this process (the change counter,
 // bumped by every event published for the folder).
 
 // watchInterval is how often the watcher stats a folder's directories for
@@ -67,11 +67,21 @@ func stampOf(path string) stamp {
 // folderShared is the state of one folder directory shared by the open
 // Folders on it.
 type folderShared struct {
+	// scanned is when the last full refresh began (see racy); under mu.
+	scanned time.Time
+
+	// snap is the state stateLocked last made, shared by every Sync until
+	// something changes (nil then); under mu.
+	snap *store.FolderState
+
 	m       *Maildir
 	mailbox string
 	ref     folderRef
 	dir     string
 	refs    int // guarded by m.fmu
+	// linger, while refs is 0, forgets the state when it fires; guarded
+	// by m.fmu.
+	linger *time.Timer
 
 	changes atomic.Uint64 // in-process changes (events) seen
 	subMu   sync.Mutex
@@ -102,6 +112,10 @@ func (m *Maildir) acquireFolder(mailbox string, f folderRef) *folderShared {
 	}
 	if sf := m.folders[dir]; sf != nil {
 		sf.refs++
+		if sf.linger != nil {
+			sf.linger.Stop()
+			sf.linger = nil
+		}
 		return sf
 	}
 	sf := &folderShared{m: m, mailbox: mailbox, ref: f, dir: dir, refs: 1,
@@ -128,24 +142,63 @@ func eventFolder(name string) string {
 	return name
 }
 
-// releaseFolder drops a reference; the last one stops the watcher.
+// folderLinger is how long a folder's shared state outlives its last
+// Folder: a client that SELECTs folder after folder, or logs in again,
+// finds the listing made (for 100,000 messages, a scan of most of a
+// second) instead of scanning again.
+var folderLinger = time.Minute
+
+// releaseFolder drops a reference. After the last one the state lingers
+// for folderLinger, then the watcher stops and the state is forgotten,
+// unless a Folder was opened on it meanwhile.
 func (m *Maildir) releaseFolder(sf *folderShared) {
 	m.fmu.Lock()
+	defer m.fmu.Unlock()
 	sf.refs--
-	last := sf.refs == 0
-	if last && m.folders[sf.dir] == sf {
-		delete(m.folders, sf.dir)
+	if sf.refs > 0 {
+		return
 	}
-	m.fmu.Unlock()
-	if last {
-		sf.cancel()
-		close(sf.stop)
-		sf.mu.Lock()
-		if sf.modlog != nil {
-			sf.modlog.close()
-			sf.modlog = nil
+	if m.folders[sf.dir] != sf {
+		sf.teardown()
+		return
+	}
+	sf.linger = time.AfterFunc(folderLinger, func() {
+		m.fmu.Lock()
+		defer m.fmu.Unlock()
+		if sf.refs == 0 && sf.linger != nil {
+			sf.linger = nil
+			if m.folders[sf.dir] == sf {
+				delete(m.folders, sf.dir)
+			}
+			sf.teardown()
 		}
-		sf.mu.Unlock()
+	})
+}
+
+// teardown stops the watcher and closes the modseq log of a state no
+// Folder uses any more.
+func (sf *folderShared) teardown() {
+	sf.cancel()
+	close(sf.stop)
+	sf.mu.Lock()
+	if sf.modlog != nil {
+		sf.modlog.close()
+		sf.modlog = nil
+	}
+	sf.mu.Unlock()
+}
+
+// closeFolders forgets the lingering folder states (Close).
+func (m *Maildir) closeFolders() {
+	m.fmu.Lock()
+	defer m.fmu.Unlock()
+	for dir, sf := range m.folders {
+		if sf.refs == 0 && sf.linger != nil {
+			sf.linger.Stop()
+			sf.linger = nil
+			delete(m.folders, dir)
+			sf.teardown()
+		}
 	}
 }
 
@@ -157,10 +210,15 @@ func (m *Maildir) detachFolders(mailbox, rel string) {
 	base := m.mailboxDir(mailbox)
 	m.fmu.Lock()
 	defer m.fmu.Unlock()
-	for dir := range m.folders {
+	for dir, sf := range m.folders {
 		r, err := filepath.Rel(base, dir)
 		if err == nil && (r == rel || strings.HasPrefix(r, rel+".")) {
 			delete(m.folders, dir)
+			if sf.refs == 0 && sf.linger != nil {
+				sf.linger.Stop()
+				sf.linger = nil
+				sf.teardown()
+			}
 		}
 	}
 }
@@ -221,9 +279,11 @@ func (sf *folderShared) refreshLocked(prefer []string) error {
 			return fmt.Errorf("folder %s: %w", sf.ref.name, store.ErrNotFound)
 		}
 	}
-	if sf.loaded && len(prefer) == 0 && ch == sf.seenChanges && st == sf.stamps && !racy(st, now) {
+	if sf.loaded && len(prefer) == 0 && ch == sf.seenChanges && st == sf.stamps && !racy(st, sf.scanned) {
 		return nil
 	}
+	sf.scanned = now
+	sf.snap = nil
 	sf.seenChanges = ch
 	if !sf.loaded || st[3] != sf.stamps[3] {
 		kw, err := readKeywords(filepath.Join(sf.dir, keywordsName))
@@ -265,10 +325,18 @@ func (sf *folderShared) refreshLocked(prefer []string) error {
 	return sf.adopt(list, files)
 }
 
-// racy reports whether a directory of st changed within racyWindow of now.
-func racy(st [4]stamp, now time.Time) bool {
+// scanSlack: a directory's mtime older than this before a scan began
+// proves that the scan saw every change up to then, since a later change
+// gets a later mtime (the kernel stamps with a clock of at most a
+// scheduler tick's granularity, 10 ms at HZ=100).
+const scanSlack = 50 * time.Millisecond
+
+// racy reports whether a directory of st changed so shortly before the
+// scan that began at scanned that a change after the scan may have kept
+// the same mtime: then the next refresh scans again.
+func racy(st [4]stamp, scanned time.Time) bool {
 	for _, s := range st[:2] {
-		if s.ok && now.UnixNano()-s.mtime < int64(racyWindow) {
+		if s.ok && scanned.UnixNano()-s.mtime < int64(scanSlack) {
 			return true
 		}
 	}
@@ -574,6 +642,9 @@ func (sf *folderShared) flagsOf(info string) []string {
 
 // stateLocked returns a copy of the listing.
 func (sf *folderShared) stateLocked() *store.FolderState {
+	if sf.snap != nil {
+		return sf.snap
+	}
 	st := &store.FolderState{UIDValidity: sf.list.validity, UIDNext: sf.list.next, Messages: make([]store.FolderMessage, len(sf.msgs))}
 	if sf.modlog != nil {
 		st.HighestModSeq = sf.modlog.highest
@@ -589,6 +660,7 @@ func (sf *folderShared) stateLocked() *store.FolderState {
 		}
 	}
 	st.KeywordsFull = n >= maxKeywords
+	sf.snap = st
 	return st
 }
 

@@ -113,6 +113,7 @@ func (fo *folder) SetFlags(uids []uint32, op store.FlagOp, flags []string) ([]st
 	sf := fo.sf
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	sf.snap = nil // what follows may change the folder
 	if err := sf.refreshLocked(nil); err != nil {
 		return nil, fmt.Errorf("store flags: %w", err)
 	}
@@ -208,7 +209,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 	}
 	sf := fo.sf
 	if sf.ref.inbox() {
-		lf, err := sf.m.lockMailbox(sf.mailbox)
+		lf, err := sf.m.lockMailboxBrief(sf.mailbox)
 		if err != nil {
 			return nil, fmt.Errorf("expunge: %w", err)
 		}
@@ -216,6 +217,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 	}
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	sf.snap = nil // what follows may change the folder
 	if err := sf.refreshLocked(nil); err != nil {
 		return nil, fmt.Errorf("expunge: %w", err)
 	}
@@ -357,6 +359,7 @@ func (fo *folder) copy(uids []uint32, dest string) (*store.CopyResult, []*fmsg, 
 	defer sf.m.releaseFolder(ds)
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
+	ds.snap = nil // what follows may change the folder
 	if err := ds.refreshLocked(nil); err != nil {
 		return nil, nil, fmt.Errorf("copy to %s: %w", dest, err)
 	}
@@ -570,7 +573,7 @@ func (fo *folder) Move(uids []uint32, dest string) (*store.CopyResult, error) {
 	}
 	sf := fo.sf
 	if sf.ref.inbox() {
-		lf, err := sf.m.lockMailbox(sf.mailbox)
+		lf, err := sf.m.lockMailboxBrief(sf.mailbox)
 		if err != nil {
 			return nil, fmt.Errorf("move: %w", err)
 		}
@@ -582,6 +585,7 @@ func (fo *folder) Move(uids []uint32, dest string) (*store.CopyResult, error) {
 	}
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	sf.snap = nil // what follows may change the folder
 	var live []*fmsg
 	for _, msg := range done {
 		if sf.byBase[msg.base] == msg {
@@ -607,6 +611,7 @@ func (fo *folder) Append(r io.Reader, flags []string, date time.Time) (uint32, e
 	sf := fo.sf
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
+	sf.snap = nil // what follows may change the folder
 	if err := sf.refreshLocked(nil); err != nil {
 		return 0, fmt.Errorf("append: %w", err)
 	}

@@ -197,6 +197,7 @@ func New(root string, opts Options) (*Maildir, error) {
 // then create their tmp files one by one.
 func (m *Maildir) Close() error {
 	m.stage.close()
+	m.closeFolders()
 	return nil
 }
 

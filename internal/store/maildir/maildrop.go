@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // lockName is the lock file of a mailbox, in root/<mailbox>/ beside tmp,
@@ -105,6 +106,26 @@ func (m *Maildir) lockMailbox(mailbox string) (*os.File, error) {
 		return nil, err
 	}
 	return lf, nil
+}
+
+// lockBriefWait is how long lockMailboxBrief waits for a lock another
+// short holder (an IMAP expunge or move, retention) has.
+const lockBriefWait = time.Second
+
+// lockMailboxBrief is lockMailbox for an operation that holds the lock for
+// a moment (IMAP EXPUNGE and MOVE out of INBOX): it waits up to
+// lockBriefWait for another such holder to let go, so that two IMAP
+// sessions never refuse each other; a POP3 session holds the lock for
+// its whole life, and then store.ErrLocked comes after the wait.
+func (m *Maildir) lockMailboxBrief(mailbox string) (*os.File, error) {
+	deadline := time.Now().Add(lockBriefWait)
+	for {
+		lf, err := m.lockMailbox(mailbox)
+		if !errors.Is(err, store.ErrLocked) || time.Now().After(deadline) {
+			return lf, err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // snapshot lists the messages in dir/new and dir/cur (see OpenMaildrop).

@@ -56,7 +56,10 @@ type Conn struct {
 func newConn(c net.Conn, server *Server) *Conn {
 	rw := server.options.wrapReadWriter(c)
 	br := bufio.NewReader(rw)
-	bw := bufio.NewWriter(rw)
+	// Postoffice patch: 32 KiB, so that FETCH responses of small messages
+	// leave many to a write(2) (the default 4 KiB flushed at nearly every
+	// message).
+	bw := bufio.NewWriterSize(rw, 32<<10)
 	return &Conn{
 		conn:    c,
 		server:  server,

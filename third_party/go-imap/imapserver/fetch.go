@@ -87,7 +87,7 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		options.UID = true
 	}
 
-	w := &FetchWriter{conn: c, options: writerOptions}
+	w := &FetchWriter{conn: c, options: writerOptions, buffered: true}
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
 	}
@@ -326,6 +326,10 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+	// buffered: the responses of a FETCH or STORE command go out with its
+	// tagged reply (or when the buffer fills), not one write each
+	// (Postoffice patch). Unilateral updates are flushed at once.
+	buffered bool
 }
 
 // CreateMessage writes a FETCH response for a message.
@@ -334,13 +338,14 @@ type FetchWriter struct {
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
 	enc := newResponseEncoder(cmd.conn)
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
-	return &FetchResponseWriter{enc: enc, options: cmd.options}
+	return &FetchResponseWriter{enc: enc, options: cmd.options, buffered: cmd.buffered}
 }
 
 // FetchResponseWriter writes a single FETCH response for a message.
 type FetchResponseWriter struct {
-	enc     *responseEncoder
-	options fetchWriterOptions
+	enc      *responseEncoder
+	options  fetchWriterOptions
+	buffered bool
 
 	hasItem bool
 }
@@ -500,7 +505,12 @@ func (w *FetchResponseWriter) Close() error {
 	if w.enc == nil {
 		return fmt.Errorf("imapserver: FetchResponseWriter already closed")
 	}
-	err := w.enc.Special(')').CRLF()
+	var err error
+	if w.buffered {
+		err = w.enc.Special(')').CRLFBuffered()
+	} else {
+		err = w.enc.Special(')').CRLF()
+	}
 	w.enc.end()
 	w.enc = nil
 	return err

@@ -72,6 +72,12 @@ func (enc *Encoder) CRLF() error {
 	return enc.w.Flush()
 }
 
+// CRLFBuffered ends a line without flushing (Postoffice patch).
+func (enc *Encoder) CRLFBuffered() error {
+	enc.writeString("\r\n")
+	return enc.err
+}
+
 func (enc *Encoder) Atom(s string) *Encoder {
 	return enc.writeString(s)
 }
