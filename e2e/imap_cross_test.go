@@ -255,3 +255,35 @@ func TestIMAPSeesPOP3(t *testing.T) {
 		t.Fatalf("INBOX files: %v, want %v", f, want)
 	}
 }
+
+// A POP3 RETR marks the message \Seen and keeps the flags IMAP gave it
+// while the POP3 session held the maildrop (its snapshot's file name is
+// older than the file's).
+func TestPOP3RetrKeepsIMAPFlags(t *testing.T) {
+	p := start(t, "")
+	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: A\r\n\r\nfirst\r\n")
+	c := dialIMAP(t, p)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pop := login(t, p.Addr("pop3"), "user", "pass")
+	flagged := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, imap.FlagDeleted}}
+	if err := c.Store(imap.SeqSetNum(1), flagged, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,FT" {
+		t.Fatalf("after STORE: %v", f)
+	}
+	pop.Send("RETR 1\r\n")
+	pop.Expect("+OK*")
+	pop.MultilineText()
+	pop.Send("QUIT\r\n")
+	pop.Expect("+OK*")
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,FST" {
+		t.Fatalf("after POP3 RETR: %v, want cur/%s.eml:2,FST", f, id)
+	}
+	msgs, err := c.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Flags: true}).Collect()
+	if err != nil || len(msgs) != 1 || len(msgs[0].Flags) != 3 {
+		t.Fatalf("FETCH FLAGS after POP3 RETR: %+v, %v", msgs, err)
+	}
+}
