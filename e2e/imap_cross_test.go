@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -108,13 +109,20 @@ func TestIMAPCrossProtocolChain(t *testing.T) {
 		t.Fatalf("file after STORE \\Seen: %v", f)
 	}
 
-	// Web → IMAP: unread in the web inbox is FETCH FLAGS () in IDLE.
+	// Web → IMAP: unread in the web inbox is FETCH FLAGS in IDLE, and
+	// keeps the flag the web does not know.
+	if err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatalf("STORE \\Flagged: %v", err)
+	}
 	done = c.idle()
 	if code := web.do("PATCH", "/api/v1/mailboxes/user/messages/"+id, `{"read":false}`, nil); code != 200 {
 		t.Fatalf("PATCH read=false: %d", code)
 	}
-	c.waitEvent("FETCH 1")
+	c.waitEvent(`FETCH 1 \Flagged`)
 	done()
+	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,F" {
+		t.Fatalf("file after web unread: %v", f)
+	}
 
 	moved, err := c.Move(imap.UIDSetNum(uid), "Archive").Wait()
 	if err != nil {
@@ -130,13 +138,13 @@ func TestIMAPCrossProtocolChain(t *testing.T) {
 	if msgs := webInbox(t, web); len(msgs) != 0 {
 		t.Fatalf("web inbox after MOVE: %+v", msgs)
 	}
-	// Unseen and without flags, the moved message is in Archive's new/, as
-	// Dovecot saves one; its file name (the POP3 UIDL and web id) is kept.
-	if f := folderFiles(t, p.dir, "user", "Archive"); len(f) != 1 || f[0] != "new/"+id+".eml" {
+	// The moved message keeps its file name (the POP3 UIDL and web id) and
+	// flags.
+	if f := folderFiles(t, p.dir, "user", "Archive"); len(f) != 1 || f[0] != "cur/"+id+".eml:2,F" {
 		t.Fatalf("Archive after MOVE: %v", f)
 	}
 	st, err := c.Status("Archive", &imap.StatusOptions{NumMessages: true, NumUnseen: true}).Wait()
-	if err != nil || *st.NumMessages != 1 || *st.NumUnseen != 1 {
+	if err != nil || st.NumMessages == nil || *st.NumMessages != 1 || st.NumUnseen == nil || *st.NumUnseen != 1 {
 		t.Fatalf("STATUS Archive: %+v, %v", st, err)
 	}
 }
@@ -208,8 +216,16 @@ func TestIMAPWhilePOP3HoldsMaildrop(t *testing.T) {
 	if f := folderFiles(t, p.dir, "user", "INBOX"); len(f) != 0 {
 		t.Fatalf("INBOX after EXPUNGE and MOVE: %v; Archive %v", f, folderFiles(t, p.dir, "user", "Archive"))
 	}
-	if f := folderFiles(t, p.dir, "user", "Archive"); len(f) != 2 {
-		t.Fatalf("Archive: %v", f)
+	// Archive: the COPY made while POP3 held the maildrop and the message
+	// moved after (under a new name, the COPY holding its own).
+	archive := folderFiles(t, p.dir, "user", "Archive")
+	if len(archive) != 2 || archive[0] != "new/"+idB+".eml" {
+		t.Fatalf("Archive: %v", archive)
+	}
+	for _, f := range archive {
+		if !strings.HasSuffix(readFolderFile(t, p.dir, "user", "Archive", f), "Subject: B\r\n\r\nsecond\r\n") {
+			t.Fatalf("Archive %s is not B", f)
+		}
 	}
 }
 
