@@ -24,6 +24,11 @@ var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Folder is 
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := s.sel
 	idx := v.resolve(numSet, false)
+	if options.Flags {
+		if err := v.refreshFlags(idx); err != nil {
+			return s.storeErr("fetch", err)
+		}
+	}
 	seen := map[uint32]bool{}
 	if !v.readOnly && setsSeen(options) {
 		var unseen []uint32
@@ -287,6 +292,11 @@ func (s *imapSession) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, err
 	if err != nil {
 		return nil, s.copyErr("copy", err)
 	}
+	if len(res.Source) == 0 {
+		// Every message was expunged meanwhile (by another session):
+		// nothing copied, and COPYUID cannot name an empty set.
+		return nil, nil
+	}
 	return copyData(res), nil
 }
 
@@ -304,6 +314,9 @@ func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 	res, err := v.f.Move(v.uidsOf(idx), folderName(dest))
 	if err != nil {
 		return s.copyErr("move", err)
+	}
+	if len(res.Source) == 0 {
+		return nil // nothing left to move (expunged meanwhile)
 	}
 	if err := w.WriteCopyData(copyData(res)); err != nil {
 		return err

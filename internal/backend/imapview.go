@@ -228,6 +228,29 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	return nil
 }
 
+// refreshFlags brings the flags of the messages at idx up to date before
+// a FETCH FLAGS answers with them (another session, POP3 or the web inbox
+// may have changed them since the last poll); the FETCH response tells
+// the client. The other messages' changes wait for the poll, and messages
+// come and go only at a poll.
+func (v *view) refreshFlags(idx []int) error {
+	st, err := v.f.Sync()
+	if err != nil {
+		return err
+	}
+	if st == v.last {
+		return nil
+	}
+	for _, j := range idx {
+		m := &v.msgs[j]
+		k, ok := slices.BinarySearchFunc(st.Messages, m.UID, func(x store.FolderMessage, u uint32) int { return cmpUint(x.UID, u) })
+		if ok && !slices.Equal(m.Flags, st.Messages[k].Flags) {
+			v.set(j, st.Messages[k])
+		}
+	}
+	return nil
+}
+
 // own makes msgs the view's own copy, so that it can be changed.
 func (v *view) own() {
 	if !v.owned {

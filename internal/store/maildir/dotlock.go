@@ -16,8 +16,16 @@ import (
 // release in one atomic step, as Dovecot's file_dotlock_replace does). A
 // lock file not changed for dotlockStale is left by a dead holder and is
 // removed (Dovecot's dotlock_stale_timeout for the uidlist is 2 minutes).
+//
+// Postoffice also holds an flock on its lock files, which the kernel lets
+// go when the process dies: a lock file nobody holds an flock on and not
+// changed for dotlockOrphan was left by a Postoffice killed while writing
+// (kill -9 between create and rename), and is removed then instead of
+// after dotlockStale, so that a restart does not wait two minutes. A live
+// Dovecot holds the uidlist lock for milliseconds, far less than that.
 
 const (
+	dotlockOrphan  = 3 * time.Second
 	dotlockStale   = 2 * time.Minute
 	dotlockTimeout = dotlockStale + 30*time.Second // never waits for ever
 )
@@ -38,10 +46,18 @@ func takeDotlock(target string) (*dotlock, error) {
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
 		if err == nil {
+			if err := tryLock(f); err != nil {
+				f.Close()
+				os.Remove(path)
+				return nil, fmt.Errorf("lock %s: %w", filepath.Base(target), err)
+			}
 			return &dotlock{path: path, target: target, f: f}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, err
+		}
+		if fi, serr := os.Stat(path); serr == nil && time.Since(fi.ModTime()) > dotlockOrphan && orphaned(path, fi) {
+			continue
 		}
 		if fi, serr := os.Stat(path); serr == nil && time.Since(fi.ModTime()) > dotlockStale {
 			// A holder that died: remove its lock (only if it is still
@@ -57,6 +73,28 @@ func takeDotlock(target string) (*dotlock, error) {
 		time.Sleep(wait)
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// orphaned removes the lock file at path, last seen as fi, when no process
+// holds an flock on it (its Postoffice holder died), and reports whether
+// it did.
+func orphaned(path string, fi fs.FileInfo) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	defer f.Close()
+	if tryLock(f) != nil {
+		return false // a live holder
+	}
+	if same, err := sameFile(f, path); err != nil || !same {
+		return err == nil
+	}
+	if fi2, err := f.Stat(); err != nil || !os.SameFile(fi, fi2) || !fi2.ModTime().Equal(fi.ModTime()) {
+		return false
+	}
+	os.Remove(path)
+	return true
 }
 
 // release removes the lock without changing the target.

@@ -340,9 +340,21 @@ func (md *maildrop) MarkSeen(i int) error {
 		return fmt.Errorf("mark message %d: %w", i, store.ErrNotFound)
 	}
 	msg := &md.msgs[i]
-	rs := []flagRename{{sub: msg.sub, name: msg.name, info: withLetters(fileInfo(msg.name), "S", "")}}
-	if err := md.m.renameFlags(md.dir, rs); err != nil {
-		return fmt.Errorf("mark %s: %w", msg.ID, err)
+	// The flags are the file's as they are now, not as the snapshot saw
+	// them: IMAP or the web inbox may have changed them during the
+	// session (the file then has another name), and they are kept.
+	var rs []flagRename
+	for try := 0; try < 3; try++ {
+		if sub, name, ok := md.locate(msg.base, nil); ok {
+			msg.sub, msg.name = sub, name
+		}
+		rs = []flagRename{{sub: msg.sub, name: msg.name, info: withLetters(fileInfo(msg.name), "S", "")}}
+		if err := md.m.renameFlags(md.dir, rs); err != nil {
+			return fmt.Errorf("mark %s: %w", msg.ID, err)
+		}
+		if rs[0].newName != "" {
+			break
+		}
 	}
 	if rs[0].newName == "" {
 		return fmt.Errorf("mark %s: %w", msg.ID, store.ErrNotFound)
