@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -90,5 +91,42 @@ func TestFolderStateLingers(t *testing.T) {
 	h := openF(t, m, store.Inbox)
 	if s3 := syncF(t, h); s3 == s1 || len(s3.Messages) != 1 {
 		t.Fatalf("reopened after the linger: same state %v, %d messages", s3 == s1, len(s3.Messages))
+	}
+}
+
+// TestDotlockOrphanedAndHeld: a lock file left by a dead holder (no flock
+// on it, older than dotlockOrphan) is taken over at once; one a live
+// holder has an flock on is waited for, however old.
+func TestDotlockOrphanedAndHeld(t *testing.T) {
+	dir := t.TempDir()
+	target := dir + "/dovecot-uidlist"
+	old := time.Now().Add(-2 * dotlockOrphan)
+	if err := os.WriteFile(target+".lock", []byte("half written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(target+".lock", old, old)
+	start := time.Now()
+	l, err := takeDotlock(target)
+	if err != nil || time.Since(start) > time.Second {
+		t.Fatalf("orphaned lock: %v after %v", err, time.Since(start))
+	}
+	// Now held (flock) by l, and made to look old: another taker waits.
+	os.Chtimes(target+".lock", old, old)
+	got := make(chan error, 1)
+	go func() {
+		l2, err := takeDotlock(target)
+		if err == nil {
+			l2.release()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("took a held lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	l.release()
+	if err := <-got; err != nil {
+		t.Fatalf("after the release: %v", err)
 	}
 }
