@@ -208,13 +208,11 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 		return nil, errFolderClosed
 	}
 	sf := fo.sf
-	if sf.ref.inbox() {
-		lf, err := sf.m.lockMailboxBrief(sf.mailbox)
-		if err != nil {
-			return nil, fmt.Errorf("expunge: %w", err)
-		}
-		defer lf.Close()
+	unlock, err := sf.lockRemovals()
+	if err != nil {
+		return nil, fmt.Errorf("expunge: %w", err)
 	}
+	defer unlock()
 	sf.mu.Lock()
 	defer sf.mu.Unlock()
 	sf.snap = nil // what follows may change the folder
@@ -572,13 +570,11 @@ func (fo *folder) Move(uids []uint32, dest string) (*store.CopyResult, error) {
 		return nil, errFolderClosed
 	}
 	sf := fo.sf
-	if sf.ref.inbox() {
-		lf, err := sf.m.lockMailboxBrief(sf.mailbox)
-		if err != nil {
-			return nil, fmt.Errorf("move: %w", err)
-		}
-		defer lf.Close()
+	unlock, err := sf.lockRemovals()
+	if err != nil {
+		return nil, fmt.Errorf("move: %w", err)
 	}
+	defer unlock()
 	res, done, err := fo.copy(uids, dest)
 	if res == nil {
 		return nil, err
@@ -652,6 +648,20 @@ func (fo *folder) Append(r io.Reader, flags []string, date time.Time) (uint32, e
 
 // Changed implements store.Folder.
 func (fo *folder) Changed() <-chan struct{} { return fo.ch }
+
+// lockRemovals takes, for INBOX, the maildrop lock a removal needs (see
+// lockMailboxBrief): store.ErrLocked while a POP3 session holds it. Other
+// folders need none.
+func (sf *folderShared) lockRemovals() (unlock func(), err error) {
+	if !sf.ref.inbox() {
+		return func() {}, nil
+	}
+	lf, err := sf.m.lockMailboxBrief(sf.mailbox)
+	if err != nil {
+		return nil, err
+	}
+	return func() { lf.Close() }, nil
+}
 
 // Close implements store.Folder.
 func (fo *folder) Close() error {
