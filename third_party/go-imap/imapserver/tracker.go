@@ -212,6 +212,13 @@ func (t *SessionTracker) Idle(w *UpdateWriter, stop <-chan struct{}) error {
 		t.mutex.Unlock()
 	}()
 
+	// Postoffice patch: updates queued before IDLE began (between the
+	// continuation request and this call) were only sent at the next
+	// update; send them now.
+	if err := t.Poll(w, true); err != nil {
+		return err
+	}
+
 	for {
 		select {
 		case <-updates:
