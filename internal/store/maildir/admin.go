@@ -156,7 +156,7 @@ func (m *Maildir) List(mailbox string) ([]store.Listed, error) {
 // read). A negative size reads the normal form of the file as it is, with
 // no size check. A file that is gone gives store.ErrNotFound.
 func openMessage(dir, sub, name string, foreign bool, size int64) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(dir, sub, name))
+	f, err := openRaw(filepath.Join(dir, sub, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("message %s: %w", name, store.ErrNotFound)
 	}

@@ -205,7 +205,7 @@ func (md *maildrop) Messages() []store.MessageInfo { return md.infos }
 // the file it closes.
 type messageFile struct {
 	io.Reader
-	f *os.File
+	f *rawFile
 }
 
 func (mf *messageFile) Close() error { return mf.f.Close() }
