@@ -249,13 +249,7 @@ func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []stri
 
 // subscribedOnly returns the subscribed names that are not folders.
 func (s *imapSession) subscribedOnly(exists map[string]bool) ([]string, error) {
-	lister, ok := s.b.Folders.(interface {
-		Subscriptions(mailbox string) ([]string, error)
-	})
-	if !ok {
-		return nil, nil
-	}
-	subs, err := lister.Subscriptions(s.mailbox)
+	subs, err := s.b.Folders.Subscriptions(s.mailbox)
 	if err != nil {
 		return nil, s.storeErr("list", err)
 	}

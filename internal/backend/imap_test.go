@@ -527,3 +527,20 @@ func TestIMAPEnvelopeCacheNeverStale(t *testing.T) {
 		c.IMAP("DELETE X", "OK *")
 	}
 }
+
+// TestIMAPListSubscribedNonExistent: a subscribed name that is no folder
+// is listed by LIST (SUBSCRIBED) as \NonExistent \Subscribed, and not by a
+// plain LIST (RFC 5258 §3.1).
+func TestIMAPListSubscribedNonExistent(t *testing.T) {
+	f := newIMAPFixture(t)
+	c := f.login(t)
+	c.IMAP("SUBSCRIBE Gone", "OK *")
+	r := c.IMAP(`LIST (SUBSCRIBED) "" "*"`, "OK *")
+	if !r.Has(`* LIST (\NonExistent \Subscribed) "/" "Gone"`) || !r.Has(`* LIST (*\Subscribed*) "/" "Sent"`) {
+		t.Fatalf("LIST (SUBSCRIBED): %q", r.Untagged)
+	}
+	r = c.IMAP(`LIST "" "*"`, "OK *")
+	if r.Has(`* LIST * "Gone"`) {
+		t.Fatalf("plain LIST shows a name that is no folder: %q", r.Untagged)
+	}
+}

@@ -23,7 +23,7 @@ var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Folder is 
 // new FLAGS go with it.
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	v := s.sel
-	idx := v.resolve(numSet, false)
+	idx := v.resolve(numSet)
 	if options.Flags {
 		if err := v.refreshFlags(idx); err != nil {
 			return s.storeErr("fetch", err)
@@ -197,7 +197,7 @@ func (s *imapSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags
 	if v.readOnly {
 		return errReadOnly
 	}
-	idx := v.resolve(numSet, false)
+	idx := v.resolve(numSet)
 	if len(idx) == 0 {
 		return nil
 	}
@@ -241,9 +241,9 @@ func (s *imapSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) er
 	}
 	var idx []int
 	if uids != nil {
-		idx = v.resolve(*uids, false)
+		idx = v.resolve(*uids)
 	} else {
-		idx = v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, false)
+		idx = v.resolve(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}})
 	}
 	if len(idx) == 0 {
 		return nil
@@ -284,7 +284,7 @@ func (v *view) expunged(uids []uint32, write func(seq uint32) error) error {
 // 4315): the copies are durable before OK.
 func (s *imapSession) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
 	v := s.sel
-	idx := v.resolve(numSet, false)
+	idx := v.resolve(numSet)
 	if len(idx) == 0 {
 		return nil, nil
 	}
@@ -307,7 +307,7 @@ func (s *imapSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest st
 	if v.readOnly {
 		return errReadOnly
 	}
-	idx := v.resolve(numSet, false)
+	idx := v.resolve(numSet)
 	if len(idx) == 0 {
 		return nil
 	}

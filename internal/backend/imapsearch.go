@@ -32,7 +32,7 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 		if v.gone[m.UID] {
 			continue
 		}
-		c := &candidate{s: s, v: v, seq: uint32(i + 1), m: m}
+		c := &candidate{v: v, seq: uint32(i + 1), m: m}
 		ok, err := c.match(criteria)
 		if err != nil {
 			return nil, s.storeErr("search", err)
@@ -68,7 +68,6 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 
 // candidate is one message being matched, read at most once.
 type candidate struct {
-	s      *imapSession
 	v      *view
 	seq    uint32
 	m      *store.FolderMessage
@@ -253,12 +252,12 @@ func (c *candidate) matchText(pattern string, header bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	e, err := message.Read(bytes.NewReader(raw))
+	// message.Read returns an entity with an error it could read past
+	// (an unknown charset, say); only none at all is unparseable.
+	e, _ := message.Read(bytes.NewReader(raw))
 	if e == nil {
-		// Unparseable: search the raw octets.
 		return bytes.Contains(bytes.ToLower(raw), bytes.ToLower([]byte(pattern))), nil
 	}
-	_ = err
 	return matchEntity(e, strings.ToLower(pattern), header), nil
 }
 

@@ -31,7 +31,6 @@ type view struct {
 	gone      map[uint32]bool
 	keywords  []string
 	full      bool
-	uidNext   uint32
 	validity  uint32
 	searchRes imap.UIDSet
 }
@@ -79,7 +78,6 @@ func (v *view) take(st *store.FolderState) {
 	v.gone = nil
 	v.keywords = st.Keywords
 	v.full = st.KeywordsFull
-	v.uidNext = st.UIDNext
 	v.validity = st.UIDValidity
 }
 
@@ -218,7 +216,7 @@ func (v *view) update(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			added = true
 		}
 	}
-	v.uidNext, v.validity = st.UIDNext, st.UIDValidity
+	v.validity = st.UIDValidity
 	if len(v.gone) == 0 {
 		v.last = st
 	}
@@ -269,9 +267,9 @@ func (v *view) set(j int, m store.FolderMessage) {
 // resolve returns the indexes into msgs of the messages numSet names, in
 // sequence order. "*" is the last message (RFC 9051 §9: seq-number); a
 // UID range reaching past the last UID still names the last message
-// when it contains "*" (§6.4.8). Messages gone are skipped unless
-// withGone.
-func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
+// when it contains "*" (§6.4.8). Messages gone (not yet
+// reported with EXPUNGE) are skipped.
+func (v *view) resolve(numSet imap.NumSet) []int {
 	if imap.IsSearchRes(numSet) {
 		numSet = v.searchRes
 	}
@@ -300,7 +298,7 @@ func (v *view) resolve(numSet imap.NumSet, withGone bool) []int {
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
-	if !withGone && len(v.gone) > 0 {
+	if len(v.gone) > 0 {
 		out = slices.DeleteFunc(out, func(i int) bool { return v.gone[v.msgs[i].UID] })
 	}
 	return out

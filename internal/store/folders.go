@@ -63,6 +63,10 @@ type Folders interface {
 	// SetSubscribed adds or removes a folder name from the subscriptions
 	// (RFC 9051 §6.3.7); the folder need not exist.
 	SetSubscribed(mailbox, name string, subscribed bool) error
+	// Subscriptions returns the subscribed names, folders or not (LIST
+	// (SUBSCRIBED) shows those that are not as \NonExistent, RFC 5258
+	// §3.1).
+	Subscriptions(mailbox string) ([]string, error)
 	// OpenFolder opens a folder for reading and changing. ErrNotFound
 	// when it does not exist (INBOX always exists). The Folder is safe
 	// for use by one goroutine; several Folders may be open on the same

@@ -298,6 +298,18 @@ func (m *Maildir) SetSubscribed(mailbox, name string, subscribed bool) error {
 	})
 }
 
+// Subscriptions implements store.Folders.
+func (m *Maildir) Subscriptions(mailbox string) ([]string, error) {
+	if !store.ValidMailboxName(mailbox) {
+		return nil, fmt.Errorf("mailbox %q: %w", mailbox, store.ErrBadMailbox)
+	}
+	subs, err := m.readSubscriptions(mailbox)
+	if err != nil {
+		return nil, fmt.Errorf("subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
 // readSubscriptions returns the subscribed names (IMAP spelling).
 func (m *Maildir) readSubscriptions(mailbox string) ([]string, error) {
 	data, err := os.ReadFile(filepath.Join(m.mailboxDir(mailbox), subscriptionsName))
