@@ -23,15 +23,16 @@ import (
 )
 
 // The persistent search index, end to end: one SQLite file per folder
-// beside the Maildir (INBOX's at <mailbox-dir>/<user>/postoffice-index.sqlite),
+// outside the Maildir folders (INBOX's at <mailbox-dir>/.index/<user>/INBOX.sqlite),
 // word-prefix, case- and accent-insensitive search over the web API and
 // IMAP SEARCH, changes made to the Maildir by other programs, a damaged or
 // missing index file, kill -9 while indexing, and `postoffice mailbox
 // reindex`. The Maildir is the truth: whatever happens to the index, every
 // message is served.
 
-// indexFile is the name of a folder's index file.
-const indexFile = "postoffice-index.sqlite"
+// indexFile is where user's INBOX index file is, below the mailbox
+// directory.
+const indexFile = ".index/user/INBOX.sqlite"
 
 // extWait bounds the wait for what the specification promises "within one
 // second".
@@ -115,7 +116,7 @@ func deliver(t *testing.T, p *proc, msg string) string {
 // SQLite database, and returns its path.
 func waitIndexFile(t *testing.T, dir string) string {
 	t.Helper()
-	path := filepath.Join(dir, "user", indexFile)
+	path := filepath.Join(dir, indexFile)
 	var head []byte
 	if !testsupport.WaitUntil(extWait, func() bool {
 		b, err := os.ReadFile(path)
@@ -265,9 +266,10 @@ Whip the creme until stiff.
 `
 )
 
-// TestIndexFileBesideMaildir: once a message is delivered and listed, the
-// INBOX index is a SQLite database at <mailbox-dir>/<user>/postoffice-index.sqlite.
-func TestIndexFileBesideMaildir(t *testing.T) {
+// TestIndexFileOutsideTheFolders: once a message is delivered and listed, the
+// INBOX index is a SQLite database at <mailbox-dir>/.index/<user>/INBOX.sqlite,
+// where no Maildir reader looks.
+func TestIndexFileOutsideTheFolders(t *testing.T) {
 	p := start(t, "")
 	id := deliver(t, p, msgInvoice)
 	if l := idxSearch(t, p, ""); l.Total != 1 || len(l.Messages) != 1 || l.Messages[0].ID != id {
@@ -796,16 +798,20 @@ Routine note number %d with the code word %s.
 // checkBatch checks that a running server serves every one of n generated
 // messages: web total, POP3 STAT, and search for words of the first and
 // the last message.
-func checkBatch(t *testing.T, p *proc, n int) {
+func checkBatch(t *testing.T, p *proc, n int) { checkBatchOf(t, p, n, n) }
+
+// checkBatchOf is checkBatch for a mailbox of total messages, n of them
+// generated.
+func checkBatchOf(t *testing.T, p *proc, n, total int) {
 	t.Helper()
-	if l := idxSearch(t, p, ""); l.Total != n {
-		t.Errorf("listing: total %d, want %d", l.Total, n)
+	if l := idxSearch(t, p, ""); l.Total != total {
+		t.Errorf("listing: total %d, want %d", l.Total, total)
 	}
 	expectHits(t, p, lastWord, batchName(n-1))
 	expectHits(t, p, batchWord(n-1), batchName(n-1))
 	expectHits(t, p, batchWord(0), batchName(0))
-	if got := popCount(t, p); got != n {
-		t.Errorf("POP3 STAT: %d messages, want %d", got, n)
+	if got := popCount(t, p); got != total {
+		t.Errorf("POP3 STAT: %d messages, want %d", got, total)
 	}
 }
 
@@ -813,7 +819,7 @@ func checkBatch(t *testing.T, p *proc, n int) {
 func indexBytes(dir string) int64 {
 	var n int64
 	for _, f := range []string{indexFile, indexFile + "-wal"} {
-		if fi, err := os.Stat(filepath.Join(dir, "user", f)); err == nil {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			n += fi.Size()
 		}
 	}
@@ -916,7 +922,7 @@ func TestIndexReindexCommand(t *testing.T) {
 	waitIndexFile(t, dir)
 
 	p = start(t, dir)
-	checkBatch(t, p, n+1)
+	checkBatchOf(t, p, n, n+1)
 	expectHits(t, p, "invoice", delivered)
 	expectHits(t, p, "text:payment", delivered)
 

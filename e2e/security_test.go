@@ -114,8 +114,9 @@ func TestPerUserRouting(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(p.dir)
 	for _, e := range ents {
-		// .tmp is the staging directory of deliveries, never a mailbox.
-		if e.Name() != "alice" && e.Name() != "bob" && e.Name() != ".tmp" {
+		// .tmp is the staging directory of deliveries, .index the
+		// folders' index files: never mailboxes.
+		if e.Name() != "alice" && e.Name() != "bob" && e.Name() != ".tmp" && e.Name() != ".index" {
 			t.Errorf("unexpected entry %q in the mailbox directory", e.Name())
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"postoffice/internal/config"
 	"postoffice/internal/mailheader"
 	"postoffice/internal/store"
+	"postoffice/internal/store/index"
 	"postoffice/internal/store/maildir"
 )
 
@@ -27,12 +28,16 @@ const mailboxUsage = `Usage:
   postoffice mailbox list  [flags]                every mailbox: messages, size, newest
   postoffice mailbox show  [flags] [-n N] USER    one mailbox and its N newest messages
   postoffice mailbox purge [flags] [--yes] USER   remove every message of a mailbox
+  postoffice mailbox reindex [flags] USER         rebuild the index of every folder of a mailbox
 
 The mailbox directory comes from --mailbox-dir, POSTOFFICE_MAILBOX_DIR or
 the --config file, as for the server. list and show take no lock and do not
 disturb a POP3 session. purge takes the mailbox's POP3 lock and refuses
 while a session holds it; it asks for confirmation on a terminal, and needs
---yes otherwise.
+--yes otherwise. reindex reads every message of every folder again into
+the folder's index file (postoffice-index.sqlite), with a progress line on
+stderr; it may run beside the server, and a reindex cut short leaves an
+index the server completes by itself.
 
 Exit status: 0 done, 1 error, 2 usage.
 `
@@ -45,7 +50,7 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
-	case "list", "show", "purge":
+	case "list", "show", "purge", "reindex":
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, mailboxUsage)
 		return 0
@@ -110,6 +115,8 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = mailboxShow(st, name, limit, stdout)
 	case "purge":
 		err = mailboxPurge(st, name, yes, stdin, stdout)
+	case "reindex":
+		err = mailboxReindex(st.(*maildir.Maildir), name, stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
@@ -293,4 +300,36 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%dB", n)
+}
+
+// mailboxReindex rebuilds the index of every folder of mailbox, INBOX
+// first, printing progress to stderr and a summary to stdout.
+func mailboxReindex(md *maildir.Maildir, mailbox string, stdout, stderr io.Writer) error {
+	folders, err := md.ListFolders(mailbox)
+	if err != nil {
+		return err
+	}
+	x := index.New(md, index.Options{NoBackground: true})
+	defer x.Close()
+	began := time.Now()
+	total := 0
+	for _, f := range folders {
+		box := index.BoxName(mailbox, f.Name)
+		last := time.Time{}
+		d, n, err := x.Reindex(box, func(done, all int) {
+			if time.Since(last) >= 500*time.Millisecond || done == all {
+				last = time.Now()
+				fmt.Fprintf(stderr, "reindex %s %s: %d/%d messages\n", mailbox, f.Name, done, all)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Name, err)
+		}
+		total += n
+		if d.Added+d.Removed+d.Moved > 0 {
+			fmt.Fprintf(stderr, "reindex %s %s: the index missed %d, had %d removed and %d moved\n", mailbox, f.Name, d.Added, d.Removed, d.Moved)
+		}
+	}
+	fmt.Fprintf(stdout, "reindexed %s: %d messages in %d folders in %s\n", mailbox, total, len(folders), time.Since(began).Round(time.Millisecond))
+	return nil
 }

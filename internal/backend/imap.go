@@ -37,8 +37,20 @@ type IMAP struct {
 	// AppendLimit is the largest message APPEND takes (APPENDLIMIT, RFC
 	// 7889): --max-message-size.
 	AppendLimit int64
+	// Searcher, when set, answers SEARCH's TEXT, BODY, SUBJECT, FROM and
+	// TO from a full-text index (word-prefix matching, case- and
+	// accent-insensitive); without it they are substring matches over the
+	// messages read one by one.
+	Searcher TextSearcher
 
 	envelopes envelopeCache
+}
+
+// TextSearcher is a full-text index of the folders (the store's index).
+type TextSearcher interface {
+	// SearchIDs returns the ids of the messages of a folder matching every
+	// condition of q.
+	SearchIDs(mailbox, folder string, q store.Query) (map[string]bool, error)
 }
 
 var _ imapsrv.Backend = (*IMAP)(nil)

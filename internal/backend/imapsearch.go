@@ -18,8 +18,12 @@ import (
 )
 
 // Search implements imapserver.Session (RFC 9051 §6.4.4, ESEARCH of RFC
-// 4731, SEARCHRES of RFC 5182). Strings match as case-insensitive
-// substrings of the decoded header fields and text parts.
+// 4731, SEARCHRES of RFC 5182). With the backend's Searcher, TEXT, BODY,
+// SUBJECT, FROM and TO match words by prefix in the full-text index
+// (decoded headers, text parts, HTML text, attachment names; case- and
+// accent-insensitive), as Dovecot's FTS does; other strings, and all
+// without a Searcher, match as case-insensitive substrings of the decoded
+// header fields and text parts.
 func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	v := s.sel
 	var (
@@ -27,12 +31,13 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 		seqSet imap.SeqSet
 		uidSet imap.UIDSet
 	)
+	ft := &fullText{b: s.b, mailbox: s.mailbox, folder: v.name}
 	for i := range v.msgs {
 		m := &v.msgs[i]
 		if v.gone[m.UID] {
 			continue
 		}
-		c := &candidate{v: v, seq: uint32(i + 1), m: m}
+		c := &candidate{v: v, seq: uint32(i + 1), m: m, ft: ft}
 		ok, err := c.match(criteria)
 		if err != nil {
 			return nil, s.storeErr("search", err)
@@ -69,6 +74,7 @@ func (s *imapSession) Search(kind imapserver.NumKind, criteria *imap.SearchCrite
 // candidate is one message being matched, read at most once.
 type candidate struct {
 	v      *view
+	ft     *fullText
 	seq    uint32
 	m      *store.FolderMessage
 	raw    []byte
@@ -145,6 +151,14 @@ func (c *candidate) match(crit *imap.SearchCriteria) (bool, error) {
 			return false, err
 		}
 		for _, hc := range crit.Header {
+			if ok, indexed, err := c.ft.match(strings.ToLower(hc.Key), hc.Value, c.m.ID); err != nil {
+				return false, err
+			} else if indexed {
+				if !ok {
+					return false, nil
+				}
+				continue
+			}
 			if !matchFields(h.FieldsByKey(hc.Key), hc.Value) {
 				return false, nil
 			}
@@ -157,13 +171,19 @@ func (c *candidate) match(crit *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, text := range crit.Text {
-		ok, err := c.matchText(text, true)
+		ok, indexed, err := c.ft.match("text", text, m.ID)
+		if !indexed && err == nil {
+			ok, err = c.matchText(text, true)
+		}
 		if err != nil || !ok {
 			return false, err
 		}
 	}
 	for _, body := range crit.Body {
-		ok, err := c.matchText(body, false)
+		ok, indexed, err := c.ft.match("body", body, m.ID)
+		if !indexed && err == nil {
+			ok, err = c.matchText(body, false)
+		}
 		if err != nil || !ok {
 			return false, err
 		}
@@ -188,6 +208,51 @@ func (c *candidate) match(crit *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// fullText answers the string keys of one SEARCH from the backend's
+// Searcher, one query per distinct key and value.
+type fullText struct {
+	b               *IMAP
+	mailbox, folder string
+	sets            map[[2]string]map[string]bool
+}
+
+// match reports whether message id matches the string key (text, body,
+// subject, from, to) with value; indexed is false when the index does not
+// answer this key (another header field, an empty value, no Searcher).
+func (ft *fullText) match(key, value, id string) (ok, indexed bool, err error) {
+	if ft.b.Searcher == nil || strings.TrimSpace(value) == "" {
+		return false, false, nil
+	}
+	var q store.Query
+	v := strings.ToLower(value)
+	switch key {
+	case "text":
+		q.Words = []string{v}
+	case "body":
+		q.Text = []string{v}
+	case "subject":
+		q.Subject = []string{v}
+	case "from":
+		q.From = []string{v}
+	case "to":
+		q.To = []string{v}
+	default:
+		return false, false, nil
+	}
+	k := [2]string{key, v}
+	set, done := ft.sets[k]
+	if !done {
+		if set, err = ft.b.Searcher.SearchIDs(ft.mailbox, ft.folder, q); err != nil {
+			return false, true, err
+		}
+		if ft.sets == nil {
+			ft.sets = map[[2]string]map[string]bool{}
+		}
+		ft.sets[k] = set
+	}
+	return set[id], true, nil
 }
 
 // inSet reports whether the message (seq, uid) is in set, "*" being the

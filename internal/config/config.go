@@ -92,6 +92,11 @@ type Config struct {
 	WebAdmin   string
 	WebDisable bool
 
+	// IndexDisable turns off indexing after delivery and POP3's use of
+	// the index (the web inbox then indexes a folder when it first lists
+	// it).
+	IndexDisable bool
+
 	// Retention (off when both are zero): see store.RetentionPolicy.
 	RetentionMaxAge      time.Duration
 	RetentionMaxMessages int
@@ -349,6 +354,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.MetricsMailboxLabels, "metrics-mailbox-labels", c.MetricsMailboxLabels, "export the per-mailbox gauges, labelled with the user names")
 	fs.StringVar(&c.WebAdmin, "web-admin", c.WebAdmin, "user who sees every mailbox in the web inbox (others see their own)")
 	fs.BoolVar(&c.WebDisable, "web-disable", c.WebDisable, "do not serve the web inbox and its JSON API on --http-addr")
+	fs.BoolVar(&c.IndexDisable, "index-disable", c.IndexDisable, "do not index messages after delivery, and open POP3 maildrops by listing the Maildir instead of from the index")
 	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
 	fs.IntVar(&c.RetentionMaxMessages, "retention-max-messages", c.RetentionMaxMessages, "keep at most this many messages per mailbox, removing the oldest (0: no limit)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")

@@ -121,8 +121,11 @@ func (s *Server) openStore() error {
 		return fmt.Errorf("%s: %w", s.cfg.Setting("mailbox-dir"), err)
 	}
 	s.store = md
-	if !s.cfg.WebDisable {
-		s.index = index.New(md, index.Options{})
+	// The persistent index (one SQLite file per folder) feeds the web
+	// inbox, POP3's maildrop listing and IMAP's text searches.
+	s.index = index.New(md, index.Options{Logger: s.log, NoBackground: s.cfg.IndexDisable})
+	if !s.cfg.IndexDisable {
+		md.UseIndex(s.index)
 	}
 	return nil
 }
@@ -313,6 +316,7 @@ func (s *Server) newIMAP(tlsConfig *tls.Config) *imap.Server {
 			Folders:     s.store,
 			Counter:     s.metrics,
 			AppendLimit: int64(cfg.MaxMessageSize),
+			Searcher:    s.index,
 		},
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
@@ -483,11 +487,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// After the sessions: remove the tmp files prepared for deliveries. A
 	// delivery still running (past ctx) creates its own.
-	storeErr := s.store.Close()
 	httpErr := s.stopHTTP(ctx)
 	if s.index != nil {
-		s.index.Close() // after the last web request
+		s.index.Close() // after the last web request, before the store
 	}
+	storeErr := s.store.Close()
 	return errors.Join(smtpErr, pop3Err, imapErr, httpErr, storeErr)
 }
 

@@ -1,17 +1,30 @@
-// Package index keeps a summary of every message of the mailboxes of a
-// file-based store (the Maildir), so that listing and searching a mailbox
-// does not read its messages: it is that store's store.Browser. The store
-// stays the source of truth; the index reads and changes it through a
-// Source and can be rebuilt from it at any time.
+// Package index keeps a persistent summary and full-text index of every
+// message of the folders of a file-based store (the Maildir), so that
+// listing, searching and opening a POP3 maildrop does not read or stat its
+// messages: it is that store's store.Browser, and the source of the POP3
+// listing and of IMAP's text searches. The store stays the source of
+// truth: the index is one SQLite file per folder (Source.IndexFile), reconciled
+// with the store whenever the store's stamp (directory modification times)
+// says it changed, and rebuilt from it when missing, damaged or of another
+// version.
+//
+// Indexing never runs on the delivery path: a delivery's event queues its
+// messages, and a background worker reads and indexes them after the
+// delivery is durable and acknowledged. A message not yet indexed is still
+// listed and served, its summary read from its file.
 package index
 
 import (
-	"cmp"
+	"bytes"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
+	"os"
+	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,18 +35,23 @@ import (
 	"postoffice/internal/store"
 )
 
-// Index keeps a header summary of every message of the mailboxes it is
-// asked about. A mailbox's summary is built on first use, reconciled with
-// the Source whenever its stamp changes or an event of the mailbox is
-// published (only the messages not seen before are read), and can be
-// rebuilt from scratch at any time. It is safe for concurrent use.
+// Index keeps the index files of the folders it is asked about, opening
+// each on first use. It is safe for concurrent use, and several processes
+// may use one index file (SQLite locks it).
 type Index struct {
-	src    Source
-	dec    mime.WordDecoder
-	cancel func()
+	src  Source
+	dec  mime.WordDecoder
+	log  *slog.Logger
+	opts Options
 
-	mu    sync.Mutex
-	boxes map[string]*boxIndex
+	cancel func()
+	evq    chan store.Event
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	boxes  map[string]*box
+	closed bool
 }
 
 var _ store.Browser = (*Index)(nil)
@@ -44,213 +62,786 @@ type Options struct {
 	// and ISO-8859-1 to UTF-8 when decoding RFC 2047 encoded words (see
 	// mime.WordDecoder). Nil means every charset go-message knows.
 	CharsetReader func(charset string, input io.Reader) (io.Reader, error)
+	// Logger receives what reconciling finds (messages added, removed or
+	// moved behind the index's back) and index files rebuilt.
+	Logger *slog.Logger
+	// NoBackground turns off indexing after delivery: messages are then
+	// indexed when a listing or search first needs them.
+	NoBackground bool
 }
 
-// entry is one indexed message.
-type entry struct {
-	store.Summary
-	key   string // Source key: stable across flag changes
-	loc   string // Source location: where it is now
-	order int64  // ns: arrival time, the sort key
+// box is the index of one folder.
+type box struct {
+	name string // Source box name (BoxName)
+	path string // the index file
+
+	// mu serializes the writers of this process (reconcile, indexing,
+	// the browser's changes); readers do not take it.
+	mu       sync.Mutex
+	db       *sql.DB
+	stamp    string // the Source stamp the rows reflect
+	settled  bool   // the stamp was settled when the rows were read
+	lastScan time.Time
+	scanCost time.Duration // how long the last scan took
+	dirty    atomic.Bool   // an event says the rows may be stale
+	queued   atomic.Bool   // in the worker's queue
 }
 
-// boxIndex is the summary of one mailbox.
-type boxIndex struct {
-	name  string
-	dirty atomic.Bool // an event was published since the last reconcile
-
-	mu     sync.Mutex
-	built  bool
-	stamp  string // the Source's stamp at the last reconcile
-	byKey  map[string]*entry
-	byID   map[string]*entry
-	sorted []*entry // newest first
-	size   int64
-	unseen int
+// BoxName names a folder of mailbox for a Source: the mailbox itself for
+// INBOX (folder ""), else mailbox "/" folder.
+func BoxName(mailbox, folder string) string {
+	if folder == "" || strings.EqualFold(folder, "INBOX") {
+		return mailbox
+	}
+	return mailbox + "/" + folder
 }
 
-// New returns an Index of src's mailboxes. It subscribes to src's events;
-// Close unsubscribes.
+// New returns an Index of src's mailboxes. It subscribes to src's events
+// and starts the background indexer; Close stops both.
 func New(src Source, opts Options) *Index {
-	x := &Index{src: src, boxes: make(map[string]*boxIndex)}
+	x := &Index{src: src, opts: opts, log: opts.Logger, boxes: make(map[string]*box),
+		evq: make(chan store.Event, 4096), stop: make(chan struct{})}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
 	x.dec.CharsetReader = opts.CharsetReader
 	if x.dec.CharsetReader == nil {
 		x.dec.CharsetReader = charset.Reader
 	}
-	x.cancel = src.Subscribe(func(ev store.Event) {
-		if ev.Folder != "" {
-			return // the index is of INBOX
-		}
-		x.mu.Lock()
-		b := x.boxes[ev.Mailbox]
-		x.mu.Unlock()
-		if b != nil {
-			b.dirty.Store(true)
-		}
-	})
+	x.cancel = src.Subscribe(x.onEvent)
+	x.wg.Add(1)
+	go x.worker()
 	return x
 }
 
-// Close stops following the Source's events.
-func (x *Index) Close() { x.cancel() }
+// onEvent runs in the publisher's goroutine (a delivery, a POP3 commit):
+// it only queues, never waits.
+func (x *Index) onEvent(ev store.Event) {
+	select {
+	case x.evq <- ev:
+	default:
+		// The queue is full: the next reconcile finds the change.
+		if b := x.openedBox(BoxName(ev.Mailbox, ev.Folder)); b != nil {
+			b.dirty.Store(true)
+		}
+	}
+}
+
+// Close stops following the Source's events, waits for the indexer and
+// closes the index files.
+func (x *Index) Close() {
+	x.cancel()
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return
+	}
+	x.closed = true
+	close(x.stop)
+	x.mu.Unlock()
+	x.wg.Wait()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, b := range x.boxes {
+		b.mu.Lock()
+		if b.db != nil {
+			b.db.Close()
+			b.db = nil
+		}
+		b.mu.Unlock()
+	}
+}
 
 // Subscribe implements store.Events with the Source's events.
 func (x *Index) Subscribe(fn func(store.Event)) (cancel func()) { return x.src.Subscribe(fn) }
 
-// box returns the index of mailbox, reconciled with the Source.
-func (x *Index) box(mailbox string) (*boxIndex, error) {
-	if !store.ValidMailboxName(mailbox) {
-		return nil, store.ErrBadMailbox
-	}
+func (x *Index) openedBox(name string) *box {
 	x.mu.Lock()
-	b := x.boxes[mailbox]
+	defer x.mu.Unlock()
+	return x.boxes[name]
+}
+
+// errNoBox: the folder's directory does not exist (yet): it is empty.
+var errNoBox = errors.New("no such folder directory")
+
+// get returns the box of name with its index file open.
+func (x *Index) get(name string) (*box, error) {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return nil, errors.New("index closed")
+	}
+	b := x.boxes[name]
 	if b == nil {
-		b = &boxIndex{name: mailbox}
-		x.boxes[mailbox] = b
+		b = &box{name: name}
+		x.boxes[name] = b
 	}
 	x.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := x.reconcile(b, false); err != nil {
-		return nil, fmt.Errorf("index %s: %w", mailbox, err)
+	if b.db != nil {
+		return b, nil
+	}
+	dir, err := x.src.Dir(name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		if os.IsNotExist(err) {
+			return nil, errNoBox
+		}
+		return nil, err
+	}
+	if b.path, err = x.src.IndexFile(name); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(b.path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := x.openLocked(b); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
-// Rebuild forgets the summary of mailbox and reads it again from the
-// Source.
-func (x *Index) Rebuild(mailbox string) error {
-	b, err := x.box(mailbox)
+// openLocked opens b's index file (moving a damaged one aside) and loads
+// its stamp; b.mu is held.
+func (x *Index) openLocked(b *box) error {
+	db, _, err := openDB(b.path, x.log)
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return x.reconcile(b, true)
-}
-
-// reconcile brings b up to date with the Source; b.mu is held. It scans
-// the mailbox only when its stamp changed (or full is set), and reads a
-// message only when its key is new to the index.
-func (x *Index) reconcile(b *boxIndex, full bool) error {
-	stamp, settled, err := x.src.Stamp(b.name)
+	stamp, err := metaGet(db, "stamp")
 	if err != nil {
+		db.Close()
 		return err
 	}
-	if b.built && !full && !b.dirty.Load() && stamp == b.stamp && settled {
-		return nil
-	}
-	b.dirty.Store(false)
-	if full || !b.built {
-		b.byKey = make(map[string]*entry)
-	}
-	scanned, err := x.src.Scan(b.name)
-	if err != nil {
-		return err
-	}
-	seen := make(map[string]Scanned, len(scanned))
-	for _, s := range scanned {
-		seen[s.Key] = s
-	}
-	// Drop what is gone, follow renames, collect what is new.
-	for key, en := range b.byKey {
-		s, ok := seen[key]
-		if !ok {
-			delete(b.byKey, key)
-			continue
-		}
-		en.loc, en.Seen = s.Loc, s.Seen
-		delete(seen, key)
-	}
-	todo := make([]Scanned, 0, len(seen))
-	for _, s := range seen {
-		todo = append(todo, s)
-	}
-	for _, en := range x.readEntries(b.name, todo) {
-		if en != nil {
-			b.byKey[en.key] = en
-		}
-	}
-	b.resort()
-	b.stamp = stamp
-	b.built = true
+	b.db = db
+	b.stamp, b.settled = strings.CutSuffix(stamp, " settled")
+	b.lastScan = time.Time{}
 	return nil
 }
 
-// readEntries summarizes the messages of todo in parallel; an entry is nil
-// where the message could not be read.
-func (x *Index) readEntries(mailbox string, todo []Scanned) []*entry {
-	parsed := make([]*entry, len(todo))
+// recover handles an error of an operation on b: a damaged index file is
+// moved aside and a new one built, and true says to retry.
+func (x *Index) recover(b *box, err error) bool {
+	if !isCorrupt(err) {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db != nil {
+		b.db.Close()
+		b.db = nil
+	}
+	aside, qerr := quarantine(b.path)
+	if qerr != nil {
+		x.log.Error("index damaged and cannot be moved aside", "path", b.path, "err", qerr)
+		return false
+	}
+	x.log.Warn("index damaged: moved aside, rebuilding from the Maildir", "path", b.path, "moved_to", aside, "err", err)
+	return x.openLocked(b) == nil
+}
+
+// do runs fn on the box of name, with one retry after rebuilding a
+// damaged index file. A folder whose directory does not exist yet runs
+// fn with a nil box.
+func (x *Index) do(name string, fn func(b *box) error) error {
+	for try := 0; ; try++ {
+		b, err := x.get(name)
+		if errors.Is(err, errNoBox) {
+			return fn(nil)
+		}
+		if err != nil {
+			return err
+		}
+		err = fn(b)
+		if err == nil || try > 0 || !x.recover(b, err) {
+			return err
+		}
+	}
+}
+
+// scanShare bounds the time listings spend rescanning a folder that keeps
+// changing (deliveries arriving): after a scan that took d, a listing
+// rescans only once scanShare×d has passed, and is served from the index
+// and the deliveries' events meanwhile. A folder scanned in under
+// minThrottledScan is rescanned at every change; one of 100,000 messages (a scan of about 100 ms) at most
+// every second. POP3 and explicit reconciles always rescan a changed
+// folder.
+const scanShare = 8
+
+// minThrottledScan: a folder scanned faster than this is rescanned at
+// every change.
+const minThrottledScan = 20 * time.Millisecond
+
+// reconcile brings the rows of b up to date with the Source when its
+// stamp says the folder changed, or when force is set. Unless exact, it
+// rescans a changing folder at most every scanInterval. It returns what
+// it found.
+func (x *Index) reconcile(b *box, exact, force bool) (Diff, error) {
+	stamp, settled, err := x.src.Stamp(b.name)
+	if err != nil {
+		return Diff{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return Diff{}, errors.New("index closed")
+	}
+	if !force && !b.dirty.Load() && stamp == b.stamp && b.settled {
+		return Diff{}, nil
+	}
+	if !force && !exact && b.scanCost >= minThrottledScan && time.Since(b.lastScan) < scanShare*b.scanCost {
+		return Diff{}, nil
+	}
+	b.dirty.Store(false)
+	began := time.Now()
+	scanned, err := x.src.Scan(b.name)
+	if err != nil {
+		return Diff{}, err
+	}
+	type row struct {
+		rowid   int64
+		loc     string
+		indexed int
+	}
+	have := make(map[string]row, len(scanned))
+	rows, err := b.db.Query("SELECT rowid, key, loc, indexed FROM msgs")
+	if err != nil {
+		return Diff{}, err
+	}
+	for rows.Next() {
+		var r row
+		var key string
+		if err := rows.Scan(&r.rowid, &key, &r.loc, &r.indexed); err != nil {
+			rows.Close()
+			return Diff{}, err
+		}
+		have[key] = r
+	}
+	if err := rows.Close(); err != nil {
+		return Diff{}, err
+	}
+	var d Diff
+	tx, err := b.db.Begin()
+	if err != nil {
+		return Diff{}, err
+	}
+	defer tx.Rollback()
+	var buf []byte
+	for _, s := range scanned {
+		r, ok := have[s.Key]
+		if ok {
+			delete(have, s.Key)
+			if r.loc == s.Loc {
+				continue
+			}
+			d.Moved++
+			// A row that could not be read where it was is tried again.
+			if _, err := tx.Exec("UPDATE msgs SET loc = ?, seen = ?, indexed = CASE indexed WHEN 2 THEN 0 ELSE indexed END WHERE rowid = ?",
+				s.Loc, s.Seen, r.rowid); err != nil {
+				return Diff{}, err
+			}
+			continue
+		}
+		desc, ok, err := x.src.Describe(b.name, s.Loc, &buf)
+		if err != nil {
+			return Diff{}, err
+		}
+		if !ok {
+			continue // gone meanwhile
+		}
+		if _, err := tx.Exec("INSERT INTO msgs (key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?)",
+			s.Key, s.Loc, desc.ID, desc.Size, desc.Order, s.Seen); err != nil {
+			return Diff{}, err
+		}
+		d.Added++
+	}
+	for _, r := range have {
+		if _, err := tx.Exec("DELETE FROM msgs WHERE rowid = ?", r.rowid); err != nil {
+			return Diff{}, err
+		}
+		d.Removed++
+	}
+	v := stamp
+	if settled {
+		v += " settled"
+	}
+	if err := metaSet(tx, "stamp", v); err != nil {
+		return Diff{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return Diff{}, err
+	}
+	b.stamp, b.settled, b.lastScan = stamp, settled, time.Now()
+	b.scanCost = b.lastScan.Sub(began)
+	if d.Added+d.Removed+d.Moved > 0 {
+		x.log.Info("index reconciled with the Maildir", "folder", b.name,
+			"added", d.Added, "removed", d.Removed, "moved", d.Moved, "messages", len(scanned))
+		if d.Added > 0 {
+			x.kick(b)
+		}
+	}
+	return d, nil
+}
+
+// Diff is what a reconcile found changed in a folder.
+type Diff struct {
+	Added, Removed, Moved int
+}
+
+// kick queues b for the background indexer.
+func (x *Index) kick(b *box) {
+	if x.opts.NoBackground || !b.queued.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case x.evq <- store.Event{Kind: kickEvent, Mailbox: b.name, IDs: []string{""}}:
+	default:
+		b.queued.Store(false)
+	}
+}
+
+// kickEvent is an internal event kind: index the box named Mailbox.
+const kickEvent store.EventKind = "index"
+
+// worker applies the Source's events to the index files and indexes new
+// messages, off the delivery path.
+func (x *Index) worker() {
+	defer x.wg.Done()
+	todo := map[string]bool{}
+	for {
+		var ev store.Event
+		if len(todo) == 0 {
+			select {
+			case <-x.stop:
+				return
+			case ev = <-x.evq:
+			}
+		} else {
+			select {
+			case <-x.stop:
+				return
+			case ev = <-x.evq:
+			default:
+				// No event waiting: index a batch of one box.
+				for name := range todo {
+					more, err := x.indexSome(name, indexBatch)
+					if err != nil && !errors.Is(err, errNoBox) {
+						x.log.Warn("indexing failed", "folder", name, "err", err)
+					}
+					if !more || err != nil {
+						delete(todo, name)
+					}
+					break
+				}
+				continue
+			}
+		}
+		if name := x.applyEvent(ev); name != "" && !x.opts.NoBackground {
+			todo[name] = true
+		}
+	}
+}
+
+// indexBatch is how many messages one indexing transaction takes.
+const indexBatch = 256
+
+// applyEvent records what an event says in the index, returning the box
+// that may have messages to index.
+func (x *Index) applyEvent(ev store.Event) string {
+	name := ev.Mailbox
+	if ev.Kind != kickEvent {
+		name = BoxName(ev.Mailbox, ev.Folder)
+	}
+	switch ev.Kind {
+	case kickEvent:
+		if b := x.openedBox(name); b != nil {
+			b.queued.Store(false)
+		}
+		return name
+	case store.EventArrived:
+		if x.opts.NoBackground || ev.Folder != "" {
+			if b := x.openedBox(name); b != nil {
+				b.dirty.Store(true)
+			}
+			return ""
+		}
+		err := x.do(name, func(b *box) error {
+			if b == nil {
+				return nil
+			}
+			return x.addDelivered(b, ev.IDs)
+		})
+		if err != nil {
+			x.log.Warn("index: recording a delivery failed", "folder", name, "err", err)
+		}
+		return name
+	case store.EventDeleted:
+		if b := x.openedBox(name); b != nil {
+			b.mu.Lock()
+			var err error
+			if b.db != nil {
+				err = deleteIDs(b.db, ev.IDs)
+			}
+			b.mu.Unlock()
+			if err != nil {
+				b.dirty.Store(true)
+			}
+		}
+	default:
+		if b := x.openedBox(name); b != nil {
+			b.dirty.Store(true)
+		}
+	}
+	return ""
+}
+
+// addDelivered adds the rows of messages just delivered to INBOX (files
+// new/<id>.eml), unless the rows are there already.
+func (x *Index) addDelivered(b *box, ids []string) error {
+	var buf []byte
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return nil
+	}
+	tx, err := b.db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		key := id + ".eml"
+		loc := "new/" + key
+		d, ok, err := x.src.Describe(b.name, loc, &buf)
+		if err != nil || !ok {
+			b.dirty.Store(true) // moved already (or unreadable): rescan
+			continue
+		}
+		if _, err := tx.Exec("INSERT INTO msgs (key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (key) DO NOTHING",
+			key, loc, d.ID, d.Size, d.Order); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func deleteIDs(db *sql.DB, ids []string) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if _, err := tx.Exec("DELETE FROM msgs WHERE id = ?", id); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// pendingRow is a message waiting to be indexed.
+type pendingRow struct {
+	rowid int64
+	loc   string
+	sum   store.Summary
+	body  string
+	ok    bool
+}
+
+// indexSome indexes up to n messages of the box of name not yet indexed,
+// reporting whether more wait.
+func (x *Index) indexSome(name string, n int) (more bool, err error) {
+	err = x.do(name, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		var e error
+		more, e = x.indexBatchOf(b, n)
+		return e
+	})
+	return more, err
+}
+
+func (x *Index) indexBatchOf(b *box, n int) (bool, error) {
+	rows, err := b.db.Query("SELECT rowid, loc FROM msgs WHERE indexed = 0 LIMIT ?", n)
+	if err != nil {
+		return false, err
+	}
+	var todo []pendingRow
+	for rows.Next() {
+		var p pendingRow
+		if err := rows.Scan(&p.rowid, &p.loc); err != nil {
+			rows.Close()
+			return false, err
+		}
+		todo = append(todo, p)
+	}
+	if err := rows.Close(); err != nil {
+		return false, err
+	}
+	if len(todo) == 0 {
+		return false, nil
+	}
+	// Read and parse without the lock, in parallel.
 	var wg sync.WaitGroup
 	var next atomic.Int64
-	workers := min(len(todo), max(2, runtime.GOMAXPROCS(0)))
-	for range workers {
+	for range min(len(todo), max(2, runtime.GOMAXPROCS(0))) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var buf []byte
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(todo) {
 					return
 				}
-				parsed[i] = x.readEntry(mailbox, todo[i], &buf)
+				p := &todo[i]
+				p.body, p.ok = x.readSearchable(b.name, p.loc, &p.sum)
 			}
 		}()
 	}
 	wg.Wait()
-	return parsed
-}
-
-// resort rebuilds the sorted list, the id map and the counts from byKey;
-// b.mu is held.
-func (b *boxIndex) resort() {
-	b.sorted = b.sorted[:0]
-	b.byID = make(map[string]*entry, len(b.byKey))
-	b.size, b.unseen = 0, 0
-	for _, en := range b.byKey {
-		b.sorted = append(b.sorted, en)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return false, errors.New("index closed")
 	}
-	slices.SortFunc(b.sorted, func(a, c *entry) int {
-		return cmp.Or(cmp.Compare(c.order, a.order), strings.Compare(c.key, a.key))
-	})
-	// Two messages with one id (possible only for foreign names): keep the
-	// first, as the POP3 snapshot does (it keeps the oldest).
-	out := b.sorted[:0]
-	for _, en := range b.sorted {
-		if _, dup := b.byID[en.ID]; dup {
+	tx, err := b.db.Begin()
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	progress := 0
+	for _, p := range todo {
+		if !p.ok {
+			// Moved meanwhile (a flag change renamed it): the next
+			// reconcile finds it where it is now. Still there and
+			// unreadable: it is listed without a summary, and tried
+			// again when it moves.
+			b.dirty.Store(true)
+			if there, err := x.src.Exists(b.name, p.loc); err == nil && there {
+				if _, err := tx.Exec("UPDATE msgs SET indexed = 2 WHERE rowid = ? AND indexed = 0 AND loc = ?", p.rowid, p.loc); err != nil {
+					return false, err
+				}
+			}
 			continue
 		}
-		b.byID[en.ID] = en
-		b.size += en.Size
-		if !en.Seen {
-			b.unseen++
+		progress++
+		s := &p.sum
+		var date int64
+		if !s.Date.IsZero() {
+			date = s.Date.Unix()
 		}
-		out = append(out, en)
+		res, err := tx.Exec("UPDATE msgs SET indexed = 1, date = ?, hfrom = ?, hto = ?, subject = ?, attach = ? WHERE rowid = ? AND indexed = 0",
+			date, s.From, strings.Join(s.To, "\n"), s.Subject, s.Attachments, p.rowid)
+		if err != nil {
+			return false, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue // removed or indexed meanwhile
+		}
+		if _, err := tx.Exec("INSERT INTO fts (rowid, hfrom, hto, subject, body) VALUES (?, ?, ?, ?, ?)",
+			p.rowid, s.From, strings.Join(s.To, "\n"), s.Subject, p.body); err != nil {
+			return false, err
+		}
 	}
-	b.sorted = out
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	// No progress at all (every message moved meanwhile): stop, and let
+	// the next reconcile find them.
+	return len(todo) == n && progress > 0, nil
 }
 
-// readEntry summarizes one message; nil when it vanished or cannot be read
-// (it will be tried again at the next reconcile that sees it).
-func (x *Index) readEntry(mailbox string, s Scanned, buf *[]byte) *entry {
-	d, ok, err := x.src.Describe(mailbox, s.Loc, buf)
-	if err != nil || !ok {
-		return nil
-	}
-	en := &entry{key: s.Key, loc: s.Loc, order: d.Order}
-	en.ID, en.Size = d.ID, d.Size
-	en.Received = time.Unix(0, d.Order)
-	en.Seen = s.Seen
-	rc, err := x.src.Open(mailbox, s.Loc, -1)
+// readSearchable reads the message at loc: its summary into s, and its
+// search text. ok is false when it cannot be read (gone, moved).
+func (x *Index) readSearchable(name, loc string, s *store.Summary) (string, bool) {
+	rc, err := x.src.Open(name, loc, -1)
 	if err != nil {
-		return nil
+		return "", false
 	}
-	defer rc.Close()
-	if err := summarize(rc, &en.Summary, &x.dec); err != nil {
-		return nil
+	raw, err := readLimited(rc)
+	rc.Close()
+	if err != nil {
+		return "", false
 	}
-	return en
+	if err := summarize(bytes.NewReader(raw), s, &x.dec); err != nil {
+		return "", false
+	}
+	return bodyText(raw, &x.dec), true
+}
+
+// catchUp indexes every message of b not yet indexed; a search needs
+// them all.
+func (x *Index) catchUp(b *box) error {
+	for {
+		more, err := x.indexBatchOf(b, 1024)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// Listed is one message of a folder as the index has it: what a POP3
+// maildrop needs.
+type Listed struct {
+	Key, Loc, ID string
+	Size, Order  int64
+}
+
+// Listing returns every message of the folder, after reconciling the
+// index with the Source exactly (a folder changed since the index saw it
+// is rescanned), in no particular order. POP3 opens its maildrop from it
+// instead of stat'ing every file.
+func (x *Index) Listing(name string) ([]Listed, error) {
+	var out []Listed
+	err := x.do(name, func(b *box) error {
+		out = out[:0]
+		if b == nil {
+			return nil
+		}
+		if _, err := x.reconcile(b, true, false); err != nil {
+			return err
+		}
+		rows, err := b.db.Query("SELECT key, loc, id, size, received FROM msgs")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l Listed
+			if err := rows.Scan(&l.Key, &l.Loc, &l.ID, &l.Size, &l.Order); err != nil {
+				return err
+			}
+			out = append(out, l)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Warm reconciles the index of a folder with the Source when its stamp
+// says it changed (POP3, before it takes the maildrop lock).
+func (x *Index) Warm(name string) error {
+	return x.do(name, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		_, err := x.reconcile(b, true, false)
+		return err
+	})
+}
+
+// Reconcile brings the index of a folder up to date with the Source now,
+// whatever its stamp says.
+func (x *Index) Reconcile(name string) (Diff, error) {
+	var d Diff
+	err := x.do(name, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		var err error
+		d, err = x.reconcile(b, true, true)
+		return err
+	})
+	return d, err
+}
+
+// Reindex rebuilds the index of a folder from the Source: every message
+// listed and read again. progress, when set, is called after each batch
+// with the messages indexed so far and the total. A Reindex cut short
+// (killed) leaves an index that lists every message and indexes the rest
+// in the background.
+func (x *Index) Reindex(name string, progress func(done, total int)) (Diff, int, error) {
+	var d Diff
+	total := 0
+	err := x.do(name, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		var err error
+		if d, err = x.reconcile(b, true, true); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		_, err = b.db.Exec("UPDATE msgs SET indexed = 0; INSERT INTO fts (fts) VALUES ('delete-all');")
+		if err == nil {
+			err = b.db.QueryRow("SELECT count(*) FROM msgs").Scan(&total)
+		}
+		b.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		done := 0
+		for {
+			more, err := x.indexBatchOf(b, 1024)
+			if err != nil {
+				return err
+			}
+			if err := b.db.QueryRow("SELECT count(*) FROM msgs WHERE indexed <> 0").Scan(&done); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(done, total)
+			}
+			if !more {
+				return nil
+			}
+		}
+	})
+	return d, total, err
+}
+
+// Flush indexes every message of the folder not yet indexed and returns
+// when done (tests, and the reindex command).
+func (x *Index) Flush(name string) error {
+	return x.do(name, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		if _, err := x.reconcile(b, true, false); err != nil {
+			return err
+		}
+		return x.catchUp(b)
+	})
+}
+
+// summaryCols are the columns a Summary is read from, in scanSummary's
+// order.
+const summaryCols = "id, size, received, seen, indexed, date, hfrom, hto, subject, attach, loc"
+
+// scanSummary reads one row of summaryCols; a row not indexed yet gets
+// its summary from its file.
+func (x *Index) scanSummary(name string, rows interface{ Scan(...any) error }) (store.Summary, string, error) {
+	var (
+		s                store.Summary
+		recv, date       int64
+		indexed          int
+		to, loc          string
+		seen, attachment bool
+	)
+	if err := rows.Scan(&s.ID, &s.Size, &recv, &seen, &indexed, &date, &s.From, &to, &s.Subject, &attachment, &loc); err != nil {
+		return s, "", err
+	}
+	s.Received, s.Seen, s.Attachments = time.Unix(0, recv), seen, attachment
+	if date != 0 {
+		s.Date = time.Unix(date, 0)
+	}
+	if to != "" {
+		s.To = strings.Split(to, "\n")
+	}
+	if indexed == 0 {
+		if rc, err := x.src.Open(name, loc, -1); err == nil {
+			var fresh store.Summary
+			if summarize(rc, &fresh, &x.dec) == nil {
+				s.From, s.To, s.Subject, s.Date, s.Attachments = fresh.From, fresh.To, fresh.Subject, fresh.Date, fresh.Attachments
+			}
+			rc.Close()
+		}
+	}
+	return s, loc, nil
 }
 
 // Mailboxes implements store.Browser: every mailbox of the Source, with
@@ -271,87 +862,334 @@ func (x *Index) Mailboxes() ([]store.MailboxInfo, error) {
 	return out, nil
 }
 
+// checkName checks a mailbox name as every Browser method does.
+func checkName(mailbox string) error {
+	if !store.ValidMailboxName(mailbox) {
+		return store.ErrBadMailbox
+	}
+	return nil
+}
+
 // Mailbox implements store.Browser.
 func (x *Index) Mailbox(mailbox string) (store.MailboxInfo, error) {
-	b, err := x.box(mailbox)
-	if err != nil {
-		return store.MailboxInfo{}, err
+	info := store.MailboxInfo{Name: mailbox}
+	if err := checkName(mailbox); err != nil {
+		return info, err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return store.MailboxInfo{Name: mailbox, Messages: len(b.sorted), Unseen: b.unseen, Size: b.size}, nil
+	err := x.do(mailbox, func(b *box) error {
+		if b == nil {
+			return nil
+		}
+		if _, err := x.reconcile(b, false, false); err != nil {
+			return err
+		}
+		return b.db.QueryRow("SELECT count(*), coalesce(sum(size), 0), coalesce(sum(seen = 0), 0) FROM msgs").
+			Scan(&info.Messages, &info.Size, &info.Unseen)
+	})
+	if err != nil {
+		return info, fmt.Errorf("index %s: %w", mailbox, err)
+	}
+	return info, nil
 }
 
 // Get implements store.Browser.
 func (x *Index) Get(mailbox, id string) (store.Summary, error) {
-	b, err := x.box(mailbox)
-	if err != nil {
-		return store.Summary{}, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	en, ok := b.byID[id]
-	if !ok {
-		return store.Summary{}, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
-	}
-	return en.Summary, nil
+	s, _, err := x.find(mailbox, id)
+	return s, err
 }
 
-// List implements store.Browser. Header conditions are checked against
-// the summaries; a text condition reads the first store.MaxSearchBytes of
-// each remaining candidate, without the mailbox's lock.
-func (x *Index) List(mailbox string, q store.Query, offset, limit int) (store.ListResult, error) {
-	b, err := x.box(mailbox)
-	if err != nil {
-		return store.ListResult{}, err
-	}
-	b.mu.Lock()
-	if q.IsZero() {
-		var res store.ListResult
-		res.Total = len(b.sorted)
-		if offset < len(b.sorted) {
-			for _, en := range b.sorted[offset:min(len(b.sorted), offset+limit)] {
-				res.Messages = append(res.Messages, en.Summary)
-			}
-		}
-		b.mu.Unlock()
-		return res, nil
-	}
-	// Copy what the body search needs, then read messages without the lock.
-	type cand struct {
-		store.Summary
+// find returns the summary and location of message id, reconciling once
+// when the index does not know it or its file is not where the index
+// says.
+func (x *Index) find(mailbox, id string) (store.Summary, string, error) {
+	var (
+		s   store.Summary
 		loc string
+	)
+	if err := checkName(mailbox); err != nil {
+		return s, "", err
 	}
-	var cs []cand
-	for _, en := range b.sorted {
-		if q.MatchSummary(&en.Summary) {
-			cs = append(cs, cand{en.Summary, en.loc})
+	if !store.ValidID(id) {
+		return s, "", fmt.Errorf("message %q: %w", id, store.ErrNotFound)
+	}
+	err := x.do(mailbox, func(b *box) error {
+		if b == nil {
+			return store.ErrNotFound
 		}
-	}
-	b.mu.Unlock()
-
-	var res store.ListResult
-	for _, c := range cs {
-		if len(q.Text) > 0 {
-			if q.BodyMatch == nil || !x.matchBody(mailbox, c.loc, q) {
-				continue
+		if _, err := x.reconcile(b, false, false); err != nil {
+			return err
+		}
+		for try := 0; ; try++ {
+			row := b.db.QueryRow("SELECT "+summaryCols+" FROM msgs WHERE id = ? ORDER BY received, key LIMIT 1", id)
+			var err error
+			s, loc, err = x.scanSummary(mailbox, row)
+			if err == nil {
+				if there, err := x.src.Exists(mailbox, loc); err != nil {
+					return err
+				} else if there {
+					return nil
+				}
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if try > 0 {
+				return store.ErrNotFound
+			}
+			if _, err := x.reconcile(b, true, true); err != nil {
+				return err
 			}
 		}
-		if res.Total >= offset && len(res.Messages) < limit {
-			res.Messages = append(res.Messages, c.Summary)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return s, "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return s, "", fmt.Errorf("index %s: %w", mailbox, err)
+	}
+	return s, loc, nil
+}
+
+// List implements store.Browser from the index: header, date, size and
+// flag conditions in SQL, words through the full-text index (word-prefix
+// matching, case- and accent-insensitive). A query with words first
+// indexes what is not indexed yet, so that nothing is missed.
+func (x *Index) List(mailbox string, q store.Query, offset, limit int) (store.ListResult, error) {
+	var res store.ListResult
+	if err := checkName(mailbox); err != nil {
+		return res, err
+	}
+	where, args := sqlWhere(q)
+	err := x.do(mailbox, func(b *box) error {
+		res = store.ListResult{}
+		if b == nil {
+			return nil
 		}
-		res.Total++
+		if _, err := x.reconcile(b, false, false); err != nil {
+			return err
+		}
+		if needsIndexed(q) {
+			if err := x.catchUp(b); err != nil {
+				return err
+			}
+		}
+		if err := b.db.QueryRow("SELECT count(*) FROM msgs"+where, args...).Scan(&res.Total); err != nil {
+			return err
+		}
+		if offset >= res.Total || limit <= 0 {
+			return nil
+		}
+		rows, err := b.db.Query("SELECT "+summaryCols+" FROM msgs"+where+" ORDER BY received DESC, key DESC LIMIT ? OFFSET ?",
+			append(args, limit, offset)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			s, _, err := x.scanSummary(mailbox, rows)
+			if err != nil {
+				return err
+			}
+			res.Messages = append(res.Messages, s)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return res, fmt.Errorf("index %s: %w", mailbox, err)
 	}
 	return res, nil
 }
 
-// matchBody runs q.BodyMatch on the first store.MaxSearchBytes of a
-// message.
-func (x *Index) matchBody(mailbox, loc string, q store.Query) bool {
-	rc, err := x.src.Open(mailbox, loc, -1)
-	if err != nil {
-		return false
+// SearchIDs returns the ids of the messages of a folder matching q (every
+// condition; words by the full-text index): IMAP SEARCH's text keys.
+func (x *Index) SearchIDs(mailbox, folder string, q store.Query) (map[string]bool, error) {
+	out := map[string]bool{}
+	where, args := sqlWhere(q)
+	err := x.do(BoxName(mailbox, folder), func(b *box) error {
+		clear(out)
+		if b == nil {
+			return nil
+		}
+		if _, err := x.reconcile(b, true, false); err != nil {
+			return err
+		}
+		if err := x.catchUp(b); err != nil {
+			return err
+		}
+		rows, err := b.db.Query("SELECT id FROM msgs"+where, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			out[id] = true
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// needsIndexed reports whether q looks at what only indexed rows have.
+func needsIndexed(q store.Query) bool {
+	return len(q.Words)+len(q.From)+len(q.To)+len(q.Subject)+len(q.Text) > 0 || q.Attachments != nil
+}
+
+// sqlWhere turns q into a WHERE clause over msgs (with its leading space,
+// empty for a zero query) and its arguments.
+func sqlWhere(q store.Query) (string, []any) {
+	var conds []string
+	var args []any
+	if m := ftsMatch(q); m != "" {
+		conds = append(conds, "rowid IN (SELECT rowid FROM fts WHERE fts MATCH ?)")
+		args = append(args, m)
 	}
-	defer rc.Close()
-	return q.BodyMatch(io.LimitReader(rc, store.MaxSearchBytes), q.Text)
+	if !q.After.IsZero() {
+		conds, args = append(conds, "received >= ?"), append(args, q.After.UnixNano())
+	}
+	if !q.Before.IsZero() {
+		conds, args = append(conds, "received < ?"), append(args, q.Before.UnixNano())
+	}
+	if q.Larger > 0 {
+		conds, args = append(conds, "size > ?"), append(args, q.Larger)
+	}
+	if q.Smaller > 0 {
+		conds, args = append(conds, "size < ?"), append(args, q.Smaller)
+	}
+	if q.Seen != nil {
+		conds, args = append(conds, "seen = ?"), append(args, *q.Seen)
+	}
+	if q.Attachments != nil {
+		conds, args = append(conds, "attach = ?"), append(args, *q.Attachments)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// ftsMatch returns the FTS5 query of q's words: every term must match,
+// each as a phrase whose last word is a prefix ("weekly rep" matches
+// "weekly report"). The tokenizer splits a term as it split the text, so
+// "alice@example.com" is the phrase alice example com. A term without a
+// letter or digit constrains nothing.
+func ftsMatch(q store.Query) string {
+	var parts []string
+	add := func(col string, terms []string) {
+		for _, t := range terms {
+			if !hasWordChar(t) {
+				continue
+			}
+			p := `"` + strings.ReplaceAll(t, `"`, `""`) + `"*`
+			if col != "" {
+				p = col + " : " + p
+			}
+			parts = append(parts, p)
+		}
+	}
+	add("", q.Words)
+	add("hfrom", q.From)
+	add("hto", q.To)
+	add("subject", q.Subject)
+	add("body", q.Text)
+	return strings.Join(parts, " AND ")
+}
+
+func hasWordChar(s string) bool {
+	for _, r := range s {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r > 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// Open implements store.Browser.
+func (x *Index) Open(mailbox, id string) (io.ReadCloser, store.Summary, error) {
+	s, loc, err := x.find(mailbox, id)
+	if err != nil {
+		return nil, s, err
+	}
+	rc, err := x.src.Open(mailbox, loc, s.Size)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, store.Summary{}, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, store.Summary{}, err
+	}
+	return rc, s, nil
+}
+
+// Delete implements store.Browser: the Source removes the messages under
+// the maildrop lock (Source.Remove), for the duration of the call only.
+func (x *Index) Delete(mailbox string, ids []string) ([]string, error) {
+	var (
+		msgs []Located
+		errs []error
+		seen = map[string]bool{}
+	)
+	for _, id := range ids {
+		if !store.ValidID(id) || seen[id] {
+			continue
+		}
+		seen[id] = true
+		_, loc, err := x.find(mailbox, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if errors.Is(err, store.ErrBadMailbox) {
+			return nil, err
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		msgs = append(msgs, Located{ID: id, Loc: loc})
+	}
+	removed, err := x.src.Remove(mailbox, msgs)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("delete in %s: %w", mailbox, err)
+	}
+	errs = append(errs, err)
+	if len(removed) > 0 {
+		if b := x.openedBox(mailbox); b != nil {
+			b.mu.Lock()
+			if b.db != nil {
+				if err := deleteIDs(b.db, removed); err != nil {
+					b.dirty.Store(true)
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("delete in %s: %w", mailbox, err)
+	}
+	return removed, nil
+}
+
+// SetSeen implements store.Browser through Source.SetSeen. No lock is
+// taken: POP3 sessions find a moved message by its key.
+func (x *Index) SetSeen(mailbox, id string, seen bool) (store.Summary, error) {
+	s, loc, err := x.find(mailbox, id)
+	if err != nil {
+		return s, err
+	}
+	newLoc, err := x.src.SetSeen(mailbox, id, loc, seen)
+	if err != nil {
+		return store.Summary{}, err
+	}
+	s.Seen = seen
+	if b := x.openedBox(mailbox); b != nil {
+		b.mu.Lock()
+		if b.db != nil {
+			if _, err := b.db.Exec("UPDATE msgs SET loc = ?, seen = ?, indexed = CASE indexed WHEN 2 THEN 0 ELSE indexed END WHERE loc = ?", newLoc, seen, loc); err != nil {
+				b.dirty.Store(true)
+			}
+		}
+		b.mu.Unlock()
+	}
+	return s, nil
 }

@@ -50,7 +50,7 @@ func BenchmarkIndex100k(b *testing.B) {
 	}
 	b.Run("first-list-cold", func(b *testing.B) {
 		for b.Loop() {
-			if err := x.Rebuild("user"); err != nil {
+			if _, _, err := x.Reindex("user", nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -89,7 +89,7 @@ func TestIndexFollowsMaildir(t *testing.T) {
 	if n, err := x.Delete("u", []string{b, "foreign-1", "nope"}); err != nil || len(n) != 2 {
 		t.Fatalf("delete: %v %v", n, err)
 	}
-	if err := x.Rebuild("u"); err != nil {
+	if _, _, err := x.Reindex("u", nil); err != nil {
 		t.Fatal(err)
 	}
 	res, _ = x.List("u", store.Query{}, 0, 10)

@@ -18,6 +18,14 @@ import (
 type Source interface {
 	store.Events
 
+	// Dir returns the directory of the folder box (index.BoxName): the
+	// folder exists when it does.
+	Dir(box string) (string, error)
+
+	// IndexFile returns where the index file of box lives (its directory
+	// is made on first use).
+	IndexFile(box string) (string, error)
+
 	// Mailboxes returns the names of the mailboxes that exist, sorted.
 	Mailboxes() ([]string, error)
 

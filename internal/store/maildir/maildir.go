@@ -134,6 +134,7 @@ type Options struct {
 type Maildir struct {
 	root      string
 	log       *slog.Logger
+	index     MaildropIndex // UseIndex
 	syncers   syncerSet
 	known     sync.Map // mailbox name -> uint64 device: its directories exist durably
 	noStage   sync.Map // mailbox name -> struct{}: link from the staging directory fails (EXDEV)

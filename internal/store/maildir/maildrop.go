@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"postoffice/internal/store"
+	"postoffice/internal/store/index"
 	"slices"
 	"strings"
 	"sync"
@@ -44,10 +45,12 @@ type maildrop struct {
 }
 
 // OpenMaildrop implements store.Store. It creates the mailbox directories if
-// needed, takes a non-blocking exclusive flock on root/<mailbox>/
-// .postoffice.lock (RFC 1939 §8: the server should take an exclusive-access
-// lock on the maildrop; a second session gets store.ErrLocked, whether in this
-// process or another) and snapshots new/ and cur/.
+// needed, takes an exclusive flock on root/<mailbox>/.postoffice.lock,
+// waiting up to lockBriefWait for a brief holder (RFC 1939 §8: the server
+// should take an exclusive-access lock on the maildrop; a second session
+// gets store.ErrLocked, whether in this process or another) and snapshots
+// new/ and cur/: from the persistent index when UseIndex gave one (the
+// same snapshot, without a stat per file), else from the directories.
 //
 // The snapshot lists regular files only, skipping names starting with '.'.
 // Order, oldest first: by a time key, then file name, then directory. The
@@ -71,12 +74,32 @@ func (m *Maildir) OpenMaildrop(mailbox string) (_ store.Maildrop, err error) {
 	if !store.ValidMailboxName(mailbox) {
 		return nil, store.ErrBadMailbox
 	}
-	lf, err := m.lockMailbox(mailbox)
+	if m.index != nil {
+		// Bring the index up to date before taking the lock, so that
+		// the lock is held only for reading the rows (and for what
+		// changed in between).
+		if err := m.index.Warm(mailbox); err != nil {
+			m.log.Warn("POP3: the index cannot be brought up to date", "mailbox", mailbox, "err", err)
+		}
+	}
+	// Wait a moment for a brief holder (retention, a web delete, an IMAP
+	// expunge) rather than refuse a login; another POP3 session holds
+	// it for its whole life and gets store.ErrLocked after the wait.
+	lf, err := m.lockMailboxBrief(mailbox)
 	if err != nil {
 		return nil, err
 	}
 	dir := m.mailboxDir(mailbox)
-	msgs, err := snapshot(dir)
+	var msgs []message
+	if m.index != nil {
+		msgs, err = m.indexedSnapshot(mailbox)
+		if err != nil {
+			m.log.Warn("POP3: the index cannot list the maildrop; listing the Maildir", "mailbox", mailbox, "err", err)
+		}
+	}
+	if m.index == nil || err != nil {
+		msgs, err = snapshot(dir)
+	}
 	if err != nil {
 		lf.Close()
 		return nil, err
@@ -128,6 +151,40 @@ func (m *Maildir) lockMailboxBrief(mailbox string) (*os.File, error) {
 	}
 }
 
+// MaildropIndex is what OpenMaildrop needs of the persistent index
+// (*index.Index).
+type MaildropIndex interface {
+	// Listing returns every message of a folder, reconciled with the
+	// directories when their modification times changed.
+	Listing(box string) ([]index.Listed, error)
+	// Warm reconciles a folder's index without listing it.
+	Warm(box string) error
+}
+
+// UseIndex makes OpenMaildrop take its snapshot from the persistent index
+// instead of stat'ing every file. It is called before the store is used.
+func (m *Maildir) UseIndex(x MaildropIndex) { m.index = x }
+
+// indexedSnapshot is snapshot from the index: the same messages, ids,
+// sizes and order, without a system call per message.
+func (m *Maildir) indexedSnapshot(mailbox string) ([]message, error) {
+	ls, err := m.index.Listing(mailbox)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]message, 0, len(ls))
+	for _, l := range ls {
+		sub, name, ok := splitLoc(l.Loc)
+		if !ok {
+			continue
+		}
+		_, ours := ourFileID(name)
+		msgs = append(msgs, message{MessageInfo: store.MessageInfo{ID: l.ID, Size: l.Size},
+			sub: sub, name: name, base: l.Key, foreign: !ours, order: l.Order})
+	}
+	return sortSnapshot(msgs), nil
+}
+
 // snapshot lists the messages in dir/new and dir/cur (see OpenMaildrop).
 func snapshot(dir string) ([]message, error) {
 	var msgs []message
@@ -144,6 +201,12 @@ func snapshot(dir string) ([]message, error) {
 			return nil, err
 		}
 	}
+	return sortSnapshot(msgs), nil
+}
+
+// sortSnapshot sorts a snapshot oldest first and keeps the first message
+// of each id (see OpenMaildrop).
+func sortSnapshot(msgs []message) []message {
 	slices.SortFunc(msgs, func(a, b message) int {
 		return cmp.Or(cmp.Compare(a.order, b.order),
 			strings.Compare(a.name, b.name), strings.Compare(a.sub, b.sub))
@@ -157,7 +220,7 @@ func snapshot(dir string) ([]message, error) {
 		seen[msg.ID] = struct{}{}
 		out = append(out, msg)
 	}
-	return out, nil
+	return out
 }
 
 // scanMessage describes the message file dir/sub/name, whose lstat(2) info

@@ -139,7 +139,7 @@ func (m *Maildir) Exists(mailbox, loc string) (bool, error) {
 // Remove implements index.Source: under the maildrop lock, it unlinks the
 // files and fsyncs the directories it removed from.
 func (m *Maildir) Remove(mailbox string, msgs []index.Located) (removed []string, err error) {
-	if _, err := m.sourceDir(mailbox); err != nil {
+	if _, err := m.inboxDir(mailbox); err != nil {
 		return nil, err
 	}
 	lf, err := m.lockMailbox(mailbox)
@@ -188,7 +188,7 @@ func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("message %s: %w", id, store.ErrNotFound)
 	}
-	dir, err := m.sourceDir(mailbox)
+	dir, err := m.inboxDir(mailbox)
 	if err != nil {
 		return "", err
 	}
@@ -211,13 +211,57 @@ func (m *Maildir) SetSeen(mailbox, id, loc string, seen bool) (string, error) {
 	return rs[0].newSub + "/" + rs[0].newName, nil
 }
 
-// sourceDir is mailboxDir for the index.Source methods, which check the
-// name as every exported method does.
-func (m *Maildir) sourceDir(mailbox string) (string, error) {
+// sourceDir is the directory of an index.Source box: a mailbox (its
+// INBOX) or "mailbox/folder" (index.BoxName), checked as every exported
+// method checks names.
+func (m *Maildir) sourceDir(box string) (string, error) {
+	mailbox, folder, isFolder := strings.Cut(box, "/")
 	if !store.ValidMailboxName(mailbox) {
 		return "", fmt.Errorf("mailbox %q: %w", mailbox, store.ErrBadMailbox)
 	}
-	return m.mailboxDir(mailbox), nil
+	if !isFolder {
+		return m.mailboxDir(mailbox), nil
+	}
+	f, err := parseFolder(folder)
+	if err != nil || f.inbox() {
+		return "", fmt.Errorf("folder %q of %q: %w", folder, mailbox, store.ErrBadMailbox)
+	}
+	return m.folderDir(mailbox, f), nil
+}
+
+// inboxDir is sourceDir for the Source methods that change INBOX only
+// (the web inbox's delete and mark read).
+func (m *Maildir) inboxDir(box string) (string, error) {
+	if strings.Contains(box, "/") {
+		return "", fmt.Errorf("mailbox %q: %w", box, store.ErrBadMailbox)
+	}
+	return m.sourceDir(box)
+}
+
+// Dir implements index.Source.
+func (m *Maildir) Dir(box string) (string, error) { return m.sourceDir(box) }
+
+// IndexDirName is the directory under the root that holds the index
+// files: root/.index/<mailbox>/<folder directory>.sqlite, where INBOX's
+// folder directory is "INBOX" and a folder's its Maildir++ name (".A.B").
+// The index lives outside the mailboxes so that no Maildir reader
+// (Dovecot would list a ".index" folder) ever sees it, and removing a
+// mailbox with rm -rf cannot race the index's writes; a stale index of a
+// mailbox removed and made again is reconciled like any other.
+const IndexDirName = ".index"
+
+// IndexFile implements index.Source.
+func (m *Maildir) IndexFile(box string) (string, error) {
+	dir, err := m.sourceDir(box)
+	if err != nil {
+		return "", err
+	}
+	mailbox, _, isFolder := strings.Cut(box, "/")
+	name := "INBOX"
+	if isFolder {
+		name = filepath.Base(dir)
+	}
+	return filepath.Join(m.root, IndexDirName, mailbox, name+".sqlite"), nil
 }
 
 // seenFlag reports whether a message file carries the Maildir "S" (seen)

@@ -49,7 +49,9 @@ func TestSourceRefusesLocationsOutsideTheMailbox(t *testing.T) {
 		}
 	}
 	// Nor a mailbox name that is not one (the index checks names too).
-	for _, bad := range []string{"..", "../u", "u/new", ".tmp", ""} {
+	// A folder box ("u/Folder") names a Maildir++ folder below u, never a
+	// path.
+	for _, bad := range []string{"..", "../u", "u/../../x", "u/", "u/INBOX", "u/a/../../..", ".tmp", ""} {
 		if _, err := m.Scan(bad); !errors.Is(err, store.ErrBadMailbox) {
 			t.Errorf("Scan(%q): %v, want ErrBadMailbox", bad, err)
 		}
