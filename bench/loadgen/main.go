@@ -78,6 +78,7 @@ type options struct {
 	dir        string
 	count      int
 	naming     string
+	words      bool
 	seed       int64
 	in         string
 	mailbox    string
@@ -213,6 +214,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "maildir, files: the Maildir to fill")
 	flag.IntVar(&o.count, "count", 1000, "maildir: number of files")
 	flag.StringVar(&o.naming, "naming", "postoffice", "maildir: postoffice or dovecot file names")
+	flag.BoolVar(&o.words, "words", false, "maildir: every message different, of words with Zipf frequencies (for text search), instead of random octets")
 	flag.StringVar(&o.in, "in", "", "report: the results file (JSON lines) to summarise")
 	flag.StringVar(&o.mailbox, "mailbox", "INBOX", "imap*: the mailbox to SELECT")
 	flag.StringVar(&o.smtpAddr, "smtp-addr", "", "imapidle, imapidlemany: SMTP (or LMTP) address to deliver to")
@@ -249,6 +251,9 @@ func main() {
 		res = runSMTP(ctx, &o)
 	case "pop3":
 		res = runPOP3(ctx, &o)
+	case "vocab":
+		printQueries(o.count)
+		return
 	case "pop3stat":
 		res = runPOP3Stat(ctx, &o)
 	case "imapfetch":

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -216,6 +217,47 @@ func runPOP3Stat(ctx context.Context, o *options) Result {
 	return col.result(o, time.Since(start))
 }
 
+// vocabSize is the vocabulary of -words messages.
+const vocabSize = 20000
+
+var syllables = []string{"ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "vu", "ze", "ba", "do", "fi", "gu", "ha", "jo"}
+
+// vocabWord is word k of the -words vocabulary: three or four syllables,
+// the same on every run (bench/index.sh searches for known ones).
+func vocabWord(k int) string {
+	w := syllables[k%16] + syllables[k/16%16] + syllables[k/256%16]
+	if k >= 4096 {
+		w += syllables[k/4096%16]
+	}
+	return w
+}
+
+// wordMessage is a message of about size octets whose subject and body
+// are words of the vocabulary drawn with Zipf frequencies (as in real
+// text: a few words are everywhere, most are rare), so that text searches
+// have realistic hit counts.
+func wordMessage(z *rand.Zipf, size, n int) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: Sender %s <s%d@example.com>\r\nTo: <user@example.com>\r\nSubject: %s %s %s %d\r\n"+
+		"Message-ID: <%d@bench.example>\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n",
+		vocabWord(n%500), n%500, vocabWord(int(z.Uint64())), vocabWord(int(z.Uint64())), vocabWord(int(z.Uint64())), n, n)
+	line := 0
+	for b.Len() < size-2 {
+		w := vocabWord(int(z.Uint64()))
+		if line+len(w)+1 > 76 {
+			b.WriteString("\r\n")
+			line = 0
+		} else if line > 0 {
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
+}
+
 // fillMaildir writes o.count messages of o.size octets into o.dir/new.
 func fillMaildir(o *options) error {
 	for _, sub := range []string{"tmp", "new", "cur"} {
@@ -235,8 +277,15 @@ func fillMaildir(o *options) error {
 	}
 	host, _ := os.Hostname()
 	host = strings.NewReplacer("/", "\\057", ":", "\\072").Replace(host)
+	var zipf *rand.Zipf
+	if o.words {
+		zipf = rand.NewZipf(rand.New(rand.NewPCG(uint64(o.seed), 11)), 1.07, 2, vocabSize-1)
+	}
 	for i := 0; i < o.count; i++ {
 		body := bodies[i%variants]
+		if o.words {
+			body = wordMessage(zipf, o.size, i)
+		}
 		var name string
 		switch o.naming {
 		case "postoffice":
@@ -256,4 +305,26 @@ func fillMaildir(o *options) error {
 		return fmt.Errorf("generated body lacks CRLF ending")
 	}
 	return nil
+}
+
+// printQueries prints n search queries over the -words vocabulary, one a
+// line: single words of frequency ranks spread from common to rare, word
+// prefixes, two words together and a subject search, in a fixed order.
+func printQueries(n int) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := 0; i < n; i++ {
+		// Ranks log-uniform over the vocabulary.
+		r := func() int { return int(math.Exp(rng.Float64()*math.Log(vocabSize-3))) + 2 }
+		switch i % 4 {
+		case 0:
+			fmt.Println(vocabWord(r()))
+		case 1:
+			w := vocabWord(r())
+			fmt.Println(w[:4])
+		case 2:
+			fmt.Println(vocabWord(r()), vocabWord(r()))
+		case 3:
+			fmt.Println("subject:" + vocabWord(r()))
+		}
+	}
 }

@@ -407,23 +407,45 @@ func (x *Index) kick(b *box) {
 const kickEvent store.EventKind = "index"
 
 // worker applies the Source's events to the index files and indexes new
-// messages, off the delivery path.
+// messages, off the delivery path. It stays out of the deliveries' way:
+// arrivals are recorded in batches (one transaction per batch, not per
+// message), and messages are read into the full-text index only once no
+// message arrived for quietPeriod. Until then they are listed, counted and
+// served from their files, and a text search indexes what it needs first.
 func (x *Index) worker() {
 	defer x.wg.Done()
 	todo := map[string]bool{}
-	for {
-		var ev store.Event
-		if len(todo) == 0 {
-			select {
-			case <-x.stop:
-				return
-			case ev = <-x.evq:
+	arrived := map[string][]string{} // box -> ids not yet recorded
+	narrived := 0
+	var lastArrival time.Time
+	tick := time.NewTicker(arrivalFlush)
+	defer tick.Stop()
+	flush := func() {
+		for name, ids := range arrived {
+			err := x.do(name, func(b *box) error {
+				if b == nil {
+					return nil
+				}
+				return x.addDelivered(b, ids)
+			})
+			if err != nil {
+				x.log.Warn("index: recording deliveries failed", "folder", name, "err", err)
 			}
-		} else {
+			delete(arrived, name)
+		}
+		narrived = 0
+	}
+	for {
+		quiet := time.Since(lastArrival) >= quietPeriod
+		if narrived > 0 && (quiet || narrived >= arrivalBatch) {
+			flush()
+		}
+		if len(todo) > 0 && quiet {
 			select {
 			case <-x.stop:
 				return
-			case ev = <-x.evq:
+			case ev := <-x.evq:
+				x.take(ev, todo, arrived, &narrived, &lastArrival)
 			default:
 				// No event waiting: index a batch of one box.
 				for name := range todo {
@@ -436,12 +458,55 @@ func (x *Index) worker() {
 					}
 					break
 				}
-				continue
 			}
+			continue
 		}
-		if name := x.applyEvent(ev); name != "" && !x.opts.NoBackground {
-			todo[name] = true
+		select {
+		case <-x.stop:
+			return
+		case ev := <-x.evq:
+			x.take(ev, todo, arrived, &narrived, &lastArrival)
+		case <-tick.C:
 		}
+	}
+}
+
+const (
+	// quietPeriod: the background indexer reads messages only once no
+	// message arrived for this long.
+	quietPeriod = 300 * time.Millisecond
+	// arrivalFlush and arrivalBatch: arrivals are recorded at least this
+	// often, and at the latest once this many are waiting.
+	arrivalFlush = 100 * time.Millisecond
+	arrivalBatch = 512
+)
+
+// take handles one event for the worker.
+func (x *Index) take(ev store.Event, todo map[string]bool, arrived map[string][]string, n *int, last *time.Time) {
+	if ev.Kind == store.EventArrived && ev.Folder == "" && !x.opts.NoBackground {
+		arrived[ev.Mailbox] = append(arrived[ev.Mailbox], ev.IDs...)
+		*n += len(ev.IDs)
+		*last = time.Now()
+		todo[ev.Mailbox] = true
+		return
+	}
+	if ev.Kind == store.EventDeleted && len(arrived) > 0 {
+		// Record the arrivals first: a deletion may name them.
+		for name, ids := range arrived {
+			if err := x.do(name, func(b *box) error {
+				if b == nil {
+					return nil
+				}
+				return x.addDelivered(b, ids)
+			}); err != nil {
+				x.log.Warn("index: recording deliveries failed", "folder", name, "err", err)
+			}
+			delete(arrived, name)
+		}
+		*n = 0
+	}
+	if name := x.applyEvent(ev); name != "" && !x.opts.NoBackground {
+		todo[name] = true
 	}
 }
 
