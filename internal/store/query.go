@@ -2,26 +2,25 @@ package store
 
 import (
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Query selects messages of a mailbox. Every condition given must hold;
-// string conditions are case-insensitive substring matches, and several
-// values of one field must all match.
+// Query selects messages of a mailbox. Every condition given must hold,
+// and several values of one field must all match. The index
+// (internal/store/index) matches string conditions as word prefixes,
+// ignoring case and accents; MatchSummary, for stores without one, as
+// case-insensitive substrings.
 type Query struct {
-	// Words match From, To or Subject (any of them).
+	// Words match From, To, Subject, the body text or an attachment's name
+	// (any of them).
 	Words []string
 	// From, To (To and Cc) and Subject match their field.
 	From, To, Subject []string
-	// Text matches the message body: Browser.List calls BodyMatch on the
-	// first MaxSearchBytes of each message that meets the other
-	// conditions. BodyMatch decides (decoding MIME is the caller's
-	// business); without it, a query with Text matches nothing.
-	Text      []string
-	BodyMatch func(msg io.Reader, text []string) bool
+	// Text matches the message body: its decoded text and HTML parts and
+	// its attachments' names.
+	Text []string
 	// After and Before bound the arrival time (Summary.Received):
 	// After <= Received < Before. Zero means unbounded.
 	After, Before time.Time

@@ -211,7 +211,6 @@ func (h *Handler) listMessages(w http.ResponseWriter, r *http.Request, mb string
 		writeError(w, http.StatusBadRequest, "q: "+err.Error())
 		return
 	}
-	q.BodyMatch = bodyMatch
 	res, err := h.mail.List(mb, q, (page-1)*perPage, perPage)
 	if err != nil {
 		h.storeError(w, r, err)
@@ -224,30 +223,6 @@ func (h *Handler) listMessages(w http.ResponseWriter, r *http.Request, mb string
 	writeJSON(w, http.StatusOK, map[string]any{
 		"mailbox": mb, "total": res.Total, "page": page, "per_page": perPage, "messages": out,
 	})
-}
-
-// bodyMatch reports whether every one of text (lower case) occurs in the
-// decoded text or HTML body or the attachment names of a message.
-func bodyMatch(r io.Reader, text []string) bool {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return false
-	}
-	p := parseMessage(raw)
-	var hay strings.Builder
-	hay.WriteString(strings.ToLower(p.Text))
-	hay.WriteString("\n")
-	hay.WriteString(strings.ToLower(p.HTML))
-	for _, a := range p.Attachments {
-		hay.WriteString("\n" + strings.ToLower(a.Filename))
-	}
-	s := hay.String()
-	for _, t := range text {
-		if !strings.Contains(s, t) {
-			return false
-		}
-	}
-	return true
 }
 
 // readMessage reads the raw content of a message (at most maxViewBytes).

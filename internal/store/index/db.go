@@ -17,10 +17,14 @@ import (
 
 // schemaVersion is the layout of the index. An index of another version
 // (an older Postoffice) is moved aside and rebuilt from the Maildir.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // The schema. msgs holds one row per message file: where it is, what
 // POP3 needs (id, size, order), and once indexed, what the web list shows.
+// Its rowid is the arrival time in nanoseconds (one more for each message
+// arrived in the same nanosecond), so that newest first is the table's
+// own order, and FTS5, which returns matches by rowid, gives the newest
+// matches first without sorting them all.
 // fts holds the search text of the indexed rows, with the rowid of msgs:
 // contentless (the text is not stored twice), accent- and case-folding
 // (unicode61 with remove_diacritics 2), with prefix indexes for the short
@@ -28,7 +32,7 @@ const schemaVersion = 1
 const schema = `
 CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE msgs (
-	rowid    INTEGER PRIMARY KEY,
+	rowid    INTEGER PRIMARY KEY, -- the arrival time in ns, made unique: newest first is rowid DESC
 	key      TEXT NOT NULL UNIQUE,
 	loc      TEXT NOT NULL,
 	id       TEXT NOT NULL,
@@ -42,7 +46,6 @@ CREATE TABLE msgs (
 	subject  TEXT NOT NULL DEFAULT '',
 	attach   INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX msgs_order ON msgs (received DESC, key DESC);
 CREATE INDEX msgs_id ON msgs (id);
 CREATE INDEX msgs_pending ON msgs (indexed) WHERE indexed = 0;
 CREATE VIRTUAL TABLE fts USING fts5 (hfrom, hto, subject, body,
@@ -125,7 +128,7 @@ func tryOpenDB(path string) (*sql.DB, bool, error) {
 	// Touch the tables and their indexes, so that a file cut short is
 	// found now rather than at the first listing.
 	var n int64
-	if err := db.QueryRow("SELECT count(*) FROM msgs INDEXED BY msgs_order WHERE received > -1").Scan(&n); err != nil {
+	if err := db.QueryRow("SELECT count(*) FROM msgs WHERE received > -1").Scan(&n); err != nil {
 		return fail(err)
 	}
 	if err := db.QueryRow("SELECT count(*) FROM msgs INDEXED BY msgs_id WHERE id > ''").Scan(&n); err != nil {

@@ -352,8 +352,7 @@ func (x *Index) reconcile(b *box, exact, force bool) (Diff, error) {
 		if !ok {
 			continue // gone meanwhile
 		}
-		if _, err := tx.Exec("INSERT INTO msgs (key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?)",
-			s.Key, s.Loc, desc.ID, desc.Size, desc.Order, s.Seen); err != nil {
+		if err := insertRow(tx, s.Key, s.Loc, desc, s.Seen); err != nil {
 			return Diff{}, err
 		}
 		d.Added++
@@ -585,12 +584,33 @@ func (x *Index) addDelivered(b *box, ids []string) error {
 			b.dirty.Store(true) // moved already (or unreadable): rescan
 			continue
 		}
-		if _, err := tx.Exec("INSERT INTO msgs (key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (key) DO NOTHING",
-			key, loc, d.ID, d.Size, d.Order); err != nil {
+		if err := insertRow(tx, key, loc, d, false); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// insertRow adds the row of a message unless its key has one, with the
+// arrival time as rowid (the next free nanosecond on a tie).
+func insertRow(tx *sql.Tx, key, loc string, d Described, seen bool) error {
+	for ord := d.Order; ; ord++ {
+		res, err := tx.Exec("INSERT INTO msgs (rowid, key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+			ord, key, loc, d.ID, d.Size, d.Order, seen)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			return nil
+		}
+		var have int
+		if err := tx.QueryRow("SELECT count(*) FROM msgs WHERE key = ?", key).Scan(&have); err != nil {
+			return err
+		}
+		if have > 0 {
+			return nil
+		}
+	}
 }
 
 func deleteIDs(db *sql.DB, ids []string) error {
@@ -985,7 +1005,7 @@ func (x *Index) find(mailbox, id string) (store.Summary, string, error) {
 			return err
 		}
 		for try := 0; ; try++ {
-			row := b.db.QueryRow("SELECT "+summaryCols+" FROM msgs WHERE id = ? ORDER BY received, key LIMIT 1", id)
+			row := b.db.QueryRow("SELECT "+summaryCols+" FROM msgs WHERE id = ? ORDER BY rowid LIMIT 1", id)
 			var err error
 			s, loc, err = x.scanSummary(mailbox, row)
 			if err == nil {
@@ -1037,14 +1057,22 @@ func (x *Index) List(mailbox string, q store.Query, offset, limit int) (store.Li
 				return err
 			}
 		}
-		if err := b.db.QueryRow("SELECT count(*) FROM msgs"+where, args...).Scan(&res.Total); err != nil {
+		page := "SELECT " + summaryCols + " FROM msgs" + where + " ORDER BY rowid DESC LIMIT ? OFFSET ?"
+		count := "SELECT count(*) FROM msgs" + where
+		if m := ftsMatch(q); m != "" && len(args) == 1 {
+			// Words only: count and page straight from the full-text
+			// index, which yields matches by rowid (newest first), so a
+			// word found in every message costs a page, not a sort.
+			count = "SELECT count(*) FROM fts WHERE fts MATCH ?"
+			page = "SELECT " + summaryCols + " FROM msgs WHERE rowid IN (SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT ? OFFSET ?) ORDER BY rowid DESC"
+		}
+		if err := b.db.QueryRow(count, args...).Scan(&res.Total); err != nil {
 			return err
 		}
 		if offset >= res.Total || limit <= 0 {
 			return nil
 		}
-		rows, err := b.db.Query("SELECT "+summaryCols+" FROM msgs"+where+" ORDER BY received DESC, key DESC LIMIT ? OFFSET ?",
-			append(args, limit, offset)...)
+		rows, err := b.db.Query(page, append(args, limit, offset)...)
 		if err != nil {
 			return err
 		}

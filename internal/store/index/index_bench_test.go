@@ -2,7 +2,6 @@ package index_test
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"postoffice/internal/store"
@@ -87,10 +86,6 @@ func BenchmarkIndex100k(b *testing.B) {
 	})
 	b.Run("search-text", func(b *testing.B) {
 		q, _ := store.ParseQuery("text:needle")
-		q.BodyMatch = func(r io.Reader, text []string) bool {
-			buf, _ := io.ReadAll(r)
-			return strings.Contains(strings.ToLower(string(buf)), text[0])
-		}
 		for b.Loop() {
 			res, err := x.List("user", q, 0, 50)
 			if err != nil || res.Total != 1 {

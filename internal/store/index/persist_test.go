@@ -28,7 +28,7 @@ type snapshotOf struct {
 	Info     store.MailboxInfo
 }
 
-var probeWords = []string{"alpha", "bravo", "charl", "delta", "echo", "zulu", "from:sender3", "subject:note", "text:body", "is:read", "is:unread"}
+var probeWords = []string{"alpha", "bravo", "bravo is:unread", "from:sender1 echo", "charl", "delta", "echo", "zulu", "from:sender3", "subject:note", "text:body", "is:read", "is:unread"}
 
 func takeSnapshot(t *testing.T, x *index.Index, mb string) snapshotOf {
 	t.Helper()
@@ -50,6 +50,22 @@ func takeSnapshot(t *testing.T, x *index.Index, mb string) snapshotOf {
 		s.List[i].Received = s.List[i].Received.UTC()
 		s.List[i].Date = s.List[i].Date.UTC()
 	}
+	// Newest first; messages that arrived at the same time (foreign files
+	// written within one timestamp tick) come in no defined order.
+	sortTies := func(l []store.Summary) {
+		slices.SortStableFunc(l, func(a, b store.Summary) int {
+			if c := b.Received.Compare(a.Received); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+	}
+	for i := 1; i < len(s.List); i++ {
+		if s.List[i].Received.After(s.List[i-1].Received) {
+			t.Fatalf("list not newest first at %d: %v after %v", i, s.List[i].Received, s.List[i-1].Received)
+		}
+	}
+	sortTies(s.List)
 	s.Searches = map[string][]string{}
 	for _, w := range probeWords {
 		q, err := store.ParseQuery(w)
@@ -60,6 +76,7 @@ func takeSnapshot(t *testing.T, x *index.Index, mb string) snapshotOf {
 		if err != nil {
 			t.Fatal(w, err)
 		}
+		sortTies(res.Messages)
 		var ids []string
 		for _, m := range res.Messages {
 			ids = append(ids, m.ID)
