@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,6 +331,7 @@ func (x *Index) reconcile(b *box, exact, force bool) (Diff, error) {
 	}
 	defer tx.Rollback()
 	var buf []byte
+	var ins *sql.Stmt
 	for _, s := range scanned {
 		r, ok := have[s.Key]
 		if ok {
@@ -352,7 +354,13 @@ func (x *Index) reconcile(b *box, exact, force bool) (Diff, error) {
 		if !ok {
 			continue // gone meanwhile
 		}
-		if err := insertRow(tx, s.Key, s.Loc, desc, s.Seen); err != nil {
+		if ins == nil {
+			if ins, err = tx.Prepare(insertSQL); err != nil {
+				return Diff{}, err
+			}
+			defer ins.Close()
+		}
+		if err := insertRow(tx, ins, s.Key, s.Loc, desc, s.Seen); err != nil {
 			return Diff{}, err
 		}
 		d.Added++
@@ -576,6 +584,7 @@ func (x *Index) addDelivered(b *box, ids []string) error {
 		return err
 	}
 	defer tx.Rollback()
+	var ins *sql.Stmt
 	for _, id := range ids {
 		key := id + ".eml"
 		loc := "new/" + key
@@ -584,19 +593,27 @@ func (x *Index) addDelivered(b *box, ids []string) error {
 			b.dirty.Store(true) // moved already (or unreadable): rescan
 			continue
 		}
-		if err := insertRow(tx, key, loc, d, false); err != nil {
+		if ins == nil {
+			if ins, err = tx.Prepare(insertSQL); err != nil {
+				return err
+			}
+			defer ins.Close()
+		}
+		if err := insertRow(tx, ins, key, loc, d, false); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
 }
 
+// insertSQL is insertRow's statement, prepared once a transaction.
+const insertSQL = "INSERT INTO msgs (rowid, key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+
 // insertRow adds the row of a message unless its key has one, with the
 // arrival time as rowid (the next free nanosecond on a tie).
-func insertRow(tx *sql.Tx, key, loc string, d Described, seen bool) error {
+func insertRow(tx *sql.Tx, ins *sql.Stmt, key, loc string, d Described, seen bool) error {
 	for ord := d.Order; ; ord++ {
-		res, err := tx.Exec("INSERT INTO msgs (rowid, key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-			ord, key, loc, d.ID, d.Size, d.Order, seen)
+		res, err := ins.Exec(ord, key, loc, d.ID, d.Size, d.Order, seen)
 		if err != nil {
 			return err
 		}
@@ -772,13 +789,13 @@ func (x *Index) catchUp(b *box) error {
 // Listed is one message of a folder as the index has it: what a POP3
 // maildrop needs.
 type Listed struct {
-	Key, Loc, ID string
-	Size, Order  int64
+	Loc, ID     string
+	Size, Order int64
 }
 
 // Listing returns every message of the folder, after reconciling the
 // index with the Source exactly (a folder changed since the index saw it
-// is rescanned), in no particular order. POP3 opens its maildrop from it
+// is rescanned), oldest first. POP3 opens its maildrop from it
 // instead of stat'ing every file.
 func (x *Index) Listing(name string) ([]Listed, error) {
 	var out []Listed
@@ -790,14 +807,19 @@ func (x *Index) Listing(name string) ([]Listed, error) {
 		if _, err := x.reconcile(b, true, false); err != nil {
 			return err
 		}
-		rows, err := b.db.Query("SELECT key, loc, id, size, received FROM msgs")
+		var n int
+		if err := b.db.QueryRow("SELECT count(*) FROM msgs").Scan(&n); err != nil {
+			return err
+		}
+		out = slices.Grow(out, n+n/16)
+		rows, err := b.db.Query("SELECT loc, id, size, received FROM msgs ORDER BY rowid")
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var l Listed
-			if err := rows.Scan(&l.Key, &l.Loc, &l.ID, &l.Size, &l.Order); err != nil {
+			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order); err != nil {
 				return err
 			}
 			out = append(out, l)

@@ -40,7 +40,7 @@ func takeSnapshot(t *testing.T, x *index.Index, mb string) snapshotOf {
 	if s.Listing, err = x.Listing(mb); err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(s.Listing, func(a, b index.Listed) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(s.Listing, func(a, b index.Listed) int { return strings.Compare(a.Loc, b.Loc) })
 	res, err := x.List(mb, store.Query{}, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)

@@ -180,7 +180,7 @@ func (m *Maildir) indexedSnapshot(mailbox string) ([]message, error) {
 		}
 		_, ours := ourFileID(name)
 		msgs = append(msgs, message{MessageInfo: store.MessageInfo{ID: l.ID, Size: l.Size},
-			sub: sub, name: name, base: l.Key, foreign: !ours, order: l.Order})
+			sub: sub, name: name, base: baseName(name), foreign: !ours, order: l.Order})
 	}
 	return sortSnapshot(msgs), nil
 }
