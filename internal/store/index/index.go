@@ -427,25 +427,11 @@ func (x *Index) worker() {
 	var lastArrival time.Time
 	tick := time.NewTicker(arrivalFlush)
 	defer tick.Stop()
-	flush := func() {
-		for name, ids := range arrived {
-			err := x.do(name, func(b *box) error {
-				if b == nil {
-					return nil
-				}
-				return x.addDelivered(b, ids)
-			})
-			if err != nil {
-				x.log.Warn("index: recording deliveries failed", "folder", name, "err", err)
-			}
-			delete(arrived, name)
-		}
-		narrived = 0
-	}
 	for {
 		quiet := time.Since(lastArrival) >= quietPeriod
 		if narrived > 0 && (quiet || narrived >= arrivalBatch) {
-			flush()
+			x.recordArrivals(arrived)
+			narrived = 0
 		}
 		if len(todo) > 0 && quiet {
 			select {
@@ -488,6 +474,23 @@ const (
 	arrivalBatch = 512
 )
 
+// recordArrivals adds the rows of the arrivals waiting, one transaction
+// a folder, and empties arrived.
+func (x *Index) recordArrivals(arrived map[string][]string) {
+	for name, ids := range arrived {
+		err := x.do(name, func(b *box) error {
+			if b == nil {
+				return nil
+			}
+			return x.addDelivered(b, ids)
+		})
+		if err != nil {
+			x.log.Warn("index: recording deliveries failed", "folder", name, "err", err)
+		}
+		delete(arrived, name)
+	}
+}
+
 // take handles one event for the worker.
 func (x *Index) take(ev store.Event, todo map[string]bool, arrived map[string][]string, n *int, last *time.Time) {
 	if ev.Kind == store.EventArrived && ev.Folder == "" && !x.opts.NoBackground {
@@ -499,17 +502,7 @@ func (x *Index) take(ev store.Event, todo map[string]bool, arrived map[string][]
 	}
 	if ev.Kind == store.EventDeleted && len(arrived) > 0 {
 		// Record the arrivals first: a deletion may name them.
-		for name, ids := range arrived {
-			if err := x.do(name, func(b *box) error {
-				if b == nil {
-					return nil
-				}
-				return x.addDelivered(b, ids)
-			}); err != nil {
-				x.log.Warn("index: recording deliveries failed", "folder", name, "err", err)
-			}
-			delete(arrived, name)
-		}
+		x.recordArrivals(arrived)
 		*n = 0
 	}
 	if name := x.applyEvent(ev); name != "" && !x.opts.NoBackground {
@@ -521,7 +514,9 @@ func (x *Index) take(ev store.Event, todo map[string]bool, arrived map[string][]
 const indexBatch = 256
 
 // applyEvent records what an event says in the index, returning the box
-// that may have messages to index.
+// that may have messages to index. Arrivals in INBOX are recorded by take,
+// in batches; any other change (arrivals in a folder, flags) marks the
+// folder for a rescan.
 func (x *Index) applyEvent(ev store.Event) string {
 	name := ev.Mailbox
 	if ev.Kind != kickEvent {
@@ -531,23 +526,6 @@ func (x *Index) applyEvent(ev store.Event) string {
 	case kickEvent:
 		if b := x.openedBox(name); b != nil {
 			b.queued.Store(false)
-		}
-		return name
-	case store.EventArrived:
-		if x.opts.NoBackground || ev.Folder != "" {
-			if b := x.openedBox(name); b != nil {
-				b.dirty.Store(true)
-			}
-			return ""
-		}
-		err := x.do(name, func(b *box) error {
-			if b == nil {
-				return nil
-			}
-			return x.addDelivered(b, ev.IDs)
-		})
-		if err != nil {
-			x.log.Warn("index: recording a delivery failed", "folder", name, "err", err)
 		}
 		return name
 	case store.EventDeleted:
