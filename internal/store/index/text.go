@@ -39,14 +39,15 @@ func walkText(e *message.Entity, b *strings.Builder, dec *mime.WordDecoder, dept
 	if b.Len() >= maxBodyText || depth > 20 {
 		return
 	}
-	if _, params, err := e.Header.ContentDisposition(); err == nil || params != nil {
-		if name := params["filename"]; name != "" {
-			b.WriteString(decodeHeader(dec, name))
-			b.WriteByte('\n')
-		}
+	// The part's file name, from Content-Disposition or else the older
+	// Content-Type name parameter (params is nil on a parse error).
+	disp, dparams, _ := e.Header.ContentDisposition()
+	t, tparams, _ := e.Header.ContentType()
+	name := dparams["filename"]
+	if name == "" {
+		name = tparams["name"]
 	}
-	t, params, _ := e.Header.ContentType()
-	if name := params["name"]; name != "" {
+	if name != "" {
 		b.WriteString(decodeHeader(dec, name))
 		b.WriteByte('\n')
 	}
@@ -59,7 +60,7 @@ func walkText(e *message.Entity, b *strings.Builder, dec *mime.WordDecoder, dept
 			walkText(part, b, dec, depth+1)
 		}
 	}
-	if disp, _, _ := e.Header.ContentDisposition(); disp == "attachment" {
+	if disp == "attachment" {
 		return
 	}
 	switch {
