@@ -80,6 +80,15 @@ po_start() { # DIR PORTS... extra flags
 	wait_port "$HP"
 }
 
+# imapfetch SERVER CASE IMAP_PORT: one session of SELECT INBOX and FETCH 1:*
+# (UID FLAGS RFC822.SIZE ENVELOPE): the SELECT and the FETCH in ms.
+imapfetch() {
+	local j
+	j=$("$LG" -json -mode imapfetch -addr "127.0.0.1:$3" -user user -msgs 1 -timeout 300s)
+	metric "$1" "$2-select" "$(echo "$j" | jq '.select_ms*10|floor/10')" ms
+	metric "$1" "$2-fetch" "$(echo "$j" | jq '.fetch_ms*10|floor/10')" ms
+}
+
 # search_times SERVER CASE URL_PREFIX: QUERIES searches, p50 and p99 in ms.
 search_times() {
 	local server=$1 cs=$2 prefix=$3 f=$WORK/times.$RANDOM
@@ -130,11 +139,20 @@ for n in $SIZES; do
 	search_times postoffice "web-search-$n" "http://127.0.0.1:$HP/api/v1/mailboxes/user/messages?per_page=50&q="
 	metric postoffice "peak-rss-serve-$n" "$(rss_mib "$PO")" MiB
 	stop "$PO"
+	# IMAP's first FETCH ENVELOPE of the folder in a fresh process, with
+	# the index complete (ENVELOPE read from it), then a second session.
+	po_start "$D"
+	imapfetch postoffice "imap-fetch-after-restart-$n" "$IP"
+	imapfetch postoffice "imap-fetch-warm-$n" "$IP"
+	metric postoffice "peak-rss-imap-$n" "$(rss_mib "$PO")" MiB
+	stop "$PO"
 	# The cold first login after the index is deleted.
 	rm -rf "$D/.index"
 	sync
 	po_start "$D"
 	pop3stat postoffice "pop3-stat-index-deleted-$n" "$PP" user 1
+	# Every ENVELOPE parsed from its file (the indexer has not read them yet).
+	imapfetch postoffice "imap-fetch-index-deleted-$n" "$IP"
 	stop "$PO"
 
 	if [[ " $PEERS " == *" mailpit "* ]] && [ -x "$MAILPIT" ] && [ "$n" -le 100000 ]; then

@@ -19,6 +19,7 @@ import (
 	"postoffice/internal/auth/tty"
 	"postoffice/internal/config"
 	"postoffice/internal/mailheader"
+	"postoffice/internal/server"
 	"postoffice/internal/store"
 	"postoffice/internal/store/index"
 	"postoffice/internal/store/maildir"
@@ -309,7 +310,7 @@ func mailboxReindex(md *maildir.Maildir, mailbox string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	x := index.New(md, index.Options{NoBackground: true})
+	x := index.New(md, server.IndexOptions(nil, true))
 	defer x.Close()
 	began := time.Now()
 	total := 0

@@ -42,6 +42,9 @@ type IMAP struct {
 	// accent-insensitive); without it they are substring matches over the
 	// messages read one by one.
 	Searcher TextSearcher
+	// FetchIndex, when set, gives the ENVELOPE and BODYSTRUCTURE of
+	// indexed messages, so that FETCH of them reads no file.
+	FetchIndex FetchIndex
 
 	envelopes envelopeCache
 }

@@ -50,19 +50,66 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			}
 		}
 	}
-	for _, i := range idx {
-		m := &v.msgs[i]
-		if err := s.fetchOne(w, uint32(i+1), m, options, seen[m.UID]); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				// Removed by another session or program since the
-				// client last heard: RFC 2180 §4.1.3 lets the server
-				// leave it out; its EXPUNGE comes at the next poll.
-				continue
+	for len(idx) > 0 {
+		chunk := idx[:min(len(idx), prefetchChunk)]
+		idx = idx[len(chunk):]
+		if wantsParsed(options) {
+			s.prefetch(chunk)
+		}
+		for _, i := range chunk {
+			m := &v.msgs[i]
+			if err := s.fetchOne(w, uint32(i+1), m, options, seen[m.UID]); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					// Removed by another session or program since the
+					// client last heard: RFC 2180 §4.1.3 lets the server
+					// leave it out; its EXPUNGE comes at the next poll.
+					continue
+				}
+				return err
 			}
-			return err
 		}
 	}
 	return nil
+}
+
+// prefetchChunk is how many messages a FETCH looks up in the index at
+// once: what it holds in memory is bounded by it, not by the folder.
+const prefetchChunk = 256
+
+// prefetch puts into the cache the ENVELOPE and BODYSTRUCTURE the index
+// has of the messages idx of the selected folder that the cache lacks.
+// Whatever the index cannot give is parsed from the file by fetchOne.
+func (s *imapSession) prefetch(idx []int) {
+	if s.b.FetchIndex == nil {
+		return
+	}
+	v := s.sel
+	var ids []string
+	for _, i := range idx {
+		m := &v.msgs[i]
+		if s.b.envelopes.get(s.cacheKey(m)) == nil {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	data, err := s.b.FetchIndex.Precomputed(s.mailbox, v.name, ids)
+	if err != nil {
+		return // read from the files instead
+	}
+	for _, i := range idx {
+		m := &v.msgs[i]
+		if d, ok := data[m.ID]; ok {
+			if p, ok := decodeFetch(d); ok {
+				s.b.envelopes.put(s.cacheKey(m), p)
+			}
+		}
+	}
+}
+
+func (s *imapSession) cacheKey(m *store.FolderMessage) envelopeKey {
+	return envelopeKey{mailbox: s.mailbox, folder: s.sel.name, validity: s.sel.validity, uid: m.UID, id: m.ID}
 }
 
 func setsSeen(options *imap.FetchOptions) bool {
@@ -79,10 +126,15 @@ func setsSeen(options *imap.FetchOptions) bool {
 	return false
 }
 
-// onlyEnvelope reports whether ENVELOPE is the only item that reads the
-// message.
-func onlyEnvelope(o *imap.FetchOptions) bool {
-	return o.BodyStructure == nil && len(o.BodySection) == 0 && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0
+// wantsParsed reports whether a FETCH sends what parseMessage gives.
+func wantsParsed(o *imap.FetchOptions) bool {
+	return o.Envelope || o.BodyStructure != nil
+}
+
+// onlyParsed reports whether ENVELOPE and BODYSTRUCTURE are the only items
+// that read the message.
+func onlyParsed(o *imap.FetchOptions) bool {
+	return len(o.BodySection) == 0 && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0
 }
 
 // needsContent reports whether a FETCH reads the message itself.
@@ -96,12 +148,12 @@ func needsContent(o *imap.FetchOptions) bool {
 // response.
 func (s *imapSession) fetchOne(w *imapserver.FetchWriter, seq uint32, m *store.FolderMessage, o *imap.FetchOptions, flagsChanged bool) error {
 	var raw []byte
-	var env *imap.Envelope
-	key := envelopeKey{mailbox: s.mailbox, folder: s.sel.name, validity: s.sel.validity, uid: m.UID, id: m.ID}
-	if o.Envelope {
-		env = s.b.envelopes.get(key)
+	var p *parsed
+	key := s.cacheKey(m)
+	if wantsParsed(o) {
+		p = s.b.envelopes.get(key)
 	}
-	if needsContent(o) && (env == nil || !onlyEnvelope(o)) {
+	if needsContent(o) && (p == nil || !onlyParsed(o)) {
 		rc, err := s.sel.f.Open(m.UID)
 		if err != nil {
 			return err
@@ -124,15 +176,15 @@ func (s *imapSession) fetchOne(w *imapserver.FetchWriter, seq uint32, m *store.F
 	if o.RFC822Size {
 		rw.WriteRFC822Size(m.Size)
 	}
+	if wantsParsed(o) && p == nil {
+		p = parseMessage(raw)
+		s.b.envelopes.put(key, p)
+	}
 	if o.Envelope {
-		if env == nil {
-			env = envelope(raw)
-			s.b.envelopes.put(key, env)
-		}
-		rw.WriteEnvelope(env)
+		rw.WriteEnvelope(p.env)
 	}
 	if o.BodyStructure != nil {
-		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(raw)))
+		rw.WriteBodyStructure(p.bs)
 	}
 	for _, bs := range o.BodySection {
 		var buf []byte

@@ -122,8 +122,9 @@ func (s *Server) openStore() error {
 	}
 	s.store = md
 	// The persistent index (one SQLite file per folder) feeds the web
-	// inbox, POP3's maildrop listing and IMAP's text searches.
-	s.index = index.New(md, index.Options{Logger: s.log, NoBackground: s.cfg.IndexDisable})
+	// inbox, POP3's maildrop listing, IMAP's text searches and IMAP's
+	// FETCH of ENVELOPE and BODYSTRUCTURE.
+	s.index = index.New(md, IndexOptions(s.log, s.cfg.IndexDisable))
 	if !s.cfg.IndexDisable {
 		md.UseIndex(s.index)
 	}
@@ -317,6 +318,7 @@ func (s *Server) newIMAP(tlsConfig *tls.Config) *imap.Server {
 			Counter:     s.metrics,
 			AppendLimit: int64(cfg.MaxMessageSize),
 			Searcher:    s.index,
+			FetchIndex:  s.index,
 		},
 		TLSConfig:         tlsConfig,
 		AllowInsecureAuth: cfg.AllowInsecureAuth,
@@ -543,4 +545,11 @@ func (l *blockListener) Accept() (net.Conn, error) {
 			c.Close()
 		}()
 	}
+}
+
+// IndexOptions are the options of the store's index, for the server and
+// for the reindex command alike: what IMAP keeps precomputed in it is
+// the same whoever builds it.
+func IndexOptions(log *slog.Logger, noBackground bool) index.Options {
+	return index.Options{Logger: log, NoBackground: noBackground, Precompute: backend.PrecomputeFetch}
 }

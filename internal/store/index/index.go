@@ -69,6 +69,12 @@ type Options struct {
 	// NoBackground turns off indexing after delivery: messages are then
 	// indexed when a listing or search first needs them.
 	NoBackground bool
+	// Precompute, when set, is applied to each message as it is indexed
+	// (the whole message, when it is at most store.MaxSearchBytes), and
+	// what it returns is kept with the row for Precomputed: what a
+	// protocol would otherwise parse from the file at every cold read (the
+	// IMAP ENVELOPE and BODYSTRUCTURE). The index does not look inside.
+	Precompute func(raw []byte) []byte
 }
 
 // box is the index of one folder.
@@ -628,6 +634,7 @@ type pendingRow struct {
 	loc   string
 	sum   store.Summary
 	body  string
+	fetch []byte
 	ok    bool
 }
 
@@ -678,7 +685,7 @@ func (x *Index) indexBatchOf(b *box, n int) (bool, error) {
 					return
 				}
 				p := &todo[i]
-				p.body, p.ok = x.readSearchable(b.name, p.loc, &p.sum)
+				p.body, p.fetch, p.ok = x.readSearchable(b.name, p.loc, &p.sum)
 			}
 		}()
 	}
@@ -714,8 +721,8 @@ func (x *Index) indexBatchOf(b *box, n int) (bool, error) {
 		if !s.Date.IsZero() {
 			date = s.Date.Unix()
 		}
-		res, err := tx.Exec("UPDATE msgs SET indexed = 1, date = ?, hfrom = ?, hto = ?, subject = ?, attach = ? WHERE rowid = ? AND indexed = 0",
-			date, s.From, strings.Join(s.To, "\n"), s.Subject, s.Attachments, p.rowid)
+		res, err := tx.Exec("UPDATE msgs SET indexed = 1, date = ?, hfrom = ?, hto = ?, subject = ?, attach = ?, fetch = ? WHERE rowid = ? AND indexed = 0",
+			date, s.From, strings.Join(s.To, "\n"), s.Subject, s.Attachments, p.fetch, p.rowid)
 		if err != nil {
 			return false, err
 		}
@@ -735,22 +742,27 @@ func (x *Index) indexBatchOf(b *box, n int) (bool, error) {
 	return len(todo) == n && progress > 0, nil
 }
 
-// readSearchable reads the message at loc: its summary into s, and its
-// search text. ok is false when it cannot be read (gone, moved).
-func (x *Index) readSearchable(name, loc string, s *store.Summary) (string, bool) {
+// readSearchable reads the message at loc: its summary into s, its
+// search text, and Options.Precompute of it (nil when the message is
+// larger than what is read of it). ok is false when it cannot be read
+// (gone, moved).
+func (x *Index) readSearchable(name, loc string, s *store.Summary) (text string, fetch []byte, ok bool) {
 	rc, err := x.src.Open(name, loc, -1)
 	if err != nil {
-		return "", false
+		return "", nil, false
 	}
 	raw, err := readLimited(rc)
 	rc.Close()
 	if err != nil {
-		return "", false
+		return "", nil, false
 	}
 	if err := summarize(bytes.NewReader(raw), s, &x.dec); err != nil {
-		return "", false
+		return "", nil, false
 	}
-	return bodyText(raw, &x.dec), true
+	if x.opts.Precompute != nil && len(raw) < store.MaxSearchBytes {
+		fetch = x.opts.Precompute(raw)
+	}
+	return bodyText(raw, &x.dec), fetch, true
 }
 
 // catchUp indexes every message of b not yet indexed; a search needs
@@ -1285,4 +1297,52 @@ func (x *Index) SetSeen(mailbox, id string, seen bool) (store.Summary, error) {
 		b.mu.Unlock()
 	}
 	return s, nil
+}
+
+// precomputedChunk bounds the ids of one Precomputed query.
+const precomputedChunk = 500
+
+// Precomputed returns what Options.Precompute gave for the messages of a
+// folder named by ids, for those indexed; a message not indexed yet (or
+// too large) is missing from the map, and the caller reads its file. A
+// message's content never changes under its id, so what is kept is never
+// stale. It starts indexing a folder changed behind the index's back.
+func (x *Index) Precomputed(mailbox, folder string, ids []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(ids))
+	err := x.do(BoxName(mailbox, folder), func(b *box) error {
+		clear(out)
+		if b == nil {
+			return nil
+		}
+		if _, err := x.reconcile(b, false, false); err != nil {
+			return err
+		}
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), precomputedChunk)]
+			ids = ids[len(chunk):]
+			args := make([]any, len(chunk))
+			for i, id := range chunk {
+				args[i] = id
+			}
+			rows, err := b.db.Query("SELECT id, fetch FROM msgs WHERE fetch IS NOT NULL AND id IN (?"+
+				strings.Repeat(",?", len(chunk)-1)+")", args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var data []byte
+				if err := rows.Scan(&id, &data); err != nil {
+					rows.Close()
+					return err
+				}
+				out[id] = data
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
 }
