@@ -97,6 +97,8 @@ func dsn(path string) string {
 func tryOpenDB(path string) (*sql.DB, bool, error) {
 	_, statErr := os.Stat(path)
 	fresh := errors.Is(statErr, fs.ErrNotExist)
+	wal, walErr := os.Stat(path + "-wal")
+	walEmpty := errors.Is(walErr, fs.ErrNotExist) || walErr == nil && wal.Size() == 0
 	db, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
 		return nil, false, err
@@ -127,17 +129,30 @@ func tryOpenDB(path string) (*sql.DB, bool, error) {
 	if version != schemaVersion {
 		return fail(fmt.Errorf("%w: version %d, want %d", errNotIndex, version, schemaVersion))
 	}
-	// Touch the tables and their indexes, so that a file cut short is
-	// found now rather than at the first listing.
-	var n int64
-	if err := db.QueryRow("SELECT count(*) FROM msgs WHERE received > -1").Scan(&n); err != nil {
-		return fail(err)
+	// A file cut short (a full disk, a copy interrupted) is found now
+	// rather than at the first listing, without reading the whole file:
+	// its header says how many pages it has. With a WAL not empty the
+	// pages may be there instead; then, as for any damage found later, the
+	// first query that meets it has the index moved aside and rebuilt.
+	if walEmpty {
+		var pages, pageSize int64
+		if err := db.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+			return fail(err)
+		}
+		if err := db.QueryRow("PRAGMA page_size").Scan(&pageSize); err != nil {
+			return fail(err)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Size() < pages*pageSize {
+			return fail(fmt.Errorf("%w: file cut short: %d of %d octets", errNotIndex, fi.Size(), pages*pageSize))
+		}
 	}
-	if err := db.QueryRow("SELECT count(*) FROM msgs INDEXED BY msgs_id WHERE id > ''").Scan(&n); err != nil {
-		return fail(err)
-	}
-	if err := db.QueryRow("SELECT count(*) FROM fts WHERE fts MATCH 'postoffice*'").Scan(&n); err != nil {
-		return fail(err)
+	// Walk to the last entries of the tables and indexes (a few pages).
+	var last sql.NullString
+	for _, q := range []string{"SELECT max(rowid) FROM msgs", "SELECT max(id) FROM msgs INDEXED BY msgs_id",
+		"SELECT count(*) FROM fts WHERE fts MATCH 'postoffice*'"} {
+		if err := db.QueryRow(q).Scan(&last); err != nil {
+			return fail(err)
+		}
 	}
 	return db, fresh, nil
 }
