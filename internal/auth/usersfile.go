@@ -116,19 +116,25 @@ func (uf *UsersFile) reloadLocked() error {
 }
 
 // changed reports whether the file differs from the last reload attempt.
-func (uf *UsersFile) changed() bool {
+// changed reports whether the users file changed since it was loaded, and
+// what a stat says of it now (the zero stamp when it is missing).
+func (uf *UsersFile) changed() (bool, fileStamp) {
 	fi, err := os.Stat(uf.path)
 	uf.mu.Lock()
 	defer uf.mu.Unlock()
 	if err != nil {
 		// Missing now: report it once, when it disappears.
-		return uf.seen != fileStamp{}
+		return uf.seen != fileStamp{}, fileStamp{}
 	}
-	return stampOf(fi) != uf.seen
+	st := stampOf(fi)
+	return st != uf.seen, st
 }
 
 // Watch polls the users file every [WatchInterval] and reloads it when its
-// size, modification time, inode or mode changes, until ctx is done. It
+// size, modification time, inode or mode changes, until ctx is done. A
+// change is loaded once the file has stayed the same for one interval,
+// so that a file being written in place is not read half-written (whose
+// first lines alone may parse, and drop users until the next change). It
 // uses only stat, so it works on every file system (including the
 // symlink swaps of Kubernetes secrets). Run it in its own goroutine.
 func (uf *UsersFile) Watch(ctx context.Context) {
@@ -138,14 +144,23 @@ func (uf *UsersFile) Watch(ctx context.Context) {
 func (uf *UsersFile) watch(ctx context.Context, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var pending *fileStamp // a change seen at the last poll
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if uf.changed() {
-				_ = uf.Reload() // logged by Reload
+			changed, st := uf.changed()
+			if !changed {
+				pending = nil
+				continue
 			}
+			if pending == nil || *pending != st {
+				pending = &st // settling: look again at the next poll
+				continue
+			}
+			pending = nil
+			_ = uf.Reload() // logged by Reload
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -203,4 +204,107 @@ func FuzzDecodeFetch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// imapOn serves md over IMAP with the index's FETCH data, when x is set.
+func imapOn(t *testing.T, md *maildir.Maildir, x *index.Index) string {
+	t.Helper()
+	users := auth.SingleUser("user", "pass")
+	thr := auth.NewThrottle(auth.ThrottleConfig{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
+	b := &IMAP{
+		Auth:        &Authn{Users: func() *auth.Users { return users }, Throttle: thr, Counter: imapCounter{}, Proto: "imap"},
+		Folders:     md,
+		Counter:     imapCounter{},
+		AppendLimit: 1 << 20,
+	}
+	if x != nil {
+		b.FetchIndex = x
+	}
+	return testsupport.Serve(t, &imap.Server{Backend: b, Logger: slog.New(slog.DiscardHandler)}, imap.ErrServerClosed)
+}
+
+// SELECT of a large folder takes each message's size and INTERNALDATE from
+// the index instead of a stat per file: the same UIDs, sizes, dates and
+// flags as a store that stats every file, for our files, files another
+// program dropped in, and APPENDed messages with their own date. The
+// index is what answered: a file's modification time changed after it
+// was indexed still shows the indexed INTERNALDATE (as Dovecot's cache
+// does), while the store without the index shows the new one.
+func TestSelectFromIndexEqualsStat(t *testing.T) {
+	root := t.TempDir()
+	open := func() *maildir.Maildir {
+		md, err := maildir.New(root, maildir.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { md.Close() })
+		return md
+	}
+	plainMD, indexedMD := open(), open()
+	x := index.New(indexedMD, index.Options{Precompute: PrecomputeFetch, NoBackground: true})
+	t.Cleanup(x.Close)
+	indexedMD.UseIndex(x)
+	plain, indexed := imapOn(t, plainMD, nil), imapOn(t, indexedMD, x)
+
+	var firstID string
+	for i := range 150 {
+		id := plainMD.NewID()
+		if i == 0 {
+			firstID = id
+		}
+		msg := "From: a@example.com\r\nSubject: message " + strings.Repeat("x", i) + "\r\n\r\nbody\r\n"
+		if err := plainMD.Deliver(context.Background(), id, []string{"user"}, strings.NewReader(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		name := filepath.Join(root, "user", "new", "1765100000.M"+strings.Repeat("9", i+1)+"P1.otherhost")
+		if err := os.WriteFile(name, []byte("Subject: foreign\n\nbare LF body\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := testsupport.Dial(t, plain)
+	c.IMAPLogin("user", "pass")
+	msg := "From: b@example.com\r\nSubject: appended\r\n\r\nold mail\r\n"
+	c.Send("a1 APPEND INBOX (\\Seen) \"01-Feb-2020 10:00:00 +0000\" {" + strconv.Itoa(len(msg)) + "+}\r\n" + msg + "\r\n")
+	if r := c.IMAPUntil("a1"); !strings.HasPrefix(r.Status, "OK") {
+		t.Fatalf("APPEND: %s", r.Status)
+	}
+	c.IMAP("LOGOUT", "OK *")
+	if err := x.Flush("user"); err != nil {
+		t.Fatal(err)
+	}
+	const items = "(UID FLAGS INTERNALDATE RFC822.SIZE)"
+	fetch := func(addr string) []string {
+		c := testsupport.Dial(t, addr)
+		c.IMAPLogin("user", "pass")
+		c.IMAP("EXAMINE INBOX", "OK *")
+		r := c.IMAP("FETCH 1:* "+items, "OK *")
+		c.IMAP("LOGOUT", "OK *")
+		return r.Untagged
+	}
+	// The index's first look at the folder: before the plain store's, so
+	// that the UID list it reads is the one it writes.
+	got := fetch(indexed)
+	want := fetch(plain)
+	if len(want) != 154 || !slices.Equal(got, want) {
+		t.Fatalf("with the index (%d):\n%s\nstat'ing each file (%d):\n%s", len(got), strings.Join(got, "\n"), len(want), strings.Join(want, "\n"))
+	}
+	if !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, `" 1-Feb-2020 10:00:00 +0000"`) }) {
+		t.Fatalf("APPEND's date lost: %q", got)
+	}
+
+	// Change a file's time behind both stores' backs, then look again with
+	// fresh stores (nothing cached in memory).
+	path := filepath.Join(root, "user", "new", firstID+".eml")
+	if err := os.Chtimes(path, time.Now(), time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	plainMD2, indexedMD2 := open(), open()
+	indexedMD2.UseIndex(x)
+	got = fetch(imapOn(t, indexedMD2, x))
+	want = fetch(imapOn(t, plainMD2, nil))
+	if strings.Contains(got[0], "2001") || !strings.Contains(want[0], " 1-Jan-2001") {
+		t.Fatalf("after the file's time changed: with the index %q, stat'ing %q", got[0], want[0])
+	}
 }

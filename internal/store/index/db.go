@@ -29,7 +29,7 @@ const schemaVersion = 3
 // contentless (the text is not stored twice), accent- and case-folding
 // (unicode61 with remove_diacritics 2), with prefix indexes for the short
 // prefixes a search box sends while typing.
-// Version 3 added msgs.fetch.
+// Version 3 added msgs.fetch and msgs.mtime.
 const schema = `
 CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE msgs (
@@ -46,7 +46,8 @@ CREATE TABLE msgs (
 	hto      TEXT NOT NULL DEFAULT '',
 	subject  TEXT NOT NULL DEFAULT '',
 	attach   INTEGER NOT NULL DEFAULT 0,
-	fetch    BLOB -- Options.Precompute of the whole message; NULL when not indexed or too large
+	fetch    BLOB, -- Options.Precompute of the whole message; NULL when not indexed or too large
+	mtime    INTEGER NOT NULL DEFAULT 0 -- the file's modification time in ns (IMAP INTERNALDATE)
 );
 CREATE INDEX msgs_id ON msgs (id);
 CREATE INDEX msgs_pending ON msgs (indexed) WHERE indexed = 0;

@@ -591,13 +591,13 @@ func (x *Index) addDelivered(b *box, ids []string) error {
 }
 
 // insertSQL is insertRow's statement, prepared once a transaction.
-const insertSQL = "INSERT INTO msgs (rowid, key, loc, id, size, received, seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+const insertSQL = "INSERT INTO msgs (rowid, key, loc, id, size, received, seen, mtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 // insertRow adds the row of a message unless its key has one, with the
 // arrival time as rowid (the next free nanosecond on a tie).
 func insertRow(tx *sql.Tx, ins *sql.Stmt, key, loc string, d Described, seen bool) error {
 	for ord := d.Order; ; ord++ {
-		res, err := ins.Exec(ord, key, loc, d.ID, d.Size, d.Order, seen)
+		res, err := ins.Exec(ord, key, loc, d.ID, d.Size, d.Order, seen, d.MTime)
 		if err != nil {
 			return err
 		}
@@ -781,6 +781,7 @@ func (x *Index) catchUp(b *box) error {
 type Listed struct {
 	Loc, ID     string
 	Size, Order int64
+	MTime       int64 // the file's modification time in ns; 0 when unknown
 }
 
 // Listing returns every message of the folder, after reconciling the
@@ -802,14 +803,43 @@ func (x *Index) Listing(name string) ([]Listed, error) {
 			return err
 		}
 		out = slices.Grow(out, n+n/16)
-		rows, err := b.db.Query("SELECT loc, id, size, received FROM msgs ORDER BY rowid")
+		rows, err := b.db.Query("SELECT loc, id, size, received, mtime FROM msgs ORDER BY rowid")
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var l Listed
-			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order); err != nil {
+			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order, &l.MTime); err != nil {
+				return err
+			}
+			out = append(out, l)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Known returns the rows of a folder as the index has them, without
+// looking at the folder: for a caller that checks each row against the
+// file it names (IMAP's first look at a folder, which has just read the
+// directories), so that a known file needs no stat. A row names one file
+// for good (names are unique), so a row found is right about its file.
+func (x *Index) Known(name string) ([]Listed, error) {
+	var out []Listed
+	err := x.do(name, func(b *box) error {
+		out = out[:0]
+		if b == nil {
+			return nil
+		}
+		rows, err := b.db.Query("SELECT loc, id, size, received, mtime FROM msgs")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l Listed
+			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order, &l.MTime); err != nil {
 				return err
 			}
 			out = append(out, l)

@@ -81,6 +81,9 @@ type Described struct {
 	Size int64
 	// Order is the arrival time in Unix nanoseconds: the sort key.
 	Order int64
+	// MTime is the file's modification time in Unix nanoseconds (IMAP's
+	// INTERNALDATE).
+	MTime int64
 }
 
 // Located is a message of a Source.Remove.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"postoffice/internal/store"
+	"postoffice/internal/store/index"
 )
 
 // The folders' shared state. Every open Folder of one folder directory in
@@ -495,6 +496,7 @@ func (sf *folderShared) adopt(list *uidlist, files map[string]found) error {
 	byBase := make(map[string]*fmsg, len(list.recs))
 	msgs := make([]*fmsg, 0, len(list.recs))
 	var buf []byte
+	known := sf.knownFiles(len(list.recs) - len(old))
 	for _, r := range list.recs {
 		f, ok := files[r.base]
 		if !ok {
@@ -502,13 +504,17 @@ func (sf *folderShared) adopt(list *uidlist, files map[string]found) error {
 		}
 		msg := old[r.base]
 		if msg == nil || msg.uid != r.uid {
-			var err error
-			msg, ok, err = describe(sf.dir, f, &buf)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
+			if l, ok := known[f.name]; ok && l.MTime != 0 {
+				msg = fromIndex(f, l)
+			} else {
+				var err error
+				msg, ok, err = describe(sf.dir, f, &buf)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
 			}
 			msg.uid = r.uid
 		}
@@ -571,6 +577,38 @@ func (sf *folderShared) adopt(list *uidlist, files map[string]found) error {
 	}
 	sf.byBase, sf.msgs, sf.loaded = byBase, msgs, true
 	return nil
+}
+
+// minKnownFiles: a look at a folder that must describe more messages than
+// this takes what it can from the persistent index instead of a stat
+// each.
+const minKnownFiles = 64
+
+// knownFiles returns the index's rows of the folder by file name, when
+// n messages are to be described and an index is in use; else nil.
+func (sf *folderShared) knownFiles(n int) map[string]index.Listed {
+	if sf.m.index == nil || n < minKnownFiles {
+		return nil
+	}
+	ls, err := sf.m.index.Known(index.BoxName(sf.mailbox, sf.ref.name))
+	if err != nil {
+		return nil // described from the files
+	}
+	known := make(map[string]index.Listed, len(ls))
+	for _, l := range ls {
+		if _, name, ok := splitLoc(l.Loc); ok {
+			known[name] = l
+		}
+	}
+	return known
+}
+
+// fromIndex is describe from the index's row of the file f: the same
+// message (the row names this very file), without a stat.
+func fromIndex(f found, l index.Listed) *fmsg {
+	_, ours := ourFileID(f.name)
+	return &fmsg{base: baseName(f.name), id: l.ID, size: l.Size, order: l.Order,
+		received: time.Unix(0, l.MTime), foreign: !ours}
 }
 
 // describe returns the message of the file f in dir (ok false: gone).

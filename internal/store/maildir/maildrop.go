@@ -29,6 +29,7 @@ type message struct {
 	base    string // name without its ":2,..." info suffix
 	foreign bool   // not written by Deliver: normalize on Open
 	order   int64  // sort key: id time (ours) or mtime (foreign), in ns
+	mtime   int64  // the file's modification time, in ns
 }
 
 // maildrop is the store.Maildrop of a Maildir mailbox.
@@ -159,6 +160,8 @@ type MaildropIndex interface {
 	Listing(box string) ([]index.Listed, error)
 	// Warm reconciles a folder's index without listing it.
 	Warm(box string) error
+	// Known returns the rows the index has of a folder, as they are.
+	Known(box string) ([]index.Listed, error)
 }
 
 // UseIndex makes OpenMaildrop take its snapshot from the persistent index
@@ -236,6 +239,7 @@ func scanMessage(dir, sub, name string, info func() (fs.FileInfo, error), buf *[
 	if err != nil {
 		return msg, false, err
 	}
+	msg.mtime = fi.ModTime().UnixNano()
 	if id, ours := ourFileID(name); ours {
 		msg.ID, msg.Size, msg.order = id, fi.Size(), store.IDTime(id)
 		return msg, true, nil

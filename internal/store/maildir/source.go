@@ -102,7 +102,7 @@ func (m *Maildir) Describe(mailbox, loc string, buf *[]byte) (index.Described, b
 	if err != nil || !ok {
 		return index.Described{}, false, err
 	}
-	return index.Described{ID: msg.ID, Size: msg.Size, Order: msg.order}, true, nil
+	return index.Described{ID: msg.ID, Size: msg.Size, Order: msg.order, MTime: msg.mtime}, true, nil
 }
 
 // Open implements index.Source.
