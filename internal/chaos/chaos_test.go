@@ -407,3 +407,14 @@ func TestClearedRulesCostNothing(t *testing.T) {
 		t.Fatalf("view %+v", v)
 	}
 }
+
+// TestNoRulesNoAllocations: without rules a stage check allocates nothing
+// (it is one atomic load).
+func TestNoRulesNoAllocations(t *testing.T) {
+	e := &Engine{}
+	q := smtp.PolicyQuery{Stage: smtp.StageRcpt, Arg: "a@b"}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { _ = e.Check(ctx, q) }); n != 0 {
+		t.Fatalf("%v allocations per check", n)
+	}
+}
