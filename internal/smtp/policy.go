@@ -95,6 +95,7 @@ func (s *session) drop(op string) {
 	s.log.Info("connection dropped by policy", "at", op)
 	s.closing = true
 	s.dropped = true
+	s.lastCode = 0 // no reply: the Observer counts it as "other"
 }
 
 // policyReader asks the Policy at StageMessage when the message data ends
@@ -134,7 +135,7 @@ func (s *session) messageReader(r io.Reader, env *Envelope) (io.Reader, *policyR
 	return pr, pr
 }
 
-// verdict is the policy's answer at the end of the message, nil if none.
+// result is the policy's answer at the end of the message, nil if none.
 func (p *policyReader) result() error {
 	if p == nil {
 		return nil
