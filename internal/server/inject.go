@@ -64,9 +64,9 @@ func (s *Server) newWebhook(inj *metrics.Injection) *webhook.Sender {
 	}
 	if s.index != nil {
 		ix := s.index
-		o.Subject = func(mailbox, id string) (string, bool) {
+		o.Lookup = func(mailbox, id string) (string, int64, bool) {
 			sum, err := ix.Get(mailbox, id)
-			return sum.Subject, err == nil
+			return sum.Subject, sum.Size, err == nil
 		}
 	}
 	s.log.Info("webhook on", "url", redactURL(s.cfg.WebhookURL), "signed", s.cfg.WebhookSecret != "")

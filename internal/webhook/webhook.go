@@ -71,9 +71,10 @@ type Options struct {
 	Timeout    time.Duration // per call
 	Queue      int           // notifications waiting at most
 	Workers    int           // calls at once
-	// Subject, when set, looks up the subject of a delivered message (off
-	// the SMTP path, in a worker); it may fail (the message is gone).
-	Subject  func(mailbox, id string) (string, bool)
+	// Lookup, when set, finds the subject and the stored size of a
+	// delivered message (off the SMTP path, in a worker); it may fail (the
+	// message is gone), and the notification keeps what it had.
+	Lookup   func(mailbox, id string) (subject string, size int64, ok bool)
 	Client   *http.Client // nil: a client with Timeout
 	Logger   *slog.Logger
 	Counters Counters
@@ -187,9 +188,9 @@ func (s *Sender) work() {
 
 // deliver posts n, retrying failed calls.
 func (s *Sender) deliver(n Notification) {
-	if s.o.Subject != nil && n.Subject == "" {
-		if subj, ok := s.o.Subject(n.Mailbox, n.ID); ok {
-			n.Subject = subj
+	if s.o.Lookup != nil {
+		if subj, size, ok := s.o.Lookup(n.Mailbox, n.ID); ok {
+			n.Subject, n.Size = subj, size
 		}
 	}
 	body, err := json.Marshal(n)

@@ -48,10 +48,10 @@ func TestRetriesThenDelivers(t *testing.T) {
 	defer rcv.Close()
 	cnt := &counters{}
 	s := New(Options{URL: rcv.URL, Secret: "k", Retries: 4, Backoff: time.Millisecond, Counters: cnt,
-		Subject: func(mb, id string) (string, bool) { return "subject of " + mb + "/" + id, true }})
+		Lookup: func(mb, id string) (string, int64, bool) { return "subject of " + mb + "/" + id, 123, true }})
 	defer s.Shutdown(context.Background())
 	when := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s.Enqueue(Notification{ID: "ID1", Mailbox: "user", Envelope: Envelope{From: "a@x", To: []string{"b@y"}}, Size: 123, Received: when})
+	s.Enqueue(Notification{ID: "ID1", Mailbox: "user", Envelope: Envelope{From: "a@x", To: []string{"b@y"}}, Size: 99, Received: when})
 	var r *http.Request
 	select {
 	case r = <-got:
