@@ -29,6 +29,8 @@ var allowed = map[string][]string{
 	"internal/netpolicy":     {},
 	"internal/web":           {"internal/store", "internal/auth", "internal/mailheader"},
 	"internal/metrics":       {},
+	"internal/chaos":         {"internal/smtp"},
+	"internal/webhook":       {},
 	"internal/auth":          {},
 	"internal/auth/tty":      {},
 	"internal/config":        {"internal/netpolicy"},

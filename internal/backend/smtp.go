@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -120,6 +121,20 @@ type SMTP struct {
 	// FreeSpace, if set, is asked at every MAIL whether the store has
 	// room for new mail (store.Lifecycle.FreeSpace).
 	FreeSpace func() error
+	// Delivered, when set, is told of every message once it is durable,
+	// before the engine answers 250: it must not block (the webhook
+	// queues it).
+	Delivered func(Delivery)
+}
+
+// Delivery describes a message that Data made durable.
+type Delivery struct {
+	ID        string
+	Mailboxes []string // distinct, in recipient order
+	From      string   // reverse-path, "" for <>
+	To        []string
+	Size      int64 // octets stored (trace header included)
+	Received  time.Time
 }
 
 var _ smtp.Backend = (*SMTP)(nil)
@@ -170,14 +185,47 @@ func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (strin
 	if b.Now != nil {
 		now = b.Now
 	}
-	hdr := TraceHeader(env, b.Hostname, id, now())
-	if err := b.Store.Deliver(ctx, id, boxes, io.MultiReader(strings.NewReader(hdr), r)); err != nil {
+	received := now()
+	hdr := TraceHeader(env, b.Hostname, id, received)
+	var msg io.Reader = io.MultiReader(strings.NewReader(hdr), r)
+	var counted *countingReader
+	if b.Delivered != nil {
+		counted = &countingReader{r: msg}
+		msg = counted
+	}
+	if err := b.Store.Deliver(ctx, id, boxes, msg); err != nil {
 		if errors.Is(err, store.ErrNoSpace) {
 			return "", &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
 		}
 		return "", fmt.Errorf("deliver %s: %w", id, err)
 	}
+	if b.Delivered != nil {
+		b.Delivered(Delivery{ID: id, Mailboxes: distinct(boxes), From: env.From, To: append([]string(nil), env.To...), Size: counted.n, Received: received})
+	}
 	return id, nil
+}
+
+// countingReader counts the octets read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// distinct returns list without repeats, in order.
+func distinct(list []string) []string {
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Authenticate checks credentials through the Authenticator.

@@ -108,6 +108,14 @@ type Config struct {
 	// smaller; 0 turns the check off.
 	MinFreeSpace Size
 
+	// Chaos and the webhook: see inject.go.
+	Chaos          string
+	WebhookURL     string
+	WebhookSecret  string
+	WebhookRetries int
+	WebhookTimeout time.Duration
+	WebhookQueue   int
+
 	// ConfigFile is the TOML file the settings were read from ("" for
 	// none). See file.go.
 	ConfigFile string
@@ -296,6 +304,9 @@ func Default() Config {
 		HTTPAddr:            DefaultHTTPAddr,
 		RetentionInterval:   time.Minute,
 		MinFreeSpace:        AutoMinFreeSpace,
+		WebhookRetries:      4,
+		WebhookTimeout:      10 * time.Second,
+		WebhookQueue:        1000,
 	}
 }
 
@@ -359,6 +370,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.RetentionMaxMessages, "retention-max-messages", c.RetentionMaxMessages, "keep at most this many messages per mailbox, removing the oldest (0: no limit)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
 	fs.Var(minFreeValue{&c.MinFreeSpace}, "min-free-space", "free space on the mailbox filesystem below which SMTP MAIL gets 452 4.3.1: a size, auto (100MiB or 1% of the filesystem, whichever is smaller) or 0 (off)")
+	c.injectFlags(fs)
 	fs.StringVar(&c.ConfigFile, configFlag, c.ConfigFile, "TOML configuration file; its keys are the flag names (flags and environment win over it)")
 	return fs
 }
@@ -594,6 +606,9 @@ func (c *Config) Validate() error {
 		return bad("retention-max-messages", "must not be negative (0 means no limit)")
 	case c.RetentionInterval <= 0:
 		return bad("retention-interval", "must be positive")
+	}
+	if err := c.validateInject(bad); err != nil {
+		return err
 	}
 	switch c.SMTPBareNewline {
 	case "normalize", "reject", "accept":

@@ -50,6 +50,9 @@ func (s *Server) newMux() *http.ServeMux {
 			Throttle:  s.thr,
 			IsLocal:   s.cfg.TrustedNetworks.IsLocal,
 			Logger:    s.log.With("proto", "http"),
+			// Chaos: /api/v1/chaos (see inject.go).
+			Chaos:            s.chaos,
+			ListenerLoopback: listenerLoopback(s.cfg.HTTPAddr),
 		})
 		if err == nil {
 			s.web = h

@@ -22,6 +22,7 @@ import (
 
 	"postoffice/internal/auth"
 	"postoffice/internal/backend"
+	"postoffice/internal/chaos"
 	"postoffice/internal/config"
 	"postoffice/internal/imap"
 	"postoffice/internal/metrics"
@@ -32,6 +33,7 @@ import (
 	"postoffice/internal/store/index"
 	"postoffice/internal/store/maildir"
 	"postoffice/internal/web"
+	"postoffice/internal/webhook"
 )
 
 // Server is a running Postoffice.
@@ -55,6 +57,9 @@ type Server struct {
 	draining atomic.Bool    // Shutdown has begun: not ready
 	pruner   *pruner        // nil when retention is off
 	web      *web.Handler   // nil with --web-disable; see http.go
+
+	chaos   *chaos.Engine   // SMTP fault injection; see inject.go
+	webhook *webhook.Sender // nil without --webhook-url
 
 	// metricsHTTP serves /metrics on --metrics-addr; nil when it is empty.
 	metricsHTTP *http.Server
@@ -90,6 +95,11 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	inj := metrics.NewInjection(s.metrics)
+	if s.chaos, err = s.newChaos(inj); err != nil {
+		return nil, err
+	}
+	s.webhook = s.newWebhook(inj)
 	s.smtp = s.newSMTP(router, tlsConfig)
 	s.pop3 = s.newPOP3(tlsConfig)
 	s.imap = s.newIMAP(tlsConfig)
@@ -235,6 +245,10 @@ func (s *Server) limiter() *netpolicy.Limiter {
 // newSMTP returns the SMTP engine on the SMTP backend.
 func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Server {
 	cfg := s.cfg
+	var delivered func(backend.Delivery)
+	if s.webhook != nil {
+		delivered = s.delivered
+	}
 	return &smtp.Server{
 		Hostname: cfg.Hostname,
 		Backend: &backend.SMTP{
@@ -245,7 +259,9 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 			Logger:   s.log,
 			// --min-free-space: 452 4.3.1 at MAIL below it.
 			FreeSpace: s.store.FreeSpace,
+			Delivered: delivered,
 		},
+		Policy:            s.chaos,
 		Logger:            s.log.With("proto", "smtp"),
 		MaxMessageBytes:   int64(cfg.MaxMessageSize),
 		MaxRecipients:     cfg.MaxRecipients,
@@ -458,6 +474,9 @@ func (s *Server) Reload() error {
 			errs = append(errs, err)
 		}
 	}
+	if err := s.reloadChaos(); err != nil {
+		errs = append(errs, err)
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		s.log.Error("reload failed; keeping the previous configuration", "err", err)
@@ -481,6 +500,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { defer wg.Done(); imapErr = s.imap.Shutdown(ctx) }()
 	wg.Wait()
 	s.wg.Wait()
+	s.stopWebhook(ctx)
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -23,6 +23,7 @@ type dataResult struct {
 // however large the message.
 type bdatWriter struct {
 	pw   *io.PipeWriter
+	pr   *policyReader // the Policy's view of the end of the message; nil without one
 	done chan dataResult
 	n    int64   // octets written
 	tail [2]byte // last two octets written
@@ -34,6 +35,8 @@ type bdatWriter struct {
 func (s *session) startBdat(env *Envelope) *bdatWriter {
 	pr, pw := io.Pipe()
 	b := &bdatWriter{pw: pw, done: make(chan dataResult, 1)}
+	r, policyR := s.messageReader(pr, env)
+	b.pr = policyR
 	go func() {
 		var res dataResult
 		defer func() {
@@ -44,7 +47,7 @@ func (s *session) startBdat(env *Envelope) *bdatWriter {
 			pr.CloseWithError(errBackendDone)
 			b.done <- res
 		}()
-		res.id, res.err = s.srv.Backend.Data(s.ctx, env, pr)
+		res.id, res.err = s.srv.Backend.Data(s.ctx, env, r)
 	}()
 	return b
 }
@@ -200,6 +203,22 @@ func (s *session) cmdBdat(arg string) {
 	}
 
 	if s.bdat == nil {
+		if err := s.policy(StageData, "", env); err != nil {
+			// Refused at the first chunk: its octets are read and
+			// dropped, and the transaction ends; chunks already pipelined
+			// after it are discarded as after a size failure.
+			if errors.Is(err, ErrDrop) {
+				s.drop("data")
+				return
+			}
+			s.endTransaction()
+			s.bdatStale = !last
+			if !s.discardChunk(n, max) {
+				return
+			}
+			s.backendError("data", err)
+			return
+		}
 		env.Chunked = true
 		s.bdat = s.startBdat(env)
 		if s.srv.BareNewline == BareNewlineReject && env.Body != "BINARYMIME" {
@@ -249,6 +268,13 @@ func (s *session) cmdBdat(arg string) {
 	res := b.finish()
 	s.bdat = nil
 	s.env = nil
+	if v := b.pr.result(); v != nil {
+		if errors.Is(v, ErrDrop) {
+			s.drop("message")
+			return
+		}
+		res.err = v // the backend stored nothing: its reader failed with v
+	}
 	s.finishMessage(env, res.id, res.err, false, b.n)
 }
 

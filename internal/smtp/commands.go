@@ -15,6 +15,9 @@ func (s *session) cmdHelo(arg string, esmtp bool) {
 		s.reply(codeParamSyntax, "5.5.4", "Syntax: HELO/EHLO hostname")
 		return
 	}
+	if s.refusedBy("helo", s.policy(StageHelo, printable(name), nil)) {
+		return
+	}
 	// RFC 5321 §4.1.4: HELO/EHLO ends any transaction in progress.
 	s.endTransaction()
 	// The name goes into the greeting and the Received header: kept as
@@ -136,6 +139,9 @@ func (s *session) cmdMail(arg string) {
 		s.reply(codeMailboxName, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 		return
 	}
+	if s.refusedBy("mail", s.policy(StageMail, from, env)) {
+		return
+	}
 	if err := s.srv.Backend.Mail(s.ctx, env); err != nil {
 		s.backendError("mail", err)
 		return
@@ -200,6 +206,9 @@ func (s *session) cmdRcpt(arg string) {
 	// the transaction.
 	if len(s.env.To) >= s.srv.maxRecipients() {
 		s.reply(codeInsufficient, "4.5.3", s.withID("Error: too many recipients"))
+		return
+	}
+	if s.refusedBy("rcpt", s.policy(StageRcpt, to, s.env)) {
 		return
 	}
 	if err := s.srv.Backend.Rcpt(s.ctx, s.env, to); err != nil {
@@ -314,6 +323,11 @@ func (s *session) cmdData(arg string) {
 		s.reply(codeBadSequence, "5.5.1", "Error: BODY=BINARYMIME requires BDAT")
 		return
 	}
+	if s.refusedBy("data", s.policy(StageData, "", s.env)) {
+		// The transaction ends with DATA's reply (RFC 5321 §4.1.1.4).
+		s.endTransaction()
+		return
+	}
 	s.conn.W.WriteString("354 End data with <CR><LF>.<CR><LF>\r\n")
 	if err := s.conn.Flush(); err != nil {
 		s.closing = true
@@ -331,7 +345,8 @@ func (s *session) cmdData(arg string) {
 	dr := newDataReader(s.conn.R, s.srv.maxMessageBytes())
 	dr.dl = dl
 	dr.setPolicy(s.srv.BareNewline)
-	id, err := s.srv.Backend.Data(s.ctx, env, dr)
+	r, pr := s.messageReader(dr, env)
+	id, err := s.srv.Backend.Data(s.ctx, env, r)
 	// Whatever the backend read, the client's data runs to CRLF.CRLF.
 	if derr := dr.drain(); derr != nil {
 		if err == nil {
@@ -343,6 +358,13 @@ func (s *session) cmdData(arg string) {
 	}
 	if e := dr.refused(); e != nil {
 		err = e // the backend stored nothing: its reader failed with e
+	}
+	if v := pr.result(); v != nil {
+		if errors.Is(v, ErrDrop) {
+			s.drop("message")
+			return
+		}
+		err = v // the backend stored nothing: its reader failed with v
 	}
 	s.finishMessage(env, id, err, dr.tooBig, dr.n)
 }

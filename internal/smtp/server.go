@@ -63,6 +63,11 @@ type Server struct {
 	// smtpd_junk_command_limit; default 100, negative for no limit.
 	MaxJunkCommands int
 
+	// Policy, when set, is asked at every Stage of a session and may
+	// answer, delay or drop in place of the engine (see Policy); nil
+	// answers as usual.
+	Policy Policy
+
 	// Observer receives connection and transaction events (metrics); nil
 	// observes nothing.
 	Observer Observer

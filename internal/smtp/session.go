@@ -46,6 +46,8 @@ type session struct {
 	junk    int  // NOOP, RSET, VRFY, HELP since the start or the last delivered message
 	noCount bool // replies do not count toward MaxErrors (see count)
 	closing bool // close after the queued replies are sent
+	dropped bool // the Policy dropped the connection: close without sending more
+	refused bool // the Policy answered 554 for the greeting: only QUIT (RFC 5321 §3.1)
 
 	lastCode int // code of the last reply queued (for the Observer)
 
@@ -131,7 +133,9 @@ func (s *session) serve() {
 		}
 	}
 
-	s.replyf(codeReady, "", "%s ESMTP Postoffice ready", s.host)
+	if !s.greet() {
+		return
+	}
 	for !s.closing {
 		if !s.enterIdle() {
 			s.replyf(codeUnavailable, "4.3.2", "%s Service shutting down", s.host)
@@ -172,7 +176,41 @@ func (s *session) serve() {
 			s.closing = true
 		}
 	}
+	if !s.dropped {
+		s.conn.Flush()
+	}
+}
+
+// greet sends the greeting, or what the Policy answers at StageConnect. It
+// reports whether the session goes on.
+func (s *session) greet() bool {
+	err := s.policy(StageConnect, "", nil)
+	if err == nil {
+		s.replyf(codeReady, "", "%s ESMTP Postoffice ready", s.host)
+		return true
+	}
+	var e *Error
+	switch {
+	case errors.Is(err, ErrDrop):
+		s.log.Info("connection dropped by policy", "at", "connect")
+		return false
+	case errors.As(err, &e) && e.Code == codeFailed:
+		// RFC 5321 §3.1: a 554 instead of the greeting; the server then
+		// MUST wait for QUIT, answering other commands 503.
+		s.log.Info("connect refused", "reply", e.Error())
+		s.reply(e.Code, e.Enhanced, e.Message)
+		s.refused = true
+		return true
+	case errors.As(err, &e):
+		// 421: the server closes (RFC 5321 §3.8).
+		s.log.Info("connect refused", "reply", e.Error())
+		s.reply(e.Code, e.Enhanced, e.Message)
+	default:
+		s.log.Error("connect policy failed", "err", err)
+		s.replyf(codeUnavailable, "4.3.0", "%s Service not available (conn %s)", s.host, s.info.ID)
+	}
 	s.conn.Flush()
+	return false
 }
 
 // ForceClose closes the connection under any TLS layer, for Shutdown when
@@ -216,6 +254,11 @@ func (s *session) dispatch(line []byte) {
 	verb, arg, _ := strings.Cut(cmd, " ")
 	verb = strings.ToUpper(verb)
 	if s.tooMuchJunk(verb) {
+		return
+	}
+	if s.refused && verb != "QUIT" {
+		// RFC 5321 §3.1: after a 554 greeting, 503 to all but QUIT.
+		s.reply(codeBadSequence, "5.5.1", "Error: service refused at connect, send QUIT")
 		return
 	}
 	switch verb {

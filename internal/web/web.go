@@ -56,6 +56,12 @@ type Options struct {
 	Secure bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
+	// Chaos is the SMTP fault-injection rule set of /api/v1/chaos; nil
+	// answers 404 there.
+	Chaos ChaosControl
+	// ListenerLoopback is set when the HTTP listener listens on loopback
+	// only: without a users file the chaos API is refused otherwise.
+	ListenerLoopback bool
 }
 
 // Handler serves the web inbox. Mount it at "/".
@@ -120,6 +126,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET "+msgs+"/{id}/raw", h.authed(h.mailbox(h.getRaw)))
 	m.HandleFunc("GET "+msgs+"/{id}/parts/{part}", h.authed(h.mailbox(h.getPart)))
 	m.HandleFunc("GET "+msgs+"/{id}/html", h.authed(h.mailbox(h.getHTML)))
+	m.HandleFunc("GET /api/v1/chaos", h.chaos(false, h.getChaos))
+	m.HandleFunc("PUT /api/v1/chaos", h.mutation(h.chaos(true, h.putChaos)))
+	m.HandleFunc("DELETE /api/v1/chaos", h.mutation(h.chaos(true, h.deleteChaos)))
 }
 
 // ServeHTTP implements http.Handler.
