@@ -171,6 +171,11 @@ func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (strin
 		now = b.Now
 	}
 	hdr := TraceHeader(env, b.Hostname, id, now())
+	if b.Router.Single != "" {
+		// Every recipient has the one mailbox: naming them all in its
+		// one copy reveals nothing to anyone else.
+		hdr += OriginalTo(env.To)
+	}
 	if err := b.Store.Deliver(ctx, id, boxes, io.MultiReader(strings.NewReader(hdr), r)); err != nil {
 		if errors.Is(err, store.ErrNoSpace) {
 			return "", &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
@@ -219,6 +224,22 @@ func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
 		b.WriteString("\r\n\tfor <" + sanitize(env.To[0]) + ">")
 	}
 	b.WriteString("; " + t.Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
+	return b.String()
+}
+
+// OriginalTo returns one X-Original-To field per envelope recipient (the
+// field Postfix's local delivery adds), with CRLF line ends, so that a
+// Bcc recipient is known from the stored message: the web API's tag:
+// search (anything+tag@...) finds mail by it. It follows the Received
+// field, outside the trace block of RFC 5322 §3.6.7 (Return-Path, then
+// Received), as an optional field may. Only for a copy that no one but
+// the recipients' common mailbox sees: with several mailboxes sharing
+// one file, it would show one user another's Bcc address.
+func OriginalTo(rcpts []string) string {
+	var b strings.Builder
+	for _, to := range rcpts {
+		b.WriteString("X-Original-To: " + sanitize(to) + "\r\n")
+	}
 	return b.String()
 }
 

@@ -50,6 +50,9 @@ func (s *Server) newMux() *http.ServeMux {
 			Throttle:  s.thr,
 			IsLocal:   s.cfg.TrustedNetworks.IsLocal,
 			Logger:    s.log.With("proto", "http"),
+
+			WaitMax:        s.cfg.WaitMax,
+			LinkCheckAllow: s.cfg.LinkCheckAllow,
 		})
 		if err == nil {
 			s.web = h

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"postoffice/internal/auth"
 	"postoffice/internal/store"
@@ -56,6 +57,13 @@ type Options struct {
 	Secure bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
+	// WaitMax caps the timeout of GET .../messages/wait (--wait-max);
+	// zero means DefaultWaitMax.
+	WaitMax time.Duration
+	// LinkCheckAllow are the host globs (path.Match patterns, matched
+	// against the lower-cased host) GET .../links?check=1 may contact
+	// (--link-check-allow); nil allows none.
+	LinkCheckAllow []string
 }
 
 // Handler serves the web inbox. Mount it at "/".
@@ -114,6 +122,9 @@ func (h *Handler) routes() {
 	const msgs = "/api/v1/mailboxes/{mailbox}/messages"
 	m.HandleFunc("GET "+msgs, h.authed(h.mailbox(h.listMessages)))
 	m.HandleFunc("DELETE "+msgs, h.mutation(h.authed(h.mailbox(h.deleteMessages))))
+	m.HandleFunc("GET "+msgs+"/wait", h.authed(h.mailbox(h.waitMessage)))
+	m.HandleFunc("GET "+msgs+"/latest", h.authed(h.mailbox(h.latestMessage)))
+	m.HandleFunc("GET "+msgs+"/{id}/links", h.authed(h.mailbox(h.getLinks)))
 	m.HandleFunc("GET "+msgs+"/{id}", h.authed(h.mailbox(h.getMessage)))
 	m.HandleFunc("DELETE "+msgs+"/{id}", h.mutation(h.authed(h.mailbox(h.deleteMessage))))
 	m.HandleFunc("PATCH "+msgs+"/{id}", h.mutation(h.authed(h.mailbox(h.patchMessage))))

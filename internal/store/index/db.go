@@ -17,7 +17,7 @@ import (
 
 // schemaVersion is the layout of the index. An index of another version
 // (an older Postoffice) is moved aside and rebuilt from the Maildir.
-const schemaVersion = 2
+const schemaVersion = 4
 
 // The schema. msgs holds one row per message file: where it is, what
 // POP3 needs (id, size, order), and once indexed, what the web list shows.
@@ -44,7 +44,8 @@ CREATE TABLE msgs (
 	hfrom    TEXT NOT NULL DEFAULT '',
 	hto      TEXT NOT NULL DEFAULT '',
 	subject  TEXT NOT NULL DEFAULT '',
-	attach   INTEGER NOT NULL DEFAULT 0
+	attach   INTEGER NOT NULL DEFAULT 0,
+	tags     TEXT NOT NULL DEFAULT '' -- recipient tags (store.Summary.Tags) as "\nt1\nt2\n"; '' for none
 );
 CREATE INDEX msgs_id ON msgs (id);
 CREATE INDEX msgs_pending ON msgs (indexed) WHERE indexed = 0;
