@@ -246,7 +246,7 @@ func AddressTag(addr string) (tag string, ok bool) {
 	local := strings.Trim(addr[:at], `"`)
 	_, tag, ok = strings.Cut(local, "+")
 	tag = strings.ToLower(strings.TrimSpace(tag))
-	if !ok || tag == "" || strings.ContainsAny(tag, "\r\n") {
+	if !ok || tag == "" || strings.ContainsAny(tag, "@\r\n") {
 		return "", false
 	}
 	return tag, true

@@ -49,6 +49,9 @@ func (h *Handler) waitMessage(w http.ResponseWriter, r *http.Request, mb string)
 		return
 	}
 
+	if h.waitHook != nil {
+		defer h.waitHook("done")
+	}
 	// Subscribe first, then look: see the comment above.
 	wake := make(chan struct{}, 1)
 	cancel := h.mail.Subscribe(func(ev store.Event) {
@@ -93,6 +96,9 @@ func (h *Handler) waitMessage(w http.ResponseWriter, r *http.Request, mb string)
 			// Deleted since it was found: look again.
 			gone = s.ID
 			continue
+		}
+		if h.waitHook != nil {
+			h.waitHook("idle")
 		}
 		select {
 		case <-wake:

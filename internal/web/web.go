@@ -76,6 +76,10 @@ type Handler struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+
+	// waitHook, set by tests only, hears a wait's steps: "idle" each time
+	// it blocks for an arrival, "done" when its handler returns.
+	waitHook func(step string)
 }
 
 // New returns the web inbox handler for opts.
