@@ -171,9 +171,10 @@ func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (strin
 		now = b.Now
 	}
 	hdr := TraceHeader(env, b.Hostname, id, now())
-	if b.Router.Single != "" {
-		// Every recipient has the one mailbox: naming them all in its
-		// one copy reveals nothing to anyone else.
+	if oneMailbox(boxes) {
+		// Every recipient has the same mailbox (always so without a users
+		// file): naming them all in its one copy reveals nothing to
+		// anyone else.
 		hdr += OriginalTo(env.To)
 	}
 	if err := b.Store.Deliver(ctx, id, boxes, io.MultiReader(strings.NewReader(hdr), r)); err != nil {
@@ -225,6 +226,16 @@ func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
 	}
 	b.WriteString("; " + t.Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
 	return b.String()
+}
+
+// oneMailbox reports whether boxes name a single mailbox.
+func oneMailbox(boxes []string) bool {
+	for _, b := range boxes {
+		if b != boxes[0] {
+			return false
+		}
+	}
+	return len(boxes) > 0
 }
 
 // OriginalTo returns one X-Original-To field per envelope recipient (the
