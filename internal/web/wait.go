@@ -102,7 +102,16 @@ func (h *Handler) waitMessage(w http.ResponseWriter, r *http.Request, mb string)
 		}
 		select {
 		case <-wake:
+			// The wait was authorized at its start: answer nothing once
+			// its session logged out or its user was deleted.
+			if _, ok := h.who(r); !ok {
+				writeError(w, http.StatusUnauthorized, "login required")
+				return
+			}
 		case <-timer.C:
+			// RFC 9110 §15.5.9: a server sending 408 SHOULD send the
+			// "close" connection option.
+			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusRequestTimeout, "no matching message arrived within "+timeout.String())
 			return
 		case <-r.Context().Done():

@@ -17,10 +17,11 @@ import (
 
 // waitResult is the answer of one wait request.
 type waitResult struct {
-	code int
-	msg  messageJSON
-	err  string
-	body string
+	code  int
+	close bool // the server asked to close the connection
+	msg   messageJSON
+	err   string
+	body  string
 }
 
 // wait sends GET .../messages/wait with the given parameters.
@@ -39,7 +40,7 @@ func (c *client) wait(ctx context.Context, mailbox string, params url.Values) wa
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := waitResult{code: resp.StatusCode, body: string(b)}
+	r := waitResult{code: resp.StatusCode, close: resp.Close, body: string(b)}
 	if resp.StatusCode == 200 {
 		if err := json.Unmarshal(b, &r.msg); err != nil {
 			c.e.t.Errorf("wait answer %s: %v", b, err)
@@ -208,8 +209,8 @@ func TestWaitTimeoutIs408JSON(t *testing.T) {
 	e := newEnv(t, Options{})
 	c := e.client()
 	r := c.wait(context.Background(), "user", url.Values{"q": {"tag:never"}, "timeout": {"50ms"}})
-	if r.code != http.StatusRequestTimeout || !strings.Contains(r.err, "no matching message") {
-		t.Fatalf("wait = %d %s, want 408 JSON", r.code, r.body)
+	if r.code != http.StatusRequestTimeout || !strings.Contains(r.err, "no matching message") || !r.close {
+		t.Fatalf("wait = %d %s (close %v), want 408 JSON with Connection: close", r.code, r.body, r.close)
 	}
 }
 
