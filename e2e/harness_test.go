@@ -178,7 +178,9 @@ func sendRaw(t *testing.T, addr, from string, to []string, data string) string {
 }
 
 // stripTrace returns the message of an .eml file without the Return-Path
-// and Received fields Postoffice put in front, checking they are there.
+// and Received fields Postoffice put in front, checking they are there,
+// and without the X-Original-To fields that follow them when every
+// recipient has the same mailbox.
 func stripTrace(t *testing.T, eml []byte) (trace, msg string) {
 	t.Helper()
 	s := string(eml)
@@ -199,6 +201,13 @@ func stripTrace(t *testing.T, eml []byte) (trace, msg string) {
 		if j >= len(s) || (s[j] != '\t' && s[j] != ' ') {
 			break
 		}
+	}
+	for strings.HasPrefix(s[j:], "X-Original-To: ") {
+		k := strings.Index(s[j:], "\r\n")
+		if k < 0 {
+			t.Fatal("unterminated X-Original-To")
+		}
+		j += k + 2
 	}
 	return s[:j], s[j:]
 }

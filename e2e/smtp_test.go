@@ -35,6 +35,12 @@ func TestSeedSessionVerbatim(t *testing.T) {
 	if strings.Contains(trace, "for <") {
 		t.Fatalf("'for' clause with two recipients: %q", trace)
 	}
+	// Both recipients have the one mailbox: each is named in an
+	// X-Original-To after the Received field (for the API's tag: search).
+	trace, ok := strings.CutSuffix(trace, "X-Original-To: bob@example.com\r\nX-Original-To: carol@example.com\r\n")
+	if !ok {
+		t.Fatalf("no X-Original-To per recipient after Received: %q", trace)
+	}
 	if !regexp.MustCompile(`; [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}\r\n$`).MatchString(trace) {
 		t.Fatalf("Received date not RFC 5322: %q", trace)
 	}

@@ -187,6 +187,12 @@ func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (strin
 	}
 	received := now()
 	hdr := TraceHeader(env, b.Hostname, id, received)
+	if oneMailbox(boxes) {
+		// Every recipient has the same mailbox (always so without a users
+		// file): naming them all in its one copy reveals nothing to
+		// anyone else.
+		hdr += OriginalTo(env.To)
+	}
 	var msg io.Reader = io.MultiReader(strings.NewReader(hdr), r)
 	var counted *countingReader
 	if b.Delivered != nil {
@@ -267,6 +273,32 @@ func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
 		b.WriteString("\r\n\tfor <" + sanitize(env.To[0]) + ">")
 	}
 	b.WriteString("; " + t.Format("Mon, 02 Jan 2006 15:04:05 -0700") + "\r\n")
+	return b.String()
+}
+
+// oneMailbox reports whether boxes name a single mailbox.
+func oneMailbox(boxes []string) bool {
+	for _, b := range boxes {
+		if b != boxes[0] {
+			return false
+		}
+	}
+	return len(boxes) > 0
+}
+
+// OriginalTo returns one X-Original-To field per envelope recipient (the
+// field Postfix's local delivery adds), with CRLF line ends, so that a
+// Bcc recipient is known from the stored message: the web API's tag:
+// search (anything+tag@...) finds mail by it. It follows the Received
+// field, outside the trace block of RFC 5322 §3.6.7 (Return-Path, then
+// Received), as an optional field may. Only for a copy that no one but
+// the recipients' common mailbox sees: with several mailboxes sharing
+// one file, it would show one user another's Bcc address.
+func OriginalTo(rcpts []string) string {
+	var b strings.Builder
+	for _, to := range rcpts {
+		b.WriteString("X-Original-To: " + sanitize(to) + "\r\n")
+	}
 	return b.String()
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,6 +97,12 @@ type Config struct {
 	// the index (the web inbox then indexes a folder when it first lists
 	// it).
 	IndexDisable bool
+
+	// WaitMax caps the timeout of the web API's messages/wait.
+	WaitMax time.Duration
+	// LinkCheckAllow are the host globs the web API's links?check=1 may
+	// fetch (empty: none).
+	LinkCheckAllow []string
 
 	// Retention (off when both are zero): see store.RetentionPolicy.
 	RetentionMaxAge      time.Duration
@@ -307,6 +314,8 @@ func Default() Config {
 		WebhookRetries:      4,
 		WebhookTimeout:      10 * time.Second,
 		WebhookQueue:        1000,
+		WaitMax:             5 * time.Minute,
+		LinkCheckAllow:      []string{"localhost", "127.0.0.1", "::1"},
 	}
 }
 
@@ -366,6 +375,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.WebAdmin, "web-admin", c.WebAdmin, "user who sees every mailbox in the web inbox (others see their own)")
 	fs.BoolVar(&c.WebDisable, "web-disable", c.WebDisable, "do not serve the web inbox and its JSON API on --http-addr")
 	fs.BoolVar(&c.IndexDisable, "index-disable", c.IndexDisable, "do not index messages after delivery, and open POP3 maildrops by listing the Maildir instead of from the index")
+	fs.DurationVar(&c.WaitMax, "wait-max", c.WaitMax, "longest timeout a web API wait (GET .../messages/wait) may ask for")
+	fs.Var(listValue{&c.LinkCheckAllow}, "link-check-allow", "comma-separated host globs the web API's link check (GET .../links?check=1) may fetch; empty: none")
 	fs.DurationVar(&c.RetentionMaxAge, "retention-max-age", c.RetentionMaxAge, "remove messages older than this from every mailbox (0: keep forever)")
 	fs.IntVar(&c.RetentionMaxMessages, "retention-max-messages", c.RetentionMaxMessages, "keep at most this many messages per mailbox, removing the oldest (0: no limit)")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
@@ -598,6 +609,17 @@ func (c *Config) Validate() error {
 	}
 	if c.WebAdmin != "" && !validWebUser(c.WebAdmin) {
 		return bad("web-admin", "%q is not a valid user name", c.WebAdmin)
+	}
+	if c.WaitMax <= 0 {
+		return bad("wait-max", "must be positive")
+	}
+	for _, g := range c.LinkCheckAllow {
+		if g == "" || strings.ContainsAny(g, "/\\") {
+			return bad("link-check-allow", "%q is not a host pattern", g)
+		}
+		if _, err := path.Match(g, ""); err != nil {
+			return bad("link-check-allow", "%q is not a valid glob: %v", g, err)
+		}
 	}
 	switch {
 	case c.RetentionMaxAge < 0:

@@ -211,3 +211,24 @@ func TestMaxJunkCommandsSetting(t *testing.T) {
 		t.Fatalf("negative accepted: %v", err)
 	}
 }
+
+func TestWaitMaxAndLinkCheckAllowSettings(t *testing.T) {
+	c, err := Parse("t", nil, env(nil), io.Discard)
+	if err != nil || c.WaitMax != 5*time.Minute || strings.Join(c.LinkCheckAllow, ",") != "localhost,127.0.0.1,::1" {
+		t.Fatalf("defaults: %v %v, %v", c.WaitMax, c.LinkCheckAllow, err)
+	}
+	c, err = Parse("t", []string{"--link-check-allow", "*.Test, 127.0.0.1"},
+		env(map[string]string{"POSTOFFICE_WAIT_MAX": "90s"}), io.Discard)
+	if err != nil || c.WaitMax != 90*time.Second || strings.Join(c.LinkCheckAllow, ",") != "*.test,127.0.0.1" {
+		t.Fatalf("set: %v %v, %v", c.WaitMax, c.LinkCheckAllow, err)
+	}
+	c, err = Parse("t", []string{"--link-check-allow", ""}, env(nil), io.Discard)
+	if err != nil || len(c.LinkCheckAllow) != 0 {
+		t.Fatalf("empty: %v, %v", c.LinkCheckAllow, err)
+	}
+	for _, args := range [][]string{{"--wait-max", "0s"}, {"--link-check-allow", "[a-"}, {"--link-check-allow", "a/b"}} {
+		if _, err := Parse("t", args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err = %v, want one naming %s", args, err, args[0])
+		}
+	}
+}

@@ -53,6 +53,9 @@ func (s *Server) newMux() *http.ServeMux {
 			// Chaos: /api/v1/chaos (see inject.go).
 			Chaos:            s.chaos,
 			ListenerLoopback: listenerLoopback(s.cfg.HTTPAddr),
+
+			WaitMax:        s.cfg.WaitMax,
+			LinkCheckAllow: s.cfg.LinkCheckAllow,
 		})
 		if err == nil {
 			s.web = h

@@ -41,6 +41,22 @@ type Browser interface {
 	SetSeen(mailbox, id string, seen bool) (Summary, error)
 }
 
+// Arrivals is what a Browser offers to wait for mail: a message found by
+// its place in arrival order (the web API's messages/wait and
+// messages/latest). Arrival order is Summary.Received, ties broken by the
+// order the store recorded the messages in.
+type Arrivals interface {
+	// Arrival returns the message of mailbox's INBOX matching q that
+	// arrived first after the message after ("" for no marker: the first
+	// of all), or with newest the last one; ok is false when there is
+	// none. It sees every message whose delivery has returned (whose
+	// EventArrived was published) before the call. A marker the mailbox
+	// does not hold is ErrNotFound, unless it has the form of NewID: its
+	// time then marks the arrival (a message deleted since still marks
+	// its place).
+	Arrival(mailbox string, q Query, after string, newest bool) (s Summary, ok bool, err error)
+}
+
 // MailboxInfo is the size of one mailbox.
 type MailboxInfo struct {
 	Name     string
@@ -81,6 +97,11 @@ type Summary struct {
 	// Seen is the seen flag (the Maildir "S" flag: a file in cur/ whose
 	// info has 'S').
 	Seen bool
+	// Tags are the recipient tags of the message (AddressTag), sorted and
+	// distinct: those of the envelope recipients its trace header names
+	// (X-Original-To, Delivered-To, Received "for <...>") and of its To and
+	// Cc header fields.
+	Tags []string
 }
 
 // SummaryScanBytes bounds how much of a message is read to summarize it.

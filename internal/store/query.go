@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ type Query struct {
 	// Attachments, when non-nil, selects messages with or without
 	// attachments.
 	Attachments *bool
+	// Tags match the recipient tags of a message (Summary.Tags) exactly,
+	// lower-cased: "t1" for mail to anything+t1@any.domain.
+	Tags []string
 }
 
 // IsZero reports whether q selects every message.
@@ -39,7 +43,7 @@ func (q Query) IsZero() bool {
 	return len(q.Words) == 0 && len(q.From) == 0 && len(q.To) == 0 &&
 		len(q.Subject) == 0 && len(q.Text) == 0 && q.After.IsZero() &&
 		q.Before.IsZero() && q.Larger == 0 && q.Smaller == 0 &&
-		q.Seen == nil && q.Attachments == nil
+		q.Seen == nil && q.Attachments == nil && len(q.Tags) == 0
 }
 
 // ParseQuery parses a search string of space-separated terms; a term is a
@@ -47,7 +51,7 @@ func (q Query) IsZero() bool {
 //
 //	from:alice to:bob subject:"weekly report" text:invoice
 //	after:2024-05-01 before:2024-06-01 larger:10K smaller:2M
-//	is:read is:unread has:attachment
+//	is:read is:unread has:attachment tag:signup-42
 //
 // Other words match From, To or Subject. Dates are YYYY-MM-DD (UTC) or
 // RFC 3339; sizes take K or M suffixes (binary). An unknown field or a bad
@@ -105,6 +109,11 @@ func ParseQuery(s string) (Query, error) {
 				return q, fmt.Errorf("is:%s: want read or unread", val)
 			}
 			q.Seen = &b
+		case "tag":
+			if strings.ContainsAny(lv, "@\r\n") {
+				return q, fmt.Errorf("tag:%s: a tag is the part of an address between + and @", val)
+			}
+			q.Tags = append(q.Tags, lv)
 		case "has":
 			if lv != "attachment" && lv != "attachments" {
 				return q, fmt.Errorf("has:%s: want has:attachment", val)
@@ -197,6 +206,11 @@ func (q *Query) MatchSummary(s *Summary) bool {
 			return false
 		}
 	}
+	for _, t := range q.Tags {
+		if !slices.Contains(s.Tags, t) {
+			return false
+		}
+	}
 	switch {
 	case !q.After.IsZero() && s.Received.Before(q.After),
 		!q.Before.IsZero() && !s.Received.Before(q.Before),
@@ -211,3 +225,29 @@ func (q *Query) MatchSummary(s *Summary) bool {
 
 // MaxSearchBytes bounds how much of each message a text search reads.
 const MaxSearchBytes = 1 << 20
+
+// AddressTag returns the tag of an address: the part of its local part
+// after the first '+' (the recipient delimiter of Postfix, Dovecot and
+// Gmail), lower-cased, as "t1" for "Anything+T1@example.com". A quoted
+// local part is taken as its value. ok is false when the address has no
+// '@' or no tag.
+func AddressTag(addr string) (tag string, ok bool) {
+	addr = strings.TrimSpace(addr)
+	if i := strings.LastIndexByte(addr, '<'); i >= 0 {
+		addr = addr[i+1:]
+		if j := strings.IndexByte(addr, '>'); j >= 0 {
+			addr = addr[:j]
+		}
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "", false
+	}
+	local := strings.Trim(addr[:at], `"`)
+	_, tag, ok = strings.Cut(local, "+")
+	tag = strings.ToLower(strings.TrimSpace(tag))
+	if !ok || tag == "" || strings.ContainsAny(tag, "@\r\n") {
+		return "", false
+	}
+	return tag, true
+}

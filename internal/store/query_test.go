@@ -17,3 +17,44 @@ func TestParseQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestParseQueryTag(t *testing.T) {
+	q, err := ParseQuery(`tag:Signup-42 tag:"b c"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Tags) != 2 || q.Tags[0] != "signup-42" || q.Tags[1] != "b c" || q.IsZero() {
+		t.Fatalf("%+v", q)
+	}
+	if _, err := ParseQuery("tag:a@b"); err == nil {
+		t.Error("tag:a@b: no error")
+	}
+	s := Summary{Tags: []string{"b c", "signup-42"}}
+	if !q.MatchSummary(&s) {
+		t.Error("MatchSummary: the tags do not match")
+	}
+	s.Tags = []string{"signup-4"}
+	if q.MatchSummary(&s) {
+		t.Error("MatchSummary: signup-4 matched tag:signup-42")
+	}
+}
+
+func TestAddressTag(t *testing.T) {
+	for addr, want := range map[string]string{
+		"a+t1@x.test":               "t1",
+		"A+T1@X.TEST":               "t1",
+		"Name <b+two+parts@x.test>": "two+parts",
+		`"q+quoted"@x.test`:         "quoted",
+		"<c+t3@x.test>":             "t3",
+		"plain@x.test":              "",
+		"a+@x.test":                 "",
+		"no-at+tag":                 "",
+		" d+spaced@x.test ":         "spaced",
+		"e+t@sub@x.test":            "",
+	} {
+		got, ok := AddressTag(addr)
+		if got != want || ok != (want != "") {
+			t.Errorf("AddressTag(%q) = %q, %v; want %q", addr, got, ok, want)
+		}
+	}
+}

@@ -260,14 +260,24 @@ func partURL(mb, id, part string) string {
 }
 
 func (h *Handler) getMessage(w http.ResponseWriter, r *http.Request, mb string) {
-	id := r.PathValue("id")
-	raw, sum, err := h.readMessage(mb, id)
+	out, err := h.messageView(mb, r.PathValue("id"))
 	if err != nil {
 		h.storeError(w, r, err)
 		return
 	}
-	p := parseMessage(raw)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// messageView reads message id of mailbox mb and returns its full view
+// (GET .../messages/{id}, wait, latest).
+func (h *Handler) messageView(mb, id string) (messageJSON, error) {
 	var out messageJSON
+	raw, sum, err := h.readMessage(mb, id)
+	if err != nil {
+		return out, err
+	}
+	p := parseMessage(raw)
 	out.summaryJSON = toSummaryJSON(mb, sum)
 	out.Envelope.ReturnPath, out.Envelope.Recipients = envelope(p.Headers)
 	if out.Envelope.Recipients == nil {
@@ -296,8 +306,7 @@ func (h *Handler) getMessage(w http.ResponseWriter, r *http.Request, mb string) 
 		out.Problems = []string{}
 	}
 	out.Truncated = sum.Size > maxViewBytes
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 func (h *Handler) getRaw(w http.ResponseWriter, r *http.Request, mb string) {
@@ -412,13 +421,28 @@ func (h *Handler) deleteMessage(w http.ResponseWriter, r *http.Request, mb strin
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// deleteMessages deletes many: {"ids": [...]} or {"all": true}.
+// deleteMessages deletes many: {"ids": [...]} or {"all": true}, or
+// without a body the messages matching ?q= (every message without q).
 func (h *Handler) deleteMessages(w http.ResponseWriter, r *http.Request, mb string) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	_, hasQ := r.URL.Query()["q"]
+	if len(bytes.TrimSpace(body)) == 0 {
+		h.deleteByQuery(w, r, mb)
+		return
+	}
+	if hasQ {
+		writeError(w, http.StatusBadRequest, "give either q or a JSON body, not both")
+		return
+	}
 	var req struct {
 		IDs []string `json:"ids"`
 		All bool     `json:"all"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "want {\"ids\": [...]} or {\"all\": true}")
 		return
 	}
@@ -464,6 +488,37 @@ func (h *Handler) deleteMessages(w http.ResponseWriter, r *http.Request, mb stri
 		missing = []string{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": deleted, "not_found": missing})
+}
+
+// deleteByQuery deletes the messages matching ?q= (every message without
+// q) and answers {"deleted": N}. All of them go in one store call, under
+// one take of the maildrop lock: while a POP3 session holds it, 409 and
+// nothing is deleted (store.Browser.Delete).
+func (h *Handler) deleteByQuery(w http.ResponseWriter, r *http.Request, mb string) {
+	q, err := store.ParseQuery(r.URL.Query().Get("q"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "q: "+err.Error())
+		return
+	}
+	res, err := h.mail.List(mb, q, 0, 1<<31-1)
+	if err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	if len(res.Messages) == 0 {
+		writeJSON(w, http.StatusOK, map[string]int{"deleted": 0})
+		return
+	}
+	ids := make([]string, 0, len(res.Messages))
+	for _, s := range res.Messages {
+		ids = append(ids, s.ID)
+	}
+	deleted, err := h.mail.Delete(mb, ids)
+	if err != nil {
+		h.storeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"deleted": len(deleted)})
 }
 
 // patchMessage sets the read flag: {"read": true|false}.

@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"postoffice/internal/auth"
 	"postoffice/internal/store"
@@ -62,6 +63,13 @@ type Options struct {
 	// ListenerLoopback is set when the HTTP listener listens on loopback
 	// only: without a users file the chaos API is refused otherwise.
 	ListenerLoopback bool
+	// WaitMax caps the timeout of GET .../messages/wait (--wait-max);
+	// zero means DefaultWaitMax.
+	WaitMax time.Duration
+	// LinkCheckAllow are the host globs (path.Match patterns, matched
+	// against the lower-cased host) GET .../links?check=1 may contact
+	// (--link-check-allow); nil allows none.
+	LinkCheckAllow []string
 }
 
 // Handler serves the web inbox. Mount it at "/".
@@ -74,6 +82,10 @@ type Handler struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+
+	// waitHook, set by tests only, hears a wait's steps: "idle" each time
+	// it blocks for an arrival, "done" when its handler returns.
+	waitHook func(step string)
 }
 
 // New returns the web inbox handler for opts.
@@ -120,6 +132,9 @@ func (h *Handler) routes() {
 	const msgs = "/api/v1/mailboxes/{mailbox}/messages"
 	m.HandleFunc("GET "+msgs, h.authed(h.mailbox(h.listMessages)))
 	m.HandleFunc("DELETE "+msgs, h.mutation(h.authed(h.mailbox(h.deleteMessages))))
+	m.HandleFunc("GET "+msgs+"/wait", h.authed(h.mailbox(h.waitMessage)))
+	m.HandleFunc("GET "+msgs+"/latest", h.authed(h.mailbox(h.latestMessage)))
+	m.HandleFunc("GET "+msgs+"/{id}/links", h.authed(h.mailbox(h.getLinks)))
 	m.HandleFunc("GET "+msgs+"/{id}", h.authed(h.mailbox(h.getMessage)))
 	m.HandleFunc("DELETE "+msgs+"/{id}", h.mutation(h.authed(h.mailbox(h.deleteMessage))))
 	m.HandleFunc("PATCH "+msgs+"/{id}", h.mutation(h.authed(h.mailbox(h.patchMessage))))

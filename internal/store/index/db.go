@@ -17,7 +17,7 @@ import (
 
 // schemaVersion is the layout of the index. An index of another version
 // (an older Postoffice) is moved aside and rebuilt from the Maildir.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // The schema. msgs holds one row per message file: where it is, what
 // POP3 needs (id, size, order), and once indexed, what the web list shows.
@@ -29,7 +29,7 @@ const schemaVersion = 3
 // contentless (the text is not stored twice), accent- and case-folding
 // (unicode61 with remove_diacritics 2), with prefix indexes for the short
 // prefixes a search box sends while typing.
-// Version 3 added msgs.fetch and msgs.mtime.
+// Version 3 added msgs.fetch and msgs.mtime, version 4 msgs.tags.
 const schema = `
 CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE msgs (
@@ -47,7 +47,8 @@ CREATE TABLE msgs (
 	subject  TEXT NOT NULL DEFAULT '',
 	attach   INTEGER NOT NULL DEFAULT 0,
 	fetch    BLOB, -- Options.Precompute of the whole message; NULL when not indexed or too large
-	mtime    INTEGER NOT NULL DEFAULT 0 -- the file's modification time in ns (IMAP INTERNALDATE)
+	mtime    INTEGER NOT NULL DEFAULT 0, -- the file's modification time in ns (IMAP INTERNALDATE)
+	tags     TEXT NOT NULL DEFAULT '' -- recipient tags (store.Summary.Tags) as "\nt1\nt2\n"; '' for none
 );
 CREATE INDEX msgs_id ON msgs (id);
 CREATE INDEX msgs_pending ON msgs (indexed) WHERE indexed = 0;

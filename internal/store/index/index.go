@@ -721,8 +721,8 @@ func (x *Index) indexBatchOf(b *box, n int) (bool, error) {
 		if !s.Date.IsZero() {
 			date = s.Date.Unix()
 		}
-		res, err := tx.Exec("UPDATE msgs SET indexed = 1, date = ?, hfrom = ?, hto = ?, subject = ?, attach = ?, fetch = ? WHERE rowid = ? AND indexed = 0",
-			date, s.From, strings.Join(s.To, "\n"), s.Subject, s.Attachments, p.fetch, p.rowid)
+		res, err := tx.Exec("UPDATE msgs SET indexed = 1, date = ?, hfrom = ?, hto = ?, subject = ?, attach = ?, fetch = ?, tags = ? WHERE rowid = ? AND indexed = 0",
+			date, s.From, strings.Join(s.To, "\n"), s.Subject, s.Attachments, p.fetch, tagsColumn(s.Tags), p.rowid)
 		if err != nil {
 			return false, err
 		}
@@ -937,7 +937,7 @@ func (x *Index) Flush(name string) error {
 
 // summaryCols are the columns a Summary is read from, in scanSummary's
 // order.
-const summaryCols = "id, size, received, seen, indexed, date, hfrom, hto, subject, attach, loc"
+const summaryCols = "id, size, received, seen, indexed, date, hfrom, hto, subject, attach, loc, tags"
 
 // scanSummary reads one row of summaryCols; a row not indexed yet gets
 // its summary from its file.
@@ -946,11 +946,14 @@ func (x *Index) scanSummary(name string, rows interface{ Scan(...any) error }) (
 		s                store.Summary
 		recv, date       int64
 		indexed          int
-		to, loc          string
+		to, loc, tags    string
 		seen, attachment bool
 	)
-	if err := rows.Scan(&s.ID, &s.Size, &recv, &seen, &indexed, &date, &s.From, &to, &s.Subject, &attachment, &loc); err != nil {
+	if err := rows.Scan(&s.ID, &s.Size, &recv, &seen, &indexed, &date, &s.From, &to, &s.Subject, &attachment, &loc, &tags); err != nil {
 		return s, "", err
+	}
+	if tags != "" {
+		s.Tags = strings.Split(strings.Trim(tags, "\n"), "\n")
 	}
 	s.Received, s.Seen, s.Attachments = time.Unix(0, recv), seen, attachment
 	if date != 0 {
@@ -964,6 +967,7 @@ func (x *Index) scanSummary(name string, rows interface{ Scan(...any) error }) (
 			var fresh store.Summary
 			if summarize(rc, &fresh, &x.dec) == nil {
 				s.From, s.To, s.Subject, s.Date, s.Attachments = fresh.From, fresh.To, fresh.Subject, fresh.Date, fresh.Attachments
+				s.Tags = fresh.Tags
 			}
 			rc.Close()
 		}
@@ -1169,7 +1173,7 @@ func (x *Index) SearchIDs(mailbox, folder string, q store.Query) (map[string]boo
 
 // needsIndexed reports whether q looks at what only indexed rows have.
 func needsIndexed(q store.Query) bool {
-	return len(q.Words)+len(q.From)+len(q.To)+len(q.Subject)+len(q.Text) > 0 || q.Attachments != nil
+	return len(q.Words)+len(q.From)+len(q.To)+len(q.Subject)+len(q.Text)+len(q.Tags) > 0 || q.Attachments != nil
 }
 
 // sqlWhere turns q into a WHERE clause over msgs (with its leading space,
@@ -1198,6 +1202,10 @@ func sqlWhere(q store.Query) (string, []any) {
 	}
 	if q.Attachments != nil {
 		conds, args = append(conds, "attach = ?"), append(args, *q.Attachments)
+	}
+	for _, t := range q.Tags {
+		// Exact: the tag between the newlines of the column.
+		conds, args = append(conds, "instr(tags, ?) > 0"), append(args, "\n"+t+"\n")
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -1375,4 +1383,79 @@ func (x *Index) Precomputed(mailbox, folder string, ids []string) (map[string][]
 		return nil
 	})
 	return out, err
+}
+
+var _ store.Arrivals = (*Index)(nil)
+
+// Arrival implements store.Arrivals. It reconciles the index with the
+// Source exactly (a folder whose stamp changed is rescanned, as for
+// POP3), so that every message whose delivery returned is a row; arrival
+// order is the rowid order (the arrival time, ties in the order
+// recorded). A query on what only indexed rows have first indexes the
+// rows not indexed yet.
+func (x *Index) Arrival(mailbox string, q store.Query, after string, newest bool) (store.Summary, bool, error) {
+	var (
+		s     store.Summary
+		found bool
+	)
+	if err := checkName(mailbox); err != nil {
+		return s, false, err
+	}
+	where, args := sqlWhere(q)
+	err := x.do(mailbox, func(b *box) error {
+		found = false
+		if b == nil {
+			if after != "" && !store.IsNewID(after) {
+				return store.ErrNotFound
+			}
+			return nil
+		}
+		if _, err := x.reconcile(b, true, false); err != nil {
+			return err
+		}
+		if needsIndexed(q) {
+			if err := x.catchUp(b); err != nil {
+				return err
+			}
+		}
+		conds, cargs := where, args
+		if after != "" {
+			var rowid int64
+			err := b.db.QueryRow("SELECT rowid FROM msgs WHERE id = ? ORDER BY rowid LIMIT 1", after).Scan(&rowid)
+			cond := "rowid > ?"
+			switch {
+			case errors.Is(err, sql.ErrNoRows) && store.IsNewID(after):
+				// Gone since (or never here): its id holds its arrival time.
+				cond, rowid = "received > ?", store.IDTime(after)
+			case errors.Is(err, sql.ErrNoRows):
+				return store.ErrNotFound
+			case err != nil:
+				return err
+			}
+			if conds == "" {
+				conds = " WHERE " + cond
+			} else {
+				conds += " AND " + cond
+			}
+			cargs = append(slices.Clip(cargs), rowid)
+		}
+		order := " ORDER BY rowid LIMIT 1"
+		if newest {
+			order = " ORDER BY rowid DESC LIMIT 1"
+		}
+		var err error
+		s, _, err = x.scanSummary(mailbox, b.db.QueryRow("SELECT "+summaryCols+" FROM msgs"+conds+order, cargs...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return s, false, fmt.Errorf("message %s: %w", after, store.ErrNotFound)
+	}
+	if err != nil {
+		return s, false, fmt.Errorf("index %s: %w", mailbox, err)
+	}
+	return s, found, nil
 }

@@ -6,9 +6,12 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"regexp"
+	"slices"
+	"strings"
+
 	"postoffice/internal/mailheader"
 	"postoffice/internal/store"
-	"strings"
 )
 
 // maxHeaderField bounds one unfolded header field kept while summarizing.
@@ -124,7 +127,55 @@ func summarize(r io.Reader, s *store.Summary, dec *mime.WordDecoder) error {
 			}
 		}
 	}
+	s.Tags = headerTags(fields, dec)
 	return nil
+}
+
+// forClause finds the recipient of a Received field's "for <...>" clause.
+var forClause = regexp.MustCompile(`(?i)\bfor\s+<([^>\s]+)>`)
+
+// headerTags returns the recipient tags (store.AddressTag) of a message
+// from its unfolded header fields, sorted and distinct: those of the
+// envelope recipients named by X-Original-To and Delivered-To (which the
+// SMTP backend adds per recipient when every recipient has the same
+// mailbox) and by the "for <...>" clause of Received, and those of To and
+// Cc.
+func headerTags(fields []string, dec *mime.WordDecoder) []string {
+	var tags []string
+	add := func(addr string) {
+		if t, ok := store.AddressTag(addr); ok && !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok {
+			continue
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "x-original-to", "delivered-to":
+			add(v)
+		case "received":
+			if m := forClause.FindStringSubmatch(v); m != nil {
+				add(m[1])
+			}
+		case "to", "cc":
+			for _, a := range splitAddresses(decodeHeader(dec, strings.TrimSpace(v))) {
+				add(a)
+			}
+		}
+	}
+	slices.Sort(tags)
+	return tags
+}
+
+// tagsColumn is the tags column of msgs for tags: each tag between
+// newlines, so that a tag matches as "\n" + tag + "\n"; "" for none.
+func tagsColumn(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return "\n" + strings.Join(tags, "\n") + "\n"
 }
 
 // decodeHeader decodes the RFC 2047 encoded words of v and makes the
