@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -150,34 +151,88 @@ func (b *SMTP) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {
 }
 
 // Data stores the message in the mailbox of every distinct recipient,
-// behind a Return-Path and a Received header.
+// behind a Return-Path and a Received header (Deliver).
 func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (string, error) {
+	d, err := b.Deliver(ctx, env, "", r)
+	var re *RecipientError
+	if errors.As(err, &re) {
+		// The users file changed since RCPT accepted this recipient:
+		// refuse rather than guess, but temporarily. The one reply to
+		// DATA covers every recipient, and a 5xx here would bounce the
+		// mail of the ones still valid; on retry the client's RCPT
+		// gets the precise answer.
+		return "", &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Recipients changed, try again later (conn " + env.Conn.ID + ")"}
+	}
+	return d.ID, err
+}
+
+// Delivery is what Deliver stored: the message id and the distinct
+// mailboxes that received the message, in the order of the recipients.
+type Delivery struct {
+	ID        string
+	Mailboxes []string
+}
+
+// RecipientError is a recipient that routing refused (Router.Route).
+type RecipientError struct {
+	Recipient string
+	Err       *smtp.Error
+}
+
+func (e *RecipientError) Error() string { return "<" + e.Recipient + ">: " + e.Err.Error() }
+
+// Unwrap gives errors.As the *smtp.Error.
+func (e *RecipientError) Unwrap() error { return e.Err }
+
+// Deliver is the one path of a message into the local mailboxes, for SMTP
+// DATA and BDAT (Data) and for the HTTP API's send (Submit). It routes
+// every recipient of env (the first one refused is a *RecipientError and
+// nothing is stored), prepends Return-Path and Received (TraceHeader;
+// with names the protocol of the "with" clause, "" derives it from env as
+// for SMTP) and hands the message to the store: when Deliver returns nil
+// the message is durable in every mailbox. A full disk is a 452 4.3.1
+// *smtp.Error; any other failure is returned wrapped.
+func (b *SMTP) Deliver(ctx context.Context, env *smtp.Envelope, with string, r io.Reader) (Delivery, error) {
 	var boxes []string
 	for _, to := range env.To {
 		box, err := b.Router.Route(to)
 		if err != nil {
-			// The users file changed since RCPT accepted this recipient:
-			// refuse rather than guess, but temporarily. The one reply to
-			// DATA covers every recipient, and a 5xx here would bounce the
-			// mail of the ones still valid; on retry the client's RCPT
-			// gets the precise answer.
-			return "", &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Recipients changed, try again later (conn " + env.Conn.ID + ")"}
+			var se *smtp.Error
+			if !errors.As(err, &se) {
+				se = &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Error: local error in processing"}
+			}
+			return Delivery{}, &RecipientError{Recipient: to, Err: se}
 		}
-		boxes = append(boxes, box)
+		if !slices.Contains(boxes, box) {
+			boxes = append(boxes, box)
+		}
 	}
 	id := b.Store.NewID()
 	now := time.Now
 	if b.Now != nil {
 		now = b.Now
 	}
-	hdr := TraceHeader(env, b.Hostname, id, now())
+	hdr := traceHeader(env, with, b.Hostname, id, now())
 	if err := b.Store.Deliver(ctx, id, boxes, io.MultiReader(strings.NewReader(hdr), r)); err != nil {
 		if errors.Is(err, store.ErrNoSpace) {
-			return "", &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
+			return Delivery{}, &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
 		}
-		return "", fmt.Errorf("deliver %s: %w", id, err)
+		return Delivery{}, fmt.Errorf("deliver %s: %w", id, err)
 	}
-	return id, nil
+	return Delivery{ID: id, Mailboxes: boxes}, nil
+}
+
+// Submit delivers a message that did not come through the SMTP engine
+// (the HTTP API's send: with is "HTTP" or "HTTPS"). It makes the checks
+// SMTP makes at MAIL (Mail: the free-space floor, 452 4.3.1) and at RCPT
+// (routing, in Deliver: the first recipient refused is a
+// *RecipientError), then delivers as Data does. The caller bounds the
+// message size and the recipient count, as the SMTP engine does.
+func (b *SMTP) Submit(ctx context.Context, env *smtp.Envelope, with string, r io.Reader) (Delivery, error) {
+	if err := b.Mail(ctx, env); err != nil {
+		return Delivery{}, err
+	}
+	return b.Deliver(ctx, env, with, r)
 }
 
 // Authenticate checks credentials through the Authenticator.
@@ -201,15 +256,30 @@ func (b *SMTP) Authenticate(ctx context.Context, c smtp.ConnInfo, username, pass
 // (RFC 5321 §4.4, RFC 5322 §3.6.7) that go before the message, with CRLF
 // line ends.
 func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
+	return traceHeader(env, "", host, id, t)
+}
+
+// traceHeader is TraceHeader with the protocol of the "with" clause: ""
+// derives it from env (SMTP, ESMTP, ESMTPSA, UTF8SMTP...), anything else
+// (the HTTP API's "HTTP") is written as given, and then, without a HELO
+// name, the "from" clause names the client by its address literal
+// (RFC 5321 §4.4: Extended-Domain = address-literal FWS "(" TCP-info ")").
+func traceHeader(env *smtp.Envelope, with, host, id string, t time.Time) string {
 	var b strings.Builder
 	// RFC 5321 §4.4: the final delivery adds Return-Path with the reverse-path.
 	b.WriteString("Return-Path: <" + sanitize(env.From) + ">\r\n")
 	helo := sanitize(env.Helo)
+	if helo == "" && with != "" {
+		helo = addrLiteral(env)
+	}
 	if helo == "" {
 		helo = "unknown"
 	}
+	if with == "" {
+		with = withProtocol(env)
+	}
 	b.WriteString("Received: from " + helo + " (" + addrLiteral(env) + ")\r\n")
-	b.WriteString("\tby " + sanitize(host) + " (Postoffice) with " + withProtocol(env) + " id " + id)
+	b.WriteString("\tby " + sanitize(host) + " (Postoffice) with " + sanitize(with) + " id " + id)
 	if env.TLS != nil {
 		b.WriteString("\r\n\t(using " + tlsVersion(env.TLS.Version) + ")")
 	}

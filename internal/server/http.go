@@ -50,6 +50,13 @@ func (s *Server) newMux() *http.ServeMux {
 			Throttle:  s.thr,
 			IsLocal:   s.cfg.TrustedNetworks.IsLocal,
 			Logger:    s.log.With("proto", "http"),
+
+			Submit:         &apiSubmitter{b: s.delivery},
+			MaxMessageSize: int64(s.cfg.MaxMessageSize),
+			MaxRecipients:  s.cfg.MaxRecipients,
+			Hostname:       s.cfg.Hostname,
+			Relay:          s.relayClient(),
+			RelayPolicy:    s.relayPolicy(),
 		})
 		if err == nil {
 			s.web = h

@@ -49,6 +49,10 @@ type Server struct {
 	pop3 *pop3.Server
 	imap *imap.Server
 
+	// delivery is the SMTP backend, whose Submit the web API's send
+	// uses too (see send.go).
+	delivery *backend.SMTP
+
 	metrics  *metrics.Metrics
 	mux      *http.ServeMux // see http.go
 	http     *http.Server   // nil when --http-addr is empty
@@ -234,17 +238,18 @@ func (s *Server) limiter() *netpolicy.Limiter {
 // newSMTP returns the SMTP engine on the SMTP backend.
 func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Server {
 	cfg := s.cfg
-	return &smtp.Server{
+	s.delivery = &backend.SMTP{
+		Store:    &meteredStore{Deliverer: s.store, m: s.metrics},
+		Router:   router,
+		Auth:     s.authn("smtp"),
 		Hostname: cfg.Hostname,
-		Backend: &backend.SMTP{
-			Store:    &meteredStore{Deliverer: s.store, m: s.metrics},
-			Router:   router,
-			Auth:     s.authn("smtp"),
-			Hostname: cfg.Hostname,
-			Logger:   s.log,
-			// --min-free-space: 452 4.3.1 at MAIL below it.
-			FreeSpace: s.store.FreeSpace,
-		},
+		Logger:   s.log,
+		// --min-free-space: 452 4.3.1 at MAIL below it.
+		FreeSpace: s.store.FreeSpace,
+	}
+	return &smtp.Server{
+		Hostname:          cfg.Hostname,
+		Backend:           s.delivery,
 		Logger:            s.log.With("proto", "smtp"),
 		MaxMessageBytes:   int64(cfg.MaxMessageSize),
 		MaxRecipients:     cfg.MaxRecipients,

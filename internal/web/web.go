@@ -25,6 +25,7 @@ import (
 	"sync"
 
 	"postoffice/internal/auth"
+	"postoffice/internal/relay"
 	"postoffice/internal/store"
 )
 
@@ -56,6 +57,23 @@ type Options struct {
 	Secure bool
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
+
+	// Submit delivers the messages of POST /api/v1/send through the path
+	// SMTP's take (see send.go); nil answers that endpoint 501.
+	Submit Submitter
+	// MaxMessageSize and MaxRecipients are SMTP's limits
+	// (--max-message-size, --max-recipients), which send and release
+	// apply too; 0 means 25 MiB and 100.
+	MaxMessageSize int64
+	MaxRecipients  int
+	// Hostname is the domain of the Message-IDs that send makes
+	// (--hostname); "" means "localhost".
+	Hostname string
+	// Relay and RelayPolicy release stored messages to another SMTP
+	// server (release.go); without a policy that allows some recipient
+	// (--relay-allow) release answers 403.
+	Relay       *relay.Client
+	RelayPolicy *relay.Policy
 }
 
 // Handler serves the web inbox. Mount it at "/".
@@ -120,6 +138,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET "+msgs+"/{id}/raw", h.authed(h.mailbox(h.getRaw)))
 	m.HandleFunc("GET "+msgs+"/{id}/parts/{part}", h.authed(h.mailbox(h.getPart)))
 	m.HandleFunc("GET "+msgs+"/{id}/html", h.authed(h.mailbox(h.getHTML)))
+	m.HandleFunc("POST /api/v1/send", h.mutationLimit(h.sendBodyLimit(), h.authed(h.send)))
+	m.HandleFunc("POST "+msgs+"/{id}/release", h.mutation(h.authed(h.mailbox(h.release))))
 }
 
 // ServeHTTP implements http.Handler.
