@@ -194,6 +194,13 @@ func TestSendBuildsMIME(t *testing.T) {
 				t.Errorf("body %q", body)
 			}
 		}},
+		{"html", map[string]any{"html": "<p>only</p>"}, func(t *testing.T, e *message.Entity) {
+			mt, params, _ := e.Header.ContentType()
+			body, _ := io.ReadAll(e.Body)
+			if mt != "text/html" || params["charset"] != "utf-8" || string(body) != "<p>only</p>\r\n" || e.Header.Get("Content-Transfer-Encoding") != "quoted-printable" {
+				t.Errorf("Content-Type %s %v, body %q", mt, params, body)
+			}
+		}},
 		{"html and text", map[string]any{"text": "plain", "html": "<p>Grüße</p>"}, func(t *testing.T, e *message.Entity) {
 			if mt, _, _ := e.Header.ContentType(); mt != "multipart/alternative" {
 				t.Fatalf("Content-Type %s", mt)
@@ -350,8 +357,15 @@ func TestSendOverSizeRefused(t *testing.T) {
 	if l, err := s.store.List("user"); err != nil || len(l) != 0 {
 		t.Errorf("stored %d messages, %v", len(l), err)
 	}
-	// Under the limit it goes through.
+	const delivered = "postoffice_delivery_duration_seconds_count"
+	if n := scrape(t, s)[delivered]; n != 0 {
+		t.Errorf("%s = %v after refusals", delivered, n)
+	}
+	// Under the limit it goes through, counted as SMTP's deliveries are.
 	c.call("POST", "/api/v1/send", map[string]any{"from": "a@example.org", "to": []string{"b@example.org"}, "text": "small"}, http.StatusCreated, nil)
+	if n := scrape(t, s)[delivered]; n != 1 {
+		t.Errorf("%s = %v after one send", delivered, n)
+	}
 }
 
 // writeUsers writes a users file of the users (password "pw" each).

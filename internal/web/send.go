@@ -301,6 +301,13 @@ func (h *Handler) buildMessage(req *sendRequest, sub *Submission) ([]byte, strin
 	if err := writeMIME(buf, hdr, req.Text, req.HTML, atts); err != nil {
 		return nil, "", err
 	}
+	// The last line ends in CRLF too (RFC 5322 §2.1), as the store would
+	// make it: the size checked is the size stored.
+	if !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+		if _, err := buf.Write([]byte("\r\n")); err != nil {
+			return nil, "", err
+		}
+	}
 	return buf.Bytes(), msgID, nil
 }
 
