@@ -487,3 +487,26 @@ func TestSendBadInput(t *testing.T) {
 		t.Errorf("answer %+v", ans)
 	}
 }
+
+// TestSendHeaderOverrides: "headers" may replace Date and Message-ID
+// (once each, no second field), and the fields come in the usual order.
+func TestSendHeaderOverrides(t *testing.T) {
+	s := opsServer(t, nil)
+	c := newAPIClient(t, s)
+	var ans sendAnswer
+	c.call("POST", "/api/v1/send", map[string]any{"from": "a@example.org", "to": []string{"b@example.org"}, "subject": "s", "text": "t",
+		"headers": map[string]string{"Message-ID": "<fixed.1@test>", "Date": "Mon, 01 Jan 2024 00:00:00 +0000", "X-B": "2", "X-A": "1"}}, http.StatusCreated, &ans)
+	raw := string(c.raw("user", ans.ID))
+	if ans.MessageID != "fixed.1@test" || strings.Count(strings.ToLower(raw), "\r\nmessage-id:") != 1 || strings.Count(raw, "\r\nDate:") != 1 ||
+		!strings.Contains(raw, "\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n") {
+		t.Errorf("answer %+v, message %q", ans, raw)
+	}
+	last := -1
+	for _, f := range []string{"\r\nFrom:", "\r\nTo:", "\r\nSubject:", "\r\nX-A:", "\r\nX-B:"} {
+		i := strings.Index(raw, f)
+		if i < last {
+			t.Errorf("%q out of order in %q", f, raw)
+		}
+		last = i
+	}
+}

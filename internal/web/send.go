@@ -241,9 +241,12 @@ func (h *Handler) buildMessage(req *sendRequest, sub *Submission) ([]byte, strin
 		return nil, "", err
 	}
 	sub.From = from.Address
-	var hdr mail.Header
-	hdr.SetDate(time.Now())
-	hdr.SetAddressList("From", []*mail.Address{from})
+	// The fields in the order they are to be written: go-message writes
+	// the field added last first, so they are added in reverse below.
+	fields := []func(*mail.Header){
+		func(h *mail.Header) { h.SetDate(time.Now()) },
+		func(h *mail.Header) { h.SetAddressList("From", []*mail.Address{from}) },
+	}
 	seen := map[string]bool{}
 	for _, list := range []struct {
 		name  string
@@ -261,8 +264,8 @@ func (h *Handler) buildMessage(req *sendRequest, sub *Submission) ([]byte, strin
 				sub.To = append(sub.To, addr.Address)
 			}
 		}
-		if list.name != "bcc" {
-			hdr.SetAddressList(strings.ToUpper(list.name[:1])+list.name[1:], parsed)
+		if name := strings.ToUpper(list.name[:1]) + list.name[1:]; list.name != "bcc" && len(parsed) > 0 {
+			fields = append(fields, func(h *mail.Header) { h.SetAddressList(name, parsed) })
 		}
 	}
 	if len(sub.To) == 0 {
@@ -280,16 +283,26 @@ func (h *Handler) buildMessage(req *sendRequest, sub *Submission) ([]byte, strin
 	if strings.ContainsAny(req.Subject, "\r\n\x00") {
 		return nil, "", badRequest("subject: must not hold CR, LF or NUL")
 	}
-	hdr.SetSubject(req.Subject)
 	host := h.opts.Hostname
 	if host == "" {
 		host = "localhost"
 	}
-	if err := hdr.GenerateMessageIDWithHostname(host); err != nil {
+	var genErr error
+	fields = append(fields,
+		func(h *mail.Header) { h.SetSubject(req.Subject) },
+		func(h *mail.Header) { genErr = h.GenerateMessageIDWithHostname(host) })
+	var hdr mail.Header
+	if err := setHeaders(&hdr, req.Headers); err != nil { // written last
 		return nil, "", err
 	}
-	if err := setHeaders(&hdr, req.Headers); err != nil {
-		return nil, "", err
+	replaced := map[int]bool{0: hdr.Has("Date"), len(fields) - 1: hdr.Has("Message-Id")}
+	for i := len(fields) - 1; i >= 0; i-- {
+		if !replaced[i] {
+			fields[i](&hdr)
+		}
+	}
+	if genErr != nil {
+		return nil, "", genErr
 	}
 	atts, err := decodeAttachments(req.Attachments)
 	if err != nil {
@@ -334,7 +347,9 @@ func setHeaders(hdr *mail.Header, headers map[string]string) error {
 	for k := range headers {
 		names = append(names, k)
 	}
+	// Added in reverse, written in order (see buildMessage).
 	slices.Sort(names)
+	slices.Reverse(names)
 	for _, k := range names {
 		v := headers[k]
 		if k == "" || strings.ContainsFunc(k, func(r rune) bool { return r < 33 || r > 126 || r == ':' }) {
