@@ -121,13 +121,14 @@ type SMTP struct {
 	// FreeSpace, if set, is asked at every MAIL whether the store has
 	// room for new mail (store.Lifecycle.FreeSpace).
 	FreeSpace func() error
-	// Delivered, when set, is told of every message once it is durable,
-	// before the engine answers 250: it must not block (the webhook
-	// queues it).
+	// Delivered, when set, is told of every message once it is durable
+	// (SMTP and the HTTP API's send), before the 250 or the 201: it must
+	// not block (the webhook queues it).
 	Delivered func(Delivery)
 }
 
-// Delivery describes a message that Data made durable.
+// Delivery describes a message that Deliver made durable (for SMTP's
+// Data and for the HTTP API's send).
 type Delivery struct {
 	ID        string
 	Mailboxes []string // distinct, in recipient order
@@ -165,20 +166,54 @@ func (b *SMTP) Rcpt(ctx context.Context, env *smtp.Envelope, to string) error {
 }
 
 // Data stores the message in the mailbox of every distinct recipient,
-// behind a Return-Path and a Received header.
+// behind a Return-Path and a Received header (Deliver).
 func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (string, error) {
+	d, err := b.Deliver(ctx, env, "", r)
+	var re *RecipientError
+	if errors.As(err, &re) {
+		// The users file changed since RCPT accepted this recipient:
+		// refuse rather than guess, but temporarily. The one reply to
+		// DATA covers every recipient, and a 5xx here would bounce the
+		// mail of the ones still valid; on retry the client's RCPT
+		// gets the precise answer.
+		return "", &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Recipients changed, try again later (conn " + env.Conn.ID + ")"}
+	}
+	return d.ID, err
+}
+
+// RecipientError is a recipient that routing refused (Router.Route).
+type RecipientError struct {
+	Recipient string
+	Err       *smtp.Error
+}
+
+func (e *RecipientError) Error() string { return "<" + e.Recipient + ">: " + e.Err.Error() }
+
+// Unwrap gives errors.As the *smtp.Error.
+func (e *RecipientError) Unwrap() error { return e.Err }
+
+// Deliver is the one path of a message into the local mailboxes, for SMTP
+// DATA and BDAT (Data) and for the HTTP API's send (Submit). It routes
+// every recipient of env (the first one refused is a *RecipientError and
+// nothing is stored), prepends Return-Path and Received (TraceHeader;
+// with names the protocol of the "with" clause, "" derives it from env as
+// for SMTP) and hands the message to the store: when Deliver returns nil
+// the message is durable in every mailbox. A full disk is a 452 4.3.1
+// *smtp.Error; any other failure is returned wrapped.
+func (b *SMTP) Deliver(ctx context.Context, env *smtp.Envelope, with string, r io.Reader) (Delivery, error) {
 	var boxes []string
 	for _, to := range env.To {
 		box, err := b.Router.Route(to)
 		if err != nil {
-			// The users file changed since RCPT accepted this recipient:
-			// refuse rather than guess, but temporarily. The one reply to
-			// DATA covers every recipient, and a 5xx here would bounce the
-			// mail of the ones still valid; on retry the client's RCPT
-			// gets the precise answer.
-			return "", &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Recipients changed, try again later (conn " + env.Conn.ID + ")"}
+			var se *smtp.Error
+			if !errors.As(err, &se) {
+				se = &smtp.Error{Code: 451, Enhanced: "4.3.0", Message: "Error: local error in processing"}
+			}
+			return Delivery{}, &RecipientError{Recipient: to, Err: se}
 		}
-		boxes = append(boxes, box)
+		if !slices.Contains(boxes, box) {
+			boxes = append(boxes, box)
+		}
 	}
 	id := b.Store.NewID()
 	now := time.Now
@@ -186,29 +221,38 @@ func (b *SMTP) Data(ctx context.Context, env *smtp.Envelope, r io.Reader) (strin
 		now = b.Now
 	}
 	received := now()
-	hdr := TraceHeader(env, b.Hostname, id, received)
+	hdr := traceHeader(env, with, b.Hostname, id, received)
 	if oneMailbox(boxes) {
 		// Every recipient has the same mailbox (always so without a users
 		// file): naming them all in its one copy reveals nothing to
 		// anyone else.
 		hdr += OriginalTo(env.To)
 	}
-	var msg io.Reader = io.MultiReader(strings.NewReader(hdr), r)
-	var counted *countingReader
-	if b.Delivered != nil {
-		counted = &countingReader{r: msg}
-		msg = counted
-	}
-	if err := b.Store.Deliver(ctx, id, boxes, msg); err != nil {
+	counted := &countingReader{r: io.MultiReader(strings.NewReader(hdr), r)}
+	if err := b.Store.Deliver(ctx, id, boxes, counted); err != nil {
 		if errors.Is(err, store.ErrNoSpace) {
-			return "", &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
+			return Delivery{}, &smtp.Error{Code: 452, Enhanced: "4.3.1", Message: "Insufficient system storage (conn " + env.Conn.ID + ")"}
 		}
-		return "", fmt.Errorf("deliver %s: %w", id, err)
+		return Delivery{}, fmt.Errorf("deliver %s: %w", id, err)
 	}
+	d := Delivery{ID: id, Mailboxes: boxes, From: env.From, To: append([]string(nil), env.To...), Size: counted.n, Received: received}
 	if b.Delivered != nil {
-		b.Delivered(Delivery{ID: id, Mailboxes: distinct(boxes), From: env.From, To: append([]string(nil), env.To...), Size: counted.n, Received: received})
+		b.Delivered(d)
 	}
-	return id, nil
+	return d, nil
+}
+
+// Submit delivers a message that did not come through the SMTP engine
+// (the HTTP API's send: with is "HTTP" or "HTTPS"). It makes the checks
+// SMTP makes at MAIL (Mail: the free-space floor, 452 4.3.1) and at RCPT
+// (routing, in Deliver: the first recipient refused is a
+// *RecipientError), then delivers as Data does. The caller bounds the
+// message size and the recipient count, as the SMTP engine does.
+func (b *SMTP) Submit(ctx context.Context, env *smtp.Envelope, with string, r io.Reader) (Delivery, error) {
+	if err := b.Mail(ctx, env); err != nil {
+		return Delivery{}, err
+	}
+	return b.Deliver(ctx, env, with, r)
 }
 
 // countingReader counts the octets read through it.
@@ -255,15 +299,30 @@ func (b *SMTP) Authenticate(ctx context.Context, c smtp.ConnInfo, username, pass
 // (RFC 5321 §4.4, RFC 5322 §3.6.7) that go before the message, with CRLF
 // line ends.
 func TraceHeader(env *smtp.Envelope, host, id string, t time.Time) string {
+	return traceHeader(env, "", host, id, t)
+}
+
+// traceHeader is TraceHeader with the protocol of the "with" clause: ""
+// derives it from env (SMTP, ESMTP, ESMTPSA, UTF8SMTP...), anything else
+// (the HTTP API's "HTTP") is written as given, and then, without a HELO
+// name, the "from" clause names the client by its address literal
+// (RFC 5321 §4.4: Extended-Domain = address-literal FWS "(" TCP-info ")").
+func traceHeader(env *smtp.Envelope, with, host, id string, t time.Time) string {
 	var b strings.Builder
 	// RFC 5321 §4.4: the final delivery adds Return-Path with the reverse-path.
 	b.WriteString("Return-Path: <" + sanitize(env.From) + ">\r\n")
 	helo := sanitize(env.Helo)
+	if helo == "" && with != "" {
+		helo = addrLiteral(env)
+	}
 	if helo == "" {
 		helo = "unknown"
 	}
+	if with == "" {
+		with = withProtocol(env)
+	}
 	b.WriteString("Received: from " + helo + " (" + addrLiteral(env) + ")\r\n")
-	b.WriteString("\tby " + sanitize(host) + " (Postoffice) with " + withProtocol(env) + " id " + id)
+	b.WriteString("\tby " + sanitize(host) + " (Postoffice) with " + sanitize(with) + " id " + id)
 	if env.TLS != nil {
 		b.WriteString("\r\n\t(using " + tlsVersion(env.TLS.Version) + ")")
 	}

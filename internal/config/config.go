@@ -122,6 +122,18 @@ type Config struct {
 	WebhookRetries int
 	WebhookTimeout time.Duration
 	WebhookQueue   int
+	// Release of stored messages to another SMTP server (POST
+	// .../messages/{id}/release, docs/api.md "Release"). RelayAllow lists
+	// the recipients allowed (globs; empty disables release), RelayAddr
+	// is the default target and RelayAllowAddr the other targets a request
+	// may name (host:port each); RelayInsecureTLS skips the verification
+	// of the target's certificate in STARTTLS; RelayTimeout bounds every
+	// step of the SMTP exchange.
+	RelayAddr        string
+	RelayAllow       []string
+	RelayAllowAddr   []string
+	RelayInsecureTLS bool
+	RelayTimeout     time.Duration
 
 	// ConfigFile is the TOML file the settings were read from ("" for
 	// none). See file.go.
@@ -316,6 +328,7 @@ func Default() Config {
 		WebhookQueue:        1000,
 		WaitMax:             5 * time.Minute,
 		LinkCheckAllow:      []string{"localhost", "127.0.0.1", "::1"},
+		RelayTimeout:        30 * time.Second,
 	}
 }
 
@@ -382,6 +395,11 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
 	fs.Var(minFreeValue{&c.MinFreeSpace}, "min-free-space", "free space on the mailbox filesystem below which SMTP MAIL gets 452 4.3.1: a size, auto (100MiB or 1% of the filesystem, whichever is smaller) or 0 (off)")
 	c.injectFlags(fs)
+	fs.StringVar(&c.RelayAddr, "relay-addr", c.RelayAddr, "default SMTP server (host:port) that the API's release hands stored messages to")
+	fs.Var(listValue{&c.RelayAllow}, "relay-allow", "comma-separated recipients a stored message may be released to, globs such as *@example.test (empty: release disabled)")
+	fs.Var(listValue{&c.RelayAllowAddr}, "relay-allow-addr", "comma-separated host:port targets a release request may name besides --relay-addr")
+	fs.BoolVar(&c.RelayInsecureTLS, "relay-insecure-tls", c.RelayInsecureTLS, "release: do not verify the relay target's certificate in STARTTLS")
+	fs.DurationVar(&c.RelayTimeout, "relay-timeout", c.RelayTimeout, "release: deadline of each step of the SMTP exchange with the relay target")
 	fs.StringVar(&c.ConfigFile, configFlag, c.ConfigFile, "TOML configuration file; its keys are the flag names (flags and environment win over it)")
 	return fs
 }
@@ -509,6 +527,7 @@ func (c *Config) Validate() error {
 		{"pop3-addr", c.POP3Addr}, {"pop3s-addr", c.POP3SAddr},
 		{"imap-addr", c.IMAPAddr}, {"imaps-addr", c.IMAPSAddr},
 		{"http-addr", c.HTTPAddr}, {"metrics-addr", c.MetricsAddr},
+		{"relay-addr", c.RelayAddr},
 	} {
 		if a.v == "" {
 			continue
@@ -632,6 +651,9 @@ func (c *Config) Validate() error {
 	if err := c.validateInject(bad); err != nil {
 		return err
 	}
+	if err := c.validateRelay(); err != nil {
+		return err
+	}
 	switch c.SMTPBareNewline {
 	case "normalize", "reject", "accept":
 	default:
@@ -646,6 +668,36 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "warning", "error":
 	default:
 		return bad("log-level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}
+
+// validateRelay checks the release settings other than --relay-addr
+// (checked with the listen addresses).
+func (c *Config) validateRelay() error {
+	for _, a := range c.RelayAllowAddr {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			return &settingError{flag: "relay-allow-addr", msg: fmt.Sprintf("%q is not host:port", a)}
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return &settingError{flag: "relay-allow-addr", msg: fmt.Sprintf("%q has an invalid port", a)}
+		}
+	}
+	if c.RelayAddr != "" {
+		if host, _, _ := net.SplitHostPort(c.RelayAddr); host == "" {
+			return &settingError{flag: "relay-addr", msg: fmt.Sprintf("%q names no host", c.RelayAddr)}
+		}
+	}
+	for _, p := range c.RelayAllow {
+		for _, r := range p {
+			if r <= ' ' || r == 0x7f {
+				return &settingError{flag: "relay-allow", msg: fmt.Sprintf("%q holds a control character or space", p)}
+			}
+		}
+	}
+	if c.RelayTimeout <= 0 {
+		return &settingError{flag: "relay-timeout", msg: "must be positive"}
 	}
 	return nil
 }

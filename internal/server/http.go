@@ -56,6 +56,13 @@ func (s *Server) newMux() *http.ServeMux {
 
 			WaitMax:        s.cfg.WaitMax,
 			LinkCheckAllow: s.cfg.LinkCheckAllow,
+
+			Submit:         &apiSubmitter{b: s.delivery},
+			MaxMessageSize: int64(s.cfg.MaxMessageSize),
+			MaxRecipients:  s.cfg.MaxRecipients,
+			Hostname:       s.cfg.Hostname,
+			Relay:          s.relayClient(),
+			RelayPolicy:    s.relayPolicy(),
 		})
 		if err == nil {
 			s.web = h

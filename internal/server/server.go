@@ -51,6 +51,10 @@ type Server struct {
 	pop3 *pop3.Server
 	imap *imap.Server
 
+	// delivery is the SMTP backend, whose Submit the web API's send
+	// uses too (see send.go).
+	delivery *backend.SMTP
+
 	metrics  *metrics.Metrics
 	mux      *http.ServeMux // see http.go
 	http     *http.Server   // nil when --http-addr is empty
@@ -249,18 +253,19 @@ func (s *Server) newSMTP(router *backend.Router, tlsConfig *tls.Config) *smtp.Se
 	if s.webhook != nil {
 		delivered = s.delivered
 	}
-	return &smtp.Server{
+	s.delivery = &backend.SMTP{
+		Store:    &meteredStore{Deliverer: s.store, m: s.metrics},
+		Router:   router,
+		Auth:     s.authn("smtp"),
 		Hostname: cfg.Hostname,
-		Backend: &backend.SMTP{
-			Store:    &meteredStore{Deliverer: s.store, m: s.metrics},
-			Router:   router,
-			Auth:     s.authn("smtp"),
-			Hostname: cfg.Hostname,
-			Logger:   s.log,
-			// --min-free-space: 452 4.3.1 at MAIL below it.
-			FreeSpace: s.store.FreeSpace,
-			Delivered: delivered,
-		},
+		Logger:   s.log,
+		// --min-free-space: 452 4.3.1 at MAIL below it.
+		FreeSpace: s.store.FreeSpace,
+		Delivered: delivered,
+	}
+	return &smtp.Server{
+		Hostname:          cfg.Hostname,
+		Backend:           s.delivery,
 		Policy:            s.chaos,
 		Logger:            s.log.With("proto", "smtp"),
 		MaxMessageBytes:   int64(cfg.MaxMessageSize),

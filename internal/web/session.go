@@ -226,6 +226,11 @@ func principalOf(r *http.Request) principal {
 // X-CSRF-Token header (a header other sites cannot set without a CORS
 // preflight we never grant), and a JSON content type for a body.
 func (h *Handler) mutation(next http.HandlerFunc) http.HandlerFunc {
+	return h.mutationLimit(maxBodySize, next)
+}
+
+// mutationLimit is mutation with a body of at most limit octets.
+func (h *Handler) mutationLimit(limit int64, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss := h.session(r)
 		got := r.Header.Get(csrfHeader)
@@ -239,7 +244,7 @@ func (h *Handler) mutation(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodySize)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		next(w, r)
 	}
 }

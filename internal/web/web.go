@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"postoffice/internal/auth"
+	"postoffice/internal/relay"
 	"postoffice/internal/store"
 )
 
@@ -70,6 +71,23 @@ type Options struct {
 	// against the lower-cased host) GET .../links?check=1 may contact
 	// (--link-check-allow); nil allows none.
 	LinkCheckAllow []string
+
+	// Submit delivers the messages of POST /api/v1/send through the path
+	// SMTP's take (see send.go); nil answers that endpoint 501.
+	Submit Submitter
+	// MaxMessageSize and MaxRecipients are SMTP's limits
+	// (--max-message-size, --max-recipients), which send and release
+	// apply too; 0 means 25 MiB and 100.
+	MaxMessageSize int64
+	MaxRecipients  int
+	// Hostname is the domain of the Message-IDs that send makes
+	// (--hostname); "" means "localhost".
+	Hostname string
+	// Relay and RelayPolicy release stored messages to another SMTP
+	// server (release.go); without a policy that allows some recipient
+	// (--relay-allow) release answers 403.
+	Relay       *relay.Client
+	RelayPolicy *relay.Policy
 }
 
 // Handler serves the web inbox. Mount it at "/".
@@ -144,6 +162,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /api/v1/chaos", h.chaos(false, h.getChaos))
 	m.HandleFunc("PUT /api/v1/chaos", h.mutation(h.chaos(true, h.putChaos)))
 	m.HandleFunc("DELETE /api/v1/chaos", h.mutation(h.chaos(true, h.deleteChaos)))
+	m.HandleFunc("POST /api/v1/send", h.mutationLimit(h.sendBodyLimit(), h.authed(h.send)))
+	m.HandleFunc("POST "+msgs+"/{id}/release", h.mutation(h.authed(h.mailbox(h.release))))
 }
 
 // ServeHTTP implements http.Handler.
