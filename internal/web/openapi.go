@@ -7,9 +7,10 @@ import (
 
 // openAPIDocument is the OpenAPI 3.1 description of every endpoint under
 // /api/v1/ (openapi.json beside this file). openapi_test.go checks it
-// against the routes of web.go and validates real requests and answers
-// of every endpoint against it, so it cannot drift from the code: a new
-// endpoint needs its path there and a case in that test.
+// against the routes registered here and in internal/server, and
+// validates real requests and answers of every endpoint against it, so it
+// cannot drift from the code: a new endpoint needs its path there and a
+// case in that test.
 //
 //go:embed openapi.json
 var openAPIDocument []byte

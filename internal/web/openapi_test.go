@@ -4,13 +4,15 @@ package web_test
 // /api/v1/, made against whole servers over real sockets (SMTP delivery
 // into a real Maildir, POP3 for the lock), is validated against
 // openapi.json with libopenapi-validator (OpenAPI 3.1, JSON Schema
-// 2020-12). The route table of web.go and the document's paths must
-// match both ways, and every documented operation needs a successful
-// case below.
+// 2020-12). The API routes registered in this package (web.go) and in
+// internal/server must match the document's operations both ways, and
+// every documented operation needs a successful case below.
 //
-// Adding an endpoint: its route in web.go, its path in openapi.json, and
-// rows in contractCases (one with its 2xx answer, one for each error it
-// documents that a test can provoke).
+// Adding an endpoint: its route, its path in openapi.json (the shared
+// error answers are components/responses, the shared parameters
+// components/parameters), and rows in contractCases: one with its 2xx
+// answer, and one for each error it documents that a test can provoke,
+// marked invalid when the document itself forbids the request.
 
 import (
 	"bufio"
@@ -113,14 +115,30 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 	}
 }
 
-// webRoutes reads the "METHOD /api/v1/..." patterns registered with
-// HandleFunc or Handle in the package's source files. A pattern must be a
-// constant expression (string literals and constants joined by +), so
-// that this test can read it.
-func webRoutes(t *testing.T) []string {
+// routeDirs are the packages whose source registers routes on the HTTP
+// listener: this one (the web inbox and its API) and internal/server (the
+// listener's own mux).
+var routeDirs = []string{".", "../server"}
+
+// apiRoutes reads the "METHOD /api/..." patterns registered with
+// HandleFunc or Handle in the source files of routeDirs.
+func apiRoutes(t *testing.T) []string {
+	t.Helper()
+	var routes []string
+	for _, dir := range routeDirs {
+		routes = append(routes, packageRoutes(t, dir)...)
+	}
+	slices.Sort(routes)
+	return routes
+}
+
+// packageRoutes reads the API routes of the package in dir. A pattern
+// must be a constant expression (string literals and the package's
+// constants joined by +), so that this test can read it.
+func packageRoutes(t *testing.T, dir string) []string {
 	t.Helper()
 	fset := token.NewFileSet()
-	files, err := filepath.Glob("*.go")
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +215,6 @@ func webRoutes(t *testing.T) []string {
 			return true
 		})
 	}
-	slices.Sort(routes)
 	return routes
 }
 
@@ -206,7 +223,7 @@ func webRoutes(t *testing.T) []string {
 // not serve.
 func TestOpenAPIRoutesMatch(t *testing.T) {
 	c := loadContract(t)
-	routes := webRoutes(t)
+	routes := apiRoutes(t)
 	if len(routes) < 10 {
 		t.Fatalf("read only %d API routes from the source: %v", len(routes), routes)
 	}
@@ -218,7 +235,7 @@ func TestOpenAPIRoutesMatch(t *testing.T) {
 	}
 	for _, op := range ops {
 		if !slices.Contains(routes, op) {
-			t.Errorf("openapi.json has %s, which web.go does not route", op)
+			t.Errorf("openapi.json has %s, which no route serves", op)
 		}
 	}
 }
