@@ -142,6 +142,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /{$}", h.serveIndex)
 	m.Handle("GET /static/", http.StripPrefix("/static/", h.staticHeaders(http.FileServerFS(static))))
 
+	m.HandleFunc("GET /api/v1/openapi.json", h.getOpenAPI)
 	m.HandleFunc("GET /api/v1/session", h.getSession)
 	m.HandleFunc("POST /api/v1/login", h.mutation(h.login))
 	m.HandleFunc("POST /api/v1/logout", h.mutation(h.logout))
