@@ -127,7 +127,10 @@ func (m *Maildir) acquireFolder(mailbox string, f folderRef) *folderShared {
 			sf.notify()
 		}
 	})
-	go sf.watch()
+	// The first stat is taken now, not when the watcher's goroutine first
+	// runs: a change made after the open and before that would be in its
+	// first stat, and never be told.
+	go sf.watch(sf.statAll(), time.Now())
 	m.folders[dir] = sf
 	return sf
 }
@@ -237,20 +240,24 @@ func (sf *folderShared) notify() {
 }
 
 // watch stats the directories once per watchInterval and notifies when
-// they changed (another program's delivery, expunge or flag change).
-func (sf *folderShared) watch() {
+// they changed (another program's delivery, expunge or flag change) since
+// last, the stat taken at taken. A stat taken within scanSlack of a
+// directory's change is not trusted (racy): a second change in the same
+// timestamp tick leaves the same mtime, so the next tick notifies anyway.
+func (sf *folderShared) watch(last [4]stamp, taken time.Time) {
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
-	last := sf.statAll()
 	for {
 		select {
 		case <-sf.stop:
 			return
 		case <-t.C:
-			if st := sf.statAll(); st != last {
-				last = st
+			now := time.Now()
+			st := sf.statAll()
+			if st != last || racy(last, taken) {
 				sf.notify()
 			}
+			last, taken = st, now
 		}
 	}
 }
