@@ -44,9 +44,8 @@ func TestSeedSessionVerbatim(t *testing.T) {
 	if !regexp.MustCompile(`; [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}\r\n$`).MatchString(trace) {
 		t.Fatalf("Received date not RFC 5322: %q", trace)
 	}
-	if !strings.Contains(p.Log(), id) {
-		t.Fatal("queue id not in the log")
-	}
+	// The log line may be written just after the 250 reached the client.
+	testsupport.WaitFor(t, "the queue id in the log", func() bool { return strings.Contains(p.Log(), id) })
 }
 
 // net/smtp as an independent client: several recipients, a dot-stuffed
