@@ -798,26 +798,34 @@ func (x *Index) Listing(name string) ([]Listed, error) {
 		if _, err := x.reconcile(b, true, false); err != nil {
 			return err
 		}
-		var n int
-		if err := b.db.QueryRow("SELECT count(*) FROM msgs").Scan(&n); err != nil {
-			return err
-		}
-		out = slices.Grow(out, n+n/16)
-		rows, err := b.db.Query("SELECT loc, id, size, received, mtime FROM msgs ORDER BY rowid")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var l Listed
-			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order, &l.MTime); err != nil {
-				return err
-			}
-			out = append(out, l)
-		}
-		return rows.Err()
+		var err error
+		out, err = listRows(b, out, " ORDER BY rowid")
+		return err
 	})
 	return out, err
+}
+
+// listRows appends the Listed of every row of b to out, in the order
+// that the SQL clause order gives.
+func listRows(b *box, out []Listed, order string) ([]Listed, error) {
+	var n int
+	if err := b.db.QueryRow("SELECT count(*) FROM msgs").Scan(&n); err != nil {
+		return out, err
+	}
+	out = slices.Grow(out, n+n/16)
+	rows, err := b.db.Query("SELECT loc, id, size, received, mtime FROM msgs" + order)
+	if err != nil {
+		return out, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l Listed
+		if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order, &l.MTime); err != nil {
+			return out, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
 }
 
 // Known returns the rows of a folder as the index has them, without
@@ -832,19 +840,9 @@ func (x *Index) Known(name string) ([]Listed, error) {
 		if b == nil {
 			return nil
 		}
-		rows, err := b.db.Query("SELECT loc, id, size, received, mtime FROM msgs")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var l Listed
-			if err := rows.Scan(&l.Loc, &l.ID, &l.Size, &l.Order, &l.MTime); err != nil {
-				return err
-			}
-			out = append(out, l)
-		}
-		return rows.Err()
+		var err error
+		out, err = listRows(b, out, "")
+		return err
 	})
 	return out, err
 }
