@@ -88,7 +88,11 @@ func (e *Engine) View() View {
 	if rs == nil {
 		return View{Rules: []Rule{}}
 	}
-	return View{Enabled: true, Source: rs.source, Seed: rs.cfg.Seed, Rules: rs.cfg.Rules, Rate: rs.cfg.Rate}
+	rules := rs.cfg.Rules
+	if rules == nil {
+		rules = []Rule{} // a set without "rules" (only a rate): [] as documented, not null
+	}
+	return View{Enabled: true, Source: rs.source, Seed: rs.cfg.Seed, Rules: rules, Rate: rs.cfg.Rate}
 }
 
 // Check implements smtp.Policy: the rate limit at MAIL, then the first

@@ -236,7 +236,11 @@ func (h *Handler) readMessage(mb, id string) ([]byte, store.Summary, error) {
 	return raw, sum, err
 }
 
-// messageJSON is the full view of one message.
+// messageJSON is the full view of one message. Its Attachments (the
+// list of attachment parts) hides the embedded summary's boolean of the
+// same JSON name: encoding/json keeps the shallower field. That is the
+// API (docs/api.md, GET .../messages/{id}; the UI reads the list here and
+// the boolean in listings), not an accident to fix.
 type messageJSON struct {
 	summaryJSON
 	Envelope struct {

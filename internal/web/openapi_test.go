@@ -24,8 +24,10 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/smtp"
 	"net/url"
 	"os"
@@ -34,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,9 +426,17 @@ func (cl *apiClient) login(user, password string) {
 type fixture struct {
 	open  *apiServer // no users file: loopback clients need no login
 	users *apiServer // a users file with alice and the admin boss
+	wild  *apiServer // no users file, HTTP on the wildcard address: chaos refused
 	ids   map[string]string
+	// links is the web server the links of the links message point to;
+	// linkHits counts the requests it answered.
+	links    *httptest.Server
+	linkHits atomic.Int64
 }
 
+// openMaxSize is the open server's --max-message-size, small so that send
+// can be made to exceed it.
+const openMaxSize = 64 << 10
 const (
 	plainMsg = "From: Alice <alice@example.org>\r\nTo: user@example.org\r\nCc: Carol <carol@example.org>\r\n" +
 		"Subject: contract plain\r\nDate: Mon, 06 May 2024 10:00:00 +0000\r\nMessage-ID: <plain@example.org>\r\n\r\n" +
@@ -446,6 +457,14 @@ const (
 		"--outer\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\n" +
 		"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n" +
 		"--outer--\r\n"
+	// linksMsg has links in a text and an HTML part; LINKS is the base
+	// URL of the fixture's link server.
+	linksMsg = "From: a@example.org\r\nTo: user@example.org\r\nSubject: contract links\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nConfirm: LINKS/ok. Or see https://example.com/docs.\r\n" +
+		"--b\r\nContent-Type: text/html\r\n\r\n<p><a href=\"LINKS/moved\">moved</a> <a href=\"LINKS/away\">away</a> " +
+		"<a href=\"mailto:help@example.org\">help</a> <a href=\"LINKS/ok\">again</a></p>\r\n" +
+		"--b--\r\n"
 )
 
 // findID returns the id of the one message in mailbox whose subject has
@@ -466,7 +485,19 @@ func findID(t *testing.T, cl *apiClient, mailbox, word string) string {
 func newFixture(t *testing.T, c *contract) *fixture {
 	t.Helper()
 	f := &fixture{ids: map[string]string{}}
-	f.open = startAPIServer(t, nil)
+	f.links = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.linkHits.Add(1)
+		switch r.URL.Path {
+		case "/ok":
+		case "/moved":
+			http.Redirect(w, r, "/ok", http.StatusFound)
+		case "/away":
+			http.Redirect(w, r, "https://elsewhere.example/", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(f.links.Close)
 	usersFile := filepath.Join(t.TempDir(), "users")
 	for _, u := range []string{"alice", "boss"} {
 		if err := auth.AddUser(usersFile, u, u+"-secret", bcrypt.MinCost); err != nil {
@@ -474,15 +505,34 @@ func newFixture(t *testing.T, c *contract) *fixture {
 		}
 	}
 	f.users = startAPIServer(t, func(c *pconfig.Config) { c.UsersFile, c.WebAdmin = usersFile, "boss" })
+	// A release target that is down: a port that was free a moment ago.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ids["down"] = l.Addr().String()
+	l.Close()
+	f.ids["target"] = f.users.s.Listener("smtp").Addr().String()
+	// The open server releases to the users server's SMTP.
+	f.open = startAPIServer(t, func(c *pconfig.Config) {
+		c.RelayAllow = []string{"*@example.test"}
+		c.RelayAddr = f.ids["target"]
+		c.RelayAllowAddr = []string{f.ids["down"]}
+		c.MaxMessageSize = openMaxSize
+	})
+	f.wild = startAPIServer(t, func(c *pconfig.Config) { c.HTTPAddr, c.Insecure = "0.0.0.0:0", true })
+	_, port, _ := net.SplitHostPort(f.wild.s.Listener("http").Addr().String())
+	f.wild.base = "http://127.0.0.1:" + port
 
 	f.open.send(t, "alice@example.org", []string{"user@example.org"}, plainMsg)
 	f.open.send(t, "", []string{"user@example.org"}, richMsg) // the null reverse-path
 	for _, name := range []string{"del1", "del2", "del3", "locked"} {
 		f.open.send(t, "a@example.org", []string{"user@example.org"}, "Subject: contract "+name+"\r\n\r\nx\r\n")
 	}
+	f.open.send(t, "a@example.org", []string{"user@example.org"}, strings.ReplaceAll(linksMsg, "LINKS", f.links.URL))
 	f.users.send(t, "a@example.org", []string{"alice@example.org"}, "Subject: contract alice\r\n\r\nfor alice\r\n")
 	cl := f.open.client(t, c)
-	for _, name := range []string{"plain", "rich", "del1", "del2", "del3", "locked"} {
+	for _, name := range []string{"plain", "rich", "del1", "del2", "del3", "locked", "links"} {
 		f.ids[name] = findID(t, cl, "user", name)
 	}
 	boss := f.users.client(t, c)
@@ -504,8 +554,9 @@ type apiCase struct {
 	name  string
 	route string // the documented operation: "METHOD /api/v1/..." as in openapi.json
 	path  string // the request path and query; {{name}} is a fixture id
-	// on: "open" (no users file, no login), or on the users-file server
-	// "anon" (no login), "alice" or "boss" (the admin).
+	// on: "open" (no users file, no login), "wild" (the same, HTTP on the
+	// wildcard address), or on the users-file server "anon" (no login),
+	// "alice" or "boss" (the admin).
 	on     string
 	body   string
 	ctype  string
@@ -614,8 +665,8 @@ var contractCases = []apiCase{
 		check: func(t *testing.T, f *fixture, ex *exchange) {
 			var l struct{ Total int }
 			wantJSON(t, ex, &l)
-			if l.Total != 6 {
-				t.Errorf("total = %d, want 6", l.Total)
+			if l.Total != 7 {
+				t.Errorf("total = %d, want 7", l.Total)
 			}
 		}},
 	{name: "list search and page", route: "GET " + msgsRoute, path: userMsgs + "?q=has:attachment+report&page=1&per_page=1", on: "open", status: 200,
@@ -770,6 +821,304 @@ var contractCases = []apiCase{
 	{name: "events of another's mailbox", route: "GET /api/v1/events", path: "/api/v1/events?mailbox=boss", on: "alice", status: 404},
 	{name: "events bad mailbox name", route: "GET /api/v1/events", path: "/api/v1/events?mailbox=Bad!", on: "open", status: 404, invalid: true},
 	{name: "events without login", route: "GET /api/v1/events", path: "/api/v1/events", on: "anon", status: 401},
+
+	// Waiting for a message, and the latest one.
+	{name: "wait for one already there", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=subject:plain&timeout=5s", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var m struct {
+				ID          string
+				Subject     string
+				Attachments []any
+			}
+			if wantJSON(t, ex, &m); m.ID != f.ids["plain"] || m.Subject != "contract plain" || m.Attachments == nil {
+				t.Errorf("wait = %s", ex.got)
+			}
+		}},
+	{name: "wait after a marker", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=subject:contract&after={{plain}}&timeout=5s", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var m struct{ ID string }
+			if wantJSON(t, ex, &m); m.ID != f.ids["rich"] {
+				t.Errorf("the message after plain is %s, want rich %s", m.ID, f.ids["rich"])
+			}
+		}},
+	{name: "wait after a time", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=subject:rich&after=2000-01-01T00:00:00Z&timeout=1", on: "open", status: 200},
+	{name: "wait times out at once", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=subject:nothing-like-it&timeout=0", on: "open", status: 408,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			if !ex.resp.Close {
+				t.Error("408 without Connection: close")
+			}
+		}},
+	{name: "wait times out", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?after={{links}}&timeout=50ms", on: "open", status: 408},
+	{name: "wait bad timeout", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?timeout=soon", on: "open", status: 400, invalid: true},
+	{name: "wait negative timeout", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?timeout=-1s", on: "open", status: 400, invalid: true},
+	{name: "wait bad search", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=color:blue", on: "open", status: 400},
+	{name: "wait bad marker", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?after=.x", on: "open", status: 400, invalid: true},
+	{name: "wait unknown marker", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?after=no-such-id&timeout=0", on: "open", status: 404},
+	{name: "wait in another's mailbox", route: "GET " + msgsRoute + "/wait", path: "/api/v1/mailboxes/boss/messages/wait?timeout=0", on: "alice", status: 404},
+	{name: "wait without login", route: "GET " + msgsRoute + "/wait", path: "/api/v1/mailboxes/alice/messages/wait?timeout=0", on: "anon", status: 401},
+	{name: "latest", route: "GET " + msgsRoute + "/latest", path: userMsgs + "/latest", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var m struct{ ID string }
+			if wantJSON(t, ex, &m); m.ID != f.ids["links"] {
+				t.Errorf("latest is %s, want the links message %s", m.ID, f.ids["links"])
+			}
+		}},
+	{name: "latest matching", route: "GET " + msgsRoute + "/latest", path: userMsgs + "/latest?q=has:attachment", on: "open", status: 200},
+	{name: "latest of an empty mailbox", route: "GET " + msgsRoute + "/latest", path: "/api/v1/mailboxes/nobody/messages/latest", on: "open", status: 404},
+	{name: "latest no match", route: "GET " + msgsRoute + "/latest", path: userMsgs + "/latest?q=subject:nothing-like-it", on: "open", status: 404},
+	{name: "latest bad search", route: "GET " + msgsRoute + "/latest", path: userMsgs + "/latest?q=color:blue", on: "open", status: 400},
+	{name: "latest without login", route: "GET " + msgsRoute + "/latest", path: "/api/v1/mailboxes/alice/messages/latest", on: "anon", status: 401},
+
+	// Links.
+	{name: "links", route: "GET " + msgRoute + "/links", path: userMsgs + "/{{links}}/links", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var l struct{ Links []map[string]any }
+			if wantJSON(t, ex, &l); len(l.Links) != 5 {
+				t.Fatalf("links = %s", ex.got)
+			}
+			for _, k := range []string{"status", "skipped", "error", "final_url"} {
+				if _, ok := l.Links[0][k]; ok {
+					t.Errorf("%s without check=1: %s", k, ex.got)
+				}
+			}
+		}},
+	{name: "links checked", route: "GET " + msgRoute + "/links", path: userMsgs + "/{{links}}/links?check=1", on: "open", status: 200,
+		before: func(t *testing.T, f *fixture) func() { f.linkHits.Store(0); return nil },
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var l struct {
+				Links []struct {
+					URL, Source, Skipped, Error string
+					FinalURL                    string `json:"final_url"`
+					Status                      int
+				}
+			}
+			wantJSON(t, ex, &l)
+			got := map[string]string{}
+			for _, k := range l.Links {
+				u := strings.Replace(k.URL, f.links.URL, "LINKS", 1)
+				got[u] = fmt.Sprintf("%s %d %s|%s|%s", k.Source, k.Status, strings.Replace(k.FinalURL, f.links.URL, "LINKS", 1), k.Skipped, k.Error)
+			}
+			want := map[string]string{
+				"LINKS/ok":                 "text 200 ||",
+				"https://example.com/docs": "text 0 |host not allowed|",
+				"LINKS/moved":              "html 200 LINKS/ok||",
+				"LINKS/away":               "html 302 ||redirect to a host not allowed: https://elsewhere.example/",
+				"mailto:help@example.org":  "html 0 |not an http or https URL|",
+			}
+			for u, w := range want {
+				if got[u] != w {
+					t.Errorf("%s: %q, want %q", u, got[u], w)
+				}
+			}
+			// HEAD /ok, HEAD /moved and /ok, HEAD /away: the allowed hosts only.
+			if n := f.linkHits.Load(); n != 4 {
+				t.Errorf("the link server answered %d requests, want 4", n)
+			}
+		}},
+	{name: "links bad check", route: "GET " + msgRoute + "/links", path: userMsgs + "/{{links}}/links?check=yes", on: "open", status: 400, invalid: true},
+	{name: "links unknown id", route: "GET " + msgRoute + "/links", path: userMsgs + "/no-such-id/links", on: "open", status: 404},
+	{name: "links without login", route: "GET " + msgRoute + "/links", path: "/api/v1/mailboxes/alice/messages/x1/links", on: "anon", status: 401},
+
+	// Send.
+	{name: "send", route: "POST /api/v1/send", path: "/api/v1/send", on: "open", status: 201,
+		body: `{"from":"App <app@example.org>","to":["new+sent@example.org"],"cc":[],"bcc":["hidden+sentbcc@example.org"],` +
+			`"subject":"contract sent","text":"Hello","html":"<p>Hello</p>",` +
+			`"attachments":[{"filename":"a.txt","content_type":"text/plain","content":"aGVsbG8K"}],"headers":{"X-Test-Run":"42"}}`,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var r struct {
+				ID        string
+				Mailboxes []string
+				MessageID string `json:"message_id"`
+			}
+			if wantJSON(t, ex, &r); len(r.Mailboxes) != 1 || r.Mailboxes[0] != "user" || !strings.HasSuffix(r.MessageID, "@mx.test") {
+				t.Errorf("send = %s", ex.got)
+			}
+			f.ids["sent"] = r.ID
+		}},
+	{name: "wait for the sent message by its Bcc tag", route: "GET " + msgsRoute + "/wait", path: userMsgs + "/wait?q=tag:sentbcc&timeout=5s", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var m struct {
+				ID, Subject string
+				Attachments []struct{ Filename string }
+			}
+			if wantJSON(t, ex, &m); m.ID != f.ids["sent"] || m.Subject != "contract sent" || len(m.Attachments) != 1 {
+				t.Errorf("wait tag:sentbcc = %s", ex.got)
+			}
+		}},
+	{name: "send bad JSON", route: "POST /api/v1/send", path: "/api/v1/send", on: "open", body: `{"from":`, status: 400, invalid: true},
+	{name: "send unknown member", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":["user@example.org"],"body":"x"}`, status: 400, invalid: true},
+	{name: "send without recipient", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":[],"text":"x"}`, status: 400, invalid: true},
+	{name: "send bad address", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":["not an address"]}`, status: 400},
+	{name: "send reserved header", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":["user@example.org"],"headers":{"Received":"from x"}}`, status: 400},
+	{name: "send over the size limit", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":["user@example.org"],"text":"` + strings.Repeat("x", openMaxSize) + `"}`, status: 413,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var e struct{ SMTP struct{ Code int } }
+			if wantJSON(t, ex, &e); e.SMTP.Code != 552 {
+				t.Errorf("413 = %.300s", ex.got)
+			}
+		}},
+	{name: "send body over its limit", route: "POST /api/v1/send", path: "/api/v1/send", on: "open",
+		body: `{"from":"a@example.org","to":["user@example.org"],"text":"` + strings.Repeat("x", 2*openMaxSize+1<<20) + `"}`, status: 413},
+	{name: "send to an unknown user", route: "POST /api/v1/send", path: "/api/v1/send", on: "alice",
+		body: `{"from":"alice@example.org","to":["alice@example.org","nobody@example.org"],"text":"x"}`, status: 422,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var e struct {
+				Recipient string
+				SMTP      struct{ Code int }
+			}
+			if wantJSON(t, ex, &e); e.Recipient != "nobody@example.org" || e.SMTP.Code != 550 {
+				t.Errorf("422 = %s", ex.got)
+			}
+		}},
+	{name: "send without CSRF", route: "POST /api/v1/send", path: "/api/v1/send", on: "open", noCSRF: true,
+		body: `{"from":"a@example.org","to":["user@example.org"]}`, status: 403, invalid: true},
+	{name: "send not JSON", route: "POST /api/v1/send", path: "/api/v1/send", on: "open", ctype: "text/plain",
+		body: `from=a`, status: 415, invalid: true},
+	{name: "send without login", route: "POST /api/v1/send", path: "/api/v1/send", on: "anon",
+		body: `{"from":"a@example.org","to":["alice@example.org"]}`, status: 401},
+
+	// Release: the open server releases to the users server's SMTP.
+	{name: "release", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 200,
+		body: `{"to":["alice@example.test"]}`,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var r struct {
+				ID, Addr, From string
+				To             []string
+			}
+			if wantJSON(t, ex, &r); r.ID != f.ids["plain"] || r.Addr != f.ids["target"] || r.From != "alice@example.org" || len(r.To) != 1 {
+				t.Errorf("release = %s", ex.got)
+			}
+		}},
+	{name: "wait for the released copy", route: "GET " + msgsRoute + "/wait", path: "/api/v1/mailboxes/alice/messages/wait?q=subject:plain&timeout=5s", on: "boss", status: 200},
+	{name: "release to a named target with the null sender", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{rich}}/release", on: "open", status: 200,
+		body: `{"to":["alice@example.test"],"addr":"{{target}}","from":""}`},
+	{name: "release refused by the target", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 502,
+		body: `{"to":["nobody@example.test"]}`,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var e struct {
+				Stage, Recipient string
+				SMTP             struct{ Code int }
+			}
+			if wantJSON(t, ex, &e); e.Stage != "RCPT" || e.Recipient != "nobody@example.test" || e.SMTP.Code != 550 {
+				t.Errorf("502 = %s", ex.got)
+			}
+		}},
+	{name: "release to a target that is down", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 502,
+		body: `{"to":["alice@example.test"],"addr":"{{down}}"}`,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var e map[string]any
+			if wantJSON(t, ex, &e); e["stage"] != "connect" || e["smtp"] != nil {
+				t.Errorf("502 = %s", ex.got)
+			}
+		}},
+	{name: "release to a recipient not allowed", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 403,
+		body: `{"to":["x@other.test"]}`},
+	{name: "release to a target not allowed", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 403,
+		body: `{"to":["alice@example.test"],"addr":"127.0.0.1:1"}`},
+	{name: "release bad address", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 400,
+		body: `{"to":["not an address"]}`},
+	{name: "release without recipient", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 400,
+		body: `{"to":[]}`, invalid: true},
+	{name: "release unknown member", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 400,
+		body: `{"to":["alice@example.test"],"cc":["x@example.test"]}`, invalid: true},
+	{name: "release unknown id", route: "POST " + msgRoute + "/release", path: userMsgs + "/no-such-id/release", on: "open", status: 404,
+		body: `{"to":["alice@example.test"]}`},
+	{name: "release without CSRF", route: "POST " + msgRoute + "/release", path: userMsgs + "/{{plain}}/release", on: "open", status: 403,
+		body: `{"to":["alice@example.test"]}`, noCSRF: true, invalid: true},
+	{name: "release disabled", route: "POST " + msgRoute + "/release", path: "/api/v1/mailboxes/alice/messages/x1/release", on: "alice", status: 403,
+		body: `{"to":["alice@example.test"]}`},
+
+	// Deleting by query.
+	{name: "delete by query", route: "DELETE " + msgsRoute, path: userMsgs + "?q=subject:bulk", on: "open", status: 200,
+		before: func(t *testing.T, f *fixture) func() {
+			for range 2 {
+				f.open.send(t, "a@example.org", []string{"user@example.org"}, "Subject: contract bulk\r\n\r\nx\r\n")
+			}
+			return nil
+		},
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var r struct{ Deleted int }
+			if wantJSON(t, ex, &r); r.Deleted != 2 {
+				t.Errorf("delete by query = %s", ex.got)
+			}
+		}},
+	{name: "delete by query matching nothing", route: "DELETE " + msgsRoute, path: userMsgs + "?q=subject:bulk", on: "open", status: 200},
+	{name: "delete by query and body", route: "DELETE " + msgsRoute, path: userMsgs + "?q=subject:bulk", on: "open", body: `{"all":true}`, status: 400},
+	{name: "delete by bad query", route: "DELETE " + msgsRoute, path: userMsgs + "?q=color:blue", on: "open", status: 400},
+	{name: "delete by query while POP3 holds the mailbox", route: "DELETE " + msgsRoute, path: userMsgs + "?q=subject:locked", on: "open", status: 409,
+		before: lockByPOP3},
+	{name: "delete everything", route: "DELETE " + msgsRoute, path: "/api/v1/mailboxes/alice/messages", on: "alice", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var r struct{ Deleted int }
+			if wantJSON(t, ex, &r); r.Deleted != 2 { // the two released copies
+				t.Errorf("delete everything = %s", ex.got)
+			}
+		}},
+
+	// Chaos.
+	{name: "chaos none", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			if string(bytes.TrimSpace(ex.got)) != `{"enabled":false,"rules":[]}` {
+				t.Errorf("no chaos = %s", ex.got)
+			}
+		}},
+	{name: "chaos set", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 200,
+		body: `{"seed":7,"rules":[{"stage":"RCPT","match":"*@chaos.test","action":"reply","code":550,"enhanced":"5.1.1","text":"no (chaos)"},` +
+			`{"stage":"helo","match":"nobody.chaos.test","action":"delay","delay":"1ms"},{"stage":"message","match":"*@chaos.test","probability":0.5,"action":"drop"}],` +
+			`"rate":{"per_second":1000}}`,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var v struct {
+				Enabled bool
+				Source  string
+				Seed    int
+				Rules   []struct{ Stage string }
+			}
+			if wantJSON(t, ex, &v); !v.Enabled || v.Source != "api" || v.Seed != 7 || len(v.Rules) != 3 || v.Rules[0].Stage != "rcpt" || v.Rules[1].Stage != "ehlo" {
+				t.Errorf("chaos set = %s", ex.got)
+			}
+			// In force: SMTP refuses the recipient.
+			err := smtp.SendMail(f.open.s.Listener("smtp").Addr().String(), nil, "a@example.org", []string{"x@chaos.test"}, []byte("Subject: x\r\n\r\nx\r\n"))
+			if err == nil || !strings.Contains(err.Error(), "550") {
+				t.Errorf("SMTP to x@chaos.test: %v, want 550", err)
+			}
+		}},
+	{name: "chaos in force", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 200},
+	{name: "chaos success code", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 400,
+		body: `{"rules":[{"stage":"rcpt","action":"reply","code":250}]}`, invalid: true},
+	{name: "chaos bad stage", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 400,
+		body: `{"rules":[{"stage":"quit","action":"drop"}]}`},
+	{name: "chaos unknown field", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 400,
+		body: `{"rules":[],"mode":"evil"}`, invalid: true},
+	{name: "chaos bad JSON", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 400, body: `{"rules":`, invalid: true},
+	{name: "chaos not JSON", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 415, body: `rules`, ctype: "text/plain", invalid: true},
+	{name: "chaos without CSRF", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 403, body: `{"rules":[]}`, noCSRF: true, invalid: true},
+	{name: "chaos still in force", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			var v struct{ Rules []any }
+			if wantJSON(t, ex, &v); len(v.Rules) != 3 {
+				t.Errorf("refused changes changed the rules: %s", ex.got)
+			}
+		}},
+	{name: "chaos clear", route: "DELETE /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 200,
+		check: func(t *testing.T, f *fixture, ex *exchange) {
+			if string(bytes.TrimSpace(ex.got)) != `{"enabled":false,"rules":[]}` {
+				t.Errorf("cleared = %s", ex.got)
+			}
+		}},
+	{name: "chaos clear without CSRF", route: "DELETE /api/v1/chaos", path: "/api/v1/chaos", on: "open", status: 403, noCSRF: true, invalid: true},
+	{name: "chaos read by a user", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "alice", status: 200},
+	{name: "chaos set by a user", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "alice", status: 403, body: `{"rules":[]}`},
+	{name: "chaos cleared by a user", route: "DELETE /api/v1/chaos", path: "/api/v1/chaos", on: "alice", status: 403},
+	{name: "chaos set by the admin", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "boss", status: 200, body: `{"rate":{"per_second":50}}`},
+	{name: "chaos cleared by the admin", route: "DELETE /api/v1/chaos", path: "/api/v1/chaos", on: "boss", status: 200},
+	{name: "chaos without login", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "anon", status: 401},
+	{name: "chaos on an exposed listener", route: "GET /api/v1/chaos", path: "/api/v1/chaos", on: "wild", status: 403},
+	{name: "chaos set on an exposed listener", route: "PUT /api/v1/chaos", path: "/api/v1/chaos", on: "wild", status: 403, body: `{"rules":[]}`},
 }
 
 // routeRegexp matches the concrete paths of a documented path.
@@ -793,6 +1142,8 @@ func TestOpenAPIContract(t *testing.T) {
 			return f.open.client(t, c)
 		case "anon":
 			return f.users.client(t, c)
+		case "wild":
+			return f.wild.client(t, c)
 		}
 		if cl := clients[on]; cl != nil {
 			cl.t = t // a logged-in client serves many cases
@@ -917,6 +1268,14 @@ func TestOpenAPIRejectsDrift(t *testing.T) {
 	raw := get(userMsgs + "/" + id + "/raw")
 	missing := cl.do(exchange{method: "GET", path: userMsgs + "/no-such-id"})
 	cl.validate(missing, false)
+	a.send(t, "a@example.org", []string{"user@example.org"}, strings.ReplaceAll(linksMsg, "LINKS", "http://127.0.0.1:9"))
+	links := get(userMsgs + "/" + findID(t, cl, "user", "links") + "/links")
+	chaosView := get("/api/v1/chaos")
+	wait := get(userMsgs + "/wait?q=subject:plain&timeout=0")
+	sent := cl.do(exchange{method: "POST", path: "/api/v1/send", body: `{"from":"a@example.org","to":["user@example.org"],"text":"x"}`})
+	cl.validate(sent, false)
+	bulk := cl.do(exchange{method: "DELETE", path: userMsgs + "?q=subject:nothing-like-it"})
+	cl.validate(bulk, false)
 	edit := func(body []byte, change func(m map[string]any)) []byte {
 		var m map[string]any
 		json.Unmarshal(body, &m)
@@ -946,6 +1305,17 @@ func TestOpenAPIRejectsDrift(t *testing.T) {
 		{"error gains a field", missing, []byte(`{"error":"no such message","code":404}`), nil},
 		{"raw without Content-Disposition", raw, raw.got, func(h http.Header) { h.Del("Content-Disposition") }},
 		{"session cached", sess, sess.got, func(h http.Header) { h.Set("Cache-Control", "max-age=60") }},
+		{"link gains a field", links, edit(links.got, func(m map[string]any) {
+			m["links"].([]any)[0].(map[string]any)["rel"] = "nofollow"
+		}), nil},
+		{"link source unknown", links, edit(links.got, func(m map[string]any) {
+			m["links"].([]any)[0].(map[string]any)["source"] = "css"
+		}), nil},
+		{"chaos rules null", chaosView, []byte(`{"enabled":true,"source":"api","rules":null,"rate":{"per_second":5}}`), nil},
+		{"chaos rule stage upper-case", chaosView, []byte(`{"enabled":true,"source":"api","rules":[{"stage":"RCPT","action":"drop"}]}`), nil},
+		{"wait answers a summary", wait, edit(wait.got, func(m map[string]any) { m["attachments"] = false }), nil},
+		{"send result without message_id", sent, edit(sent.got, func(m map[string]any) { delete(m, "message_id") }), nil},
+		{"delete count as a list", bulk, []byte(`{"deleted":[]}`), nil},
 	} {
 		resp := *d.ex.resp
 		resp.Header = d.ex.resp.Header.Clone()
