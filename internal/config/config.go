@@ -576,7 +576,7 @@ func (c *Config) Validate() error {
 			{"imap-addr", c.IMAPAddr}, {"imaps-addr", c.IMAPSAddr},
 			{"http-addr", webAddr(c)},
 		} {
-			if a.v != "" && !isLoopbackAddr(a.v) {
+			if a.v != "" && !IsLoopbackAddr(a.v) {
 				return bad(a.name, "%q is reachable from other hosts while the default credentials are in use: give --users-file, or --insecure to accept the risk", a.v)
 			}
 		}
@@ -711,8 +711,8 @@ func webAddr(c *Config) string {
 	return c.HTTPAddr
 }
 
-// isLoopbackAddr reports whether a listen address binds loopback only.
-func isLoopbackAddr(hostport string) bool {
+// IsLoopbackAddr reports whether a listen address binds loopback only.
+func IsLoopbackAddr(hostport string) bool {
 	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false

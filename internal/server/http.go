@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"postoffice/internal/config"
 	"postoffice/internal/web"
 )
 
@@ -52,7 +53,7 @@ func (s *Server) newMux() *http.ServeMux {
 			Logger:    s.log.With("proto", "http"),
 			// Chaos: /api/v1/chaos (see inject.go).
 			Chaos:            s.chaos,
-			ListenerLoopback: listenerLoopback(s.cfg.HTTPAddr),
+			ListenerLoopback: config.IsLoopbackAddr(s.cfg.HTTPAddr),
 
 			WaitMax:        s.cfg.WaitMax,
 			LinkCheckAllow: s.cfg.LinkCheckAllow,

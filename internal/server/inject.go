@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -95,20 +93,6 @@ func (s *Server) stopWebhook(ctx context.Context) {
 	if err := s.webhook.Shutdown(ctx); err != nil {
 		s.log.Warn("webhook: shutdown before every notification was sent", "err", err)
 	}
-}
-
-// listenerLoopback reports whether addr (host:port) listens on loopback
-// only: localhost or a loopback address, not a wildcard.
-func listenerLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // redactURL hides the user info of a URL for the log.
