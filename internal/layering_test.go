@@ -38,6 +38,7 @@ var allowed = map[string][]string{
 	"internal/store":               {},
 	"internal/store/maildir":       {"internal/store", "internal/store/index"},
 	"internal/store/index":         {"internal/store", "internal/mailheader"},
+	"internal/store/pg":            {},
 	"internal/testsupport":         {"internal/config", "internal/selfsigned"},
 	"internal/testsupport/engines": {},
 	"internal/selfsigned":          {},
