@@ -223,3 +223,32 @@ func TestConnectSynchronousCommit(t *testing.T) {
 		t.Fatal("Connect to a closed port succeeded")
 	}
 }
+
+// A pool outlives a PostgreSQL restart: calls fail while it is down and
+// work again once it is back, with no new pool.
+func TestPoolAcrossRestart(t *testing.T) {
+	c := engines.NewPostgres(t)
+	p := pool(t, c.CreateDatabase(t))
+	if _, err := Migrate(ctxT(t), p); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(t)
+	short, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Version(short, p); err == nil {
+		t.Fatal("Version succeeded with PostgreSQL stopped")
+	}
+	c.Start(t)
+	// The pool drops the connections the stop broke as they fail; a
+	// few calls may meet one before a fresh connection is made.
+	var v int
+	var err error
+	for range 10 {
+		if v, err = Version(ctxT(t), p); err == nil {
+			break
+		}
+	}
+	if err != nil || v != Latest() {
+		t.Fatalf("after restart: version %d, err %v", v, err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -27,6 +28,11 @@ const MinPartSize = 5 << 20
 
 // DefaultPartSize is Config.PartSize when it is zero.
 const DefaultPartSize = 8 << 20
+
+// abortTimeout bounds the abort of a failed multipart upload, which runs
+// even when the caller's context is done. An upload whose abort failed is
+// left to the bucket's lifecycle rule or the sweeper.
+const abortTimeout = 30 * time.Second
 
 // ErrNotFound: no object has the key.
 var ErrNotFound = errors.New("s3blob: no such object")
@@ -45,6 +51,11 @@ type Config struct {
 	PartSize int64
 	// Transport is the HTTP transport (nil: minio-go's default).
 	Transport http.RoundTripper
+	// MaxRetries is how many times a failed request is tried in all (1:
+	// no retry; 0: minio-go's default of 10, with backoff). The store
+	// sets it low, so that an unreachable server fails a delivery with a
+	// temporary error promptly.
+	MaxRetries int
 }
 
 // Client stores and reads blobs of one bucket. It is safe for concurrent
@@ -76,10 +87,11 @@ func New(cfg Config) (*Client, error) {
 		region = "us-east-1"
 	}
 	core, err := minio.NewCore(u.Host, &minio.Options{
-		Creds:     credentials.NewStaticV4(cfg.Access, cfg.Secret, ""),
-		Secure:    u.Scheme == "https",
-		Region:    region,
-		Transport: cfg.Transport,
+		Creds:      credentials.NewStaticV4(cfg.Access, cfg.Secret, ""),
+		Secure:     u.Scheme == "https",
+		Region:     region,
+		Transport:  cfg.Transport,
+		MaxRetries: cfg.MaxRetries,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3blob: %w", err)
@@ -129,7 +141,9 @@ func (c *Client) putMultipart(ctx context.Context, key string, r io.Reader, buf 
 	}
 	defer func() {
 		if err != nil {
-			_ = c.core.AbortMultipartUpload(context.WithoutCancel(ctx), c.bucket, key, uploadID)
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+			defer cancel()
+			_ = c.core.AbortMultipartUpload(actx, c.bucket, key, uploadID)
 		}
 	}()
 	var parts []minio.CompletePart

@@ -224,3 +224,31 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("a negative offset was accepted")
 	}
 }
+
+// A stopped server fails Put, Get and Delete with an error, promptly with
+// MaxRetries 1; started again, the blobs put before are there.
+func TestServerDown(t *testing.T) {
+	s := engines.NewS3Server(t)
+	c, err := New(Config{Endpoint: s.Endpoint, Access: s.Access, Secret: s.Secret, Bucket: s.CreateBucket(t), MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := NewKey("down")
+	if _, err := c.Put(ctxT(t), key, strings.NewReader("kept")); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop(t)
+	if _, err := c.Put(ctxT(t), NewKey("lost"), strings.NewReader("x")); err == nil {
+		t.Error("Put to a stopped server succeeded")
+	}
+	if _, err := c.Get(ctxT(t), key, 0, -1); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("Get from a stopped server: %v, want an error that is not ErrNotFound", err)
+	}
+	if err := c.Delete(ctxT(t), key); err == nil {
+		t.Error("Delete on a stopped server succeeded")
+	}
+	s.Start(t)
+	if got := read(t, c, key, 0, -1); string(got) != "kept" {
+		t.Fatalf("after restart: %q", got)
+	}
+}
