@@ -40,6 +40,7 @@ var allowed = map[string][]string{
 	"internal/store/index":         {"internal/store", "internal/mailheader"},
 	"internal/store/pg":            {},
 	"internal/store/s3blob":        {},
+	"internal/store/shared":        {"internal/store", "internal/store/index", "internal/store/maildir", "internal/store/pg", "internal/store/s3blob"},
 	"internal/testsupport":         {"internal/config", "internal/selfsigned"},
 	"internal/testsupport/engines": {},
 	"internal/selfsigned":          {},

@@ -26,6 +26,12 @@ var (
 	ErrBadMailbox = errors.New("store: invalid mailbox name")
 	// ErrNotFound: no such message (or mailbox, where that matters).
 	ErrNotFound = errors.New("store: not found")
+	// ErrUnavailable: a service the store depends on (the shared
+	// store's PostgreSQL or S3 server) did not answer or failed; the
+	// operation did not take effect and may be tried again. Protocols
+	// answer it as a temporary failure (451 4.3.0, -ERR [SYS/TEMP],
+	// NO [UNAVAILABLE]).
+	ErrUnavailable = errors.New("store: storage service unavailable")
 )
 
 // Store is the storage of every mailbox, as a whole: what one

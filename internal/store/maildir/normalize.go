@@ -196,3 +196,12 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// WireReader returns the normal form of r's content (every line ending
+// in CRLF, ending in CRLF): what Open yields of a Maildir file, for a
+// store that keeps such a file's bytes as they are (the shared store's
+// migrated blobs). sizeHint, if positive, bounds r's size.
+func WireReader(r io.Reader, sizeHint int64) io.Reader { return newCRLFReader(r, sizeHint) }
+
+// WireSize returns the size of the normal form of r's content.
+func WireSize(r io.Reader) (int64, error) { return normalizedSize(r, make([]byte, normBufSize)) }
