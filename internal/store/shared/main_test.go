@@ -3,6 +3,7 @@ package shared
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -63,7 +64,11 @@ func (e *env) node(t *testing.T, edit func(*Options)) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Pool: p, Blobs: c, DSN: e.dsn, Timeout: 5 * time.Second, SweepInterval: -1}
+	// Two Stores of one process need names of their own (the default
+	// name is per process).
+	nodes++
+	opts := Options{Pool: p, Blobs: c, DSN: e.dsn, Timeout: 5 * time.Second, SweepInterval: -1,
+		Node: fmt.Sprintf("test-node-%d", nodes)}
 	if edit != nil {
 		edit(&opts)
 	}
@@ -74,6 +79,8 @@ func (e *env) node(t *testing.T, edit func(*Options)) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+var nodes int
 
 func msg(subject, body string) string {
 	return "From: a@example.org\r\nTo: b@example.org\r\nSubject: " + subject + "\r\n\r\n" + body + "\r\n"
