@@ -191,3 +191,60 @@ func TestDeliverPostgresDown(t *testing.T) {
 		t.Fatalf("after restart: %v", got)
 	}
 }
+
+// A delivery that cannot commit (its id is already in the mailbox) fails
+// alone: the deliveries batched with it are committed.
+func TestDeliverBadMemberFailsAlone(t *testing.T) {
+	e := sharedEnv(t)
+	var mu sync.Mutex
+	ops := map[string]int{}
+	s := e.node(t, func(o *Options) {
+		o.Observe = func(engine, op string, _ time.Duration, _ error) {
+			mu.Lock()
+			ops[engine+" "+op]++
+			mu.Unlock()
+		}
+	})
+	dup := deliver(t, s, msg("first", "x"), "alice")
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := s.NewID()
+			if i == n/2 {
+				id = dup
+			}
+			errs[i] = s.Deliver(ctxT(t), id, []string{"alice"}, strings.NewReader(msg(fmt.Sprint(i), "x")))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == n/2) {
+			t.Errorf("delivery %d: %v", i, err)
+		}
+	}
+	if got := ids(t, s, "alice"); len(got) != n {
+		t.Fatalf("%d visible, want %d", len(got), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ops["s3 put"] != n+1 || ops["pg deliver"] < 2 {
+		t.Errorf("observed %v", ops)
+	}
+}
+
+// Deliveries still work after Close (committed one by one).
+func TestDeliverAfterClose(t *testing.T) {
+	e := sharedEnv(t)
+	s := e.node(t, nil)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	id := deliver(t, s, msg("late", "x"), "alice")
+	if got := ids(t, s, "alice"); !slices.Equal(got, []string{id}) {
+		t.Fatalf("%v", got)
+	}
+}

@@ -51,7 +51,9 @@ func TestLeaseExpires(t *testing.T) {
 	ttl := time.Second
 	a := e.node(t, func(o *Options) { o.LeaseTTL = ttl })
 	b := e.node(t, func(o *Options) { o.LeaseTTL = ttl })
-	if _, err := a.OpenMaildrop("alice"); err != nil {
+	id := deliver(t, a, msg("kept", "x"), "alice")
+	mdA, err := a.OpenMaildrop("alice")
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Three TTLs pass while A renews.
@@ -69,13 +71,20 @@ func TestLeaseExpires(t *testing.T) {
 	for {
 		md, err := b.OpenMaildrop("alice")
 		if err == nil {
-			md.Close()
+			defer md.Close()
 			break
 		}
 		if !errors.Is(err, store.ErrLocked) || time.Now().After(deadline) {
 			t.Fatalf("after A stopped renewing: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// A's session, its lease lost, removes nothing.
+	if err := mdA.Commit([]int{0}); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("Commit after the lease was lost: %v, want ErrLocked", err)
+	}
+	if got := ids(t, b, "alice"); !slices.Equal(got, []string{id}) {
+		t.Fatalf("left %v", got)
 	}
 }
 

@@ -34,8 +34,7 @@ type notifier struct {
 	mu     sync.Mutex
 	next   int
 	hooks  map[int]func()
-	conn   *pgx.Conn // the current listening connection
-	events int64     // events received from other nodes (tests)
+	events int64 // events received from other nodes (tests)
 }
 
 // payloads splits ev into notification payloads of at most maxPayload
