@@ -106,9 +106,7 @@ func (s *Store) List(mailbox string) ([]store.Listed, error) {
 				break
 			}
 			out = append(out, store.Listed{MessageInfo: m.MessageInfo, Received: m.received,
-				Open: func() (io.ReadCloser, error) {
-					return s.openBlob(context.Background(), m.key, m.wire, m.blobSize, 0, -1)
-				}})
+				Open: func() (io.ReadCloser, error) { return s.openListed(mailbox, m) }})
 		}
 		rows.Close()
 		if err == nil {
@@ -163,4 +161,24 @@ func (s *Store) Prune(mailbox string, policy store.RetentionPolicy, limit int, n
 	}
 	res.Removed = cut
 	return res, nil
+}
+
+// openListed opens a message of a List if it is still in INBOX (its blob
+// may outlive it, shared with other mailboxes): else store.ErrNotFound.
+func (s *Store) openListed(mailbox string, m dropMsg) (io.ReadCloser, error) {
+	ctx, cancel := s.call(context.Background())
+	start := time.Now()
+	var there bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messages m
+		JOIN folders f ON f.id = m.folder_id JOIN mailboxes b ON b.id = m.mailbox_id
+		WHERE b.name = $1 AND m.id = $2 AND f.name = $3)`, mailbox, m.ID, store.Inbox).Scan(&there)
+	cancel()
+	s.observe("pg", "listed", start, err)
+	if err != nil {
+		return nil, unavailable("open "+m.ID, err)
+	}
+	if !there {
+		return nil, fmt.Errorf("shared: %s in %s: %w", m.ID, mailbox, store.ErrNotFound)
+	}
+	return s.openBlob(context.Background(), m.key, m.wire, m.blobSize, 0, -1)
 }

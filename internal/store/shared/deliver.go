@@ -206,10 +206,21 @@ func (s *Store) commitBatch(batch []*delivery) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		byBox := map[int64][]newMessage{}
 		var evs []store.Event
-		for _, d := range batch {
-			if err := insertBlob(ctx, tx, d.key, d.size); err != nil {
+		if len(batch) == 1 {
+			if err := insertBlob(ctx, tx, batch[0].key, batch[0].size); err != nil {
 				return err
 			}
+		} else {
+			// One round trip for the batch's blobs.
+			keys, sizes := make([]string, len(batch)), make([]int64, len(batch))
+			for i, d := range batch {
+				keys[i], sizes[i] = d.key, d.size
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO blobs (key, size) SELECT * FROM unnest($1::text[], $2::bigint[])`, keys, sizes); err != nil {
+				return err
+			}
+		}
+		for _, d := range batch {
 			for i, mb := range d.mboxes {
 				byBox[mb] = append(byBox[mb], newMessage{
 					ID: d.id, Size: d.size, BlobSize: d.size, Wire: true,
