@@ -348,7 +348,7 @@ func (fo *folder) SetFlags(uids []uint32, op store.FlagOp, flags []string) ([]st
 				x.m.ModSeq = uint64(ms)
 				ids = append(ids, x.m.ID)
 				b.Queue(`UPDATE messages SET flags = $3, keywords = $4, modseq = $5 WHERE folder_id = $1 AND uid = $2`,
-					fo.fid, int64(x.m.UID), x.sys, x.kw, ms)
+					fo.fid, int64(x.m.UID), nonNil(x.sys), nonNil(x.kw), ms)
 			}
 			if b.Len() > 0 {
 				if err := tx.SendBatch(ctx, b).Close(); err != nil {
