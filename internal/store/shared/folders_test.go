@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"postoffice/internal/imap"
 	"postoffice/internal/store"
 	"postoffice/internal/testsupport"
+	"postoffice/internal/testsupport/engines"
 )
 
 func openF(t *testing.T, s *Store, mailbox, name string) store.Folder {
@@ -587,4 +589,139 @@ func openAll(t *testing.T, f store.Folder, uid uint32) string {
 	t.Helper()
 	rc, err := f.Open(uid)
 	return readAll(t, rc, err)
+}
+
+// TestDeleteFolderBlobs: DELETE removes the folder's rows and the objects
+// no other message refers to.
+func TestDeleteFolderBlobs(t *testing.T) {
+	e := sharedEnv(t)
+	s := e.node(t, nil)
+	deliver(t, s, msg("shared", "x"), "u")
+	if err := s.CreateFolder("u", "F"); err != nil {
+		t.Fatal(err)
+	}
+	f := openF(t, s, "u", "F")
+	if _, err := f.Append(strings.NewReader(msg("own", "y")), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	in := openF(t, s, "u", "INBOX")
+	syncF(t, in)
+	if _, err := in.Copy(nil, "F"); err != nil {
+		t.Fatal(err)
+	}
+	var own string
+	if err := e.pool.QueryRow(ctxT(t), `SELECT blob_key FROM messages WHERE subject = 'own'`).Scan(&own); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteFolder("u", "F"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, e, `SELECT count(*) FROM messages`); n != 1 {
+		t.Fatalf("%d rows after DELETE, want INBOX's 1", n)
+	}
+	if n := count(t, e, `SELECT count(*) FROM blobs`); n != 1 {
+		t.Fatalf("%d blob rows after DELETE, want 1", n)
+	}
+	if _, err := s.blobs.Size(ctxT(t), own); err == nil {
+		t.Errorf("the object of the deleted folder's own message is still there")
+	}
+	if got := openAll(t, in, 1); got != msg("shared", "x") {
+		t.Errorf("INBOX's message after DELETE of its copy: %q", got)
+	}
+}
+
+// TestFolderConcurrentNodes: APPENDs from two nodes at once to one folder
+// get distinct UIDs, all visible to both.
+func TestFolderConcurrentNodes(t *testing.T) {
+	e := sharedEnv(t)
+	n1, n2 := e.node(t, nil), e.node(t, nil)
+	f1, f2 := openF(t, n1, "u", "INBOX"), openF(t, n2, "u", "INBOX")
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	var mu sync.Mutex
+	seen := map[uint32]bool{}
+	for i := range 20 {
+		f := f1
+		if i%2 == 1 {
+			f = f2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			uid, err := f.Append(strings.NewReader(msg(fmt.Sprint(i), "x")), nil, time.Time{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[uid] {
+				errs <- fmt.Errorf("uid %d twice", uid)
+			}
+			seen[uid] = true
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if a, b := syncF(t, f1), syncF(t, f2); len(a.Messages) != 20 || !slices.Equal(uidsOf(a), uidsOf(b)) || a.UIDNext != 21 {
+		t.Fatalf("states %v / %v", uidsOf(a), uidsOf(b))
+	}
+}
+
+// TestFolderEnginesDown: with S3 stopped an APPEND fails with
+// ErrUnavailable and leaves no row; with PostgreSQL stopped the folder
+// calls fail with ErrUnavailable; started again, they work.
+func TestFolderEnginesDown(t *testing.T) {
+	srv := engines.NewS3Server(t)
+	pgc := engines.NewPostgres(t)
+	e := newEnv(t, pgc.CreateDatabase(t), srv.Endpoint, srv.Access, srv.Secret, srv.CreateBucket(t))
+	s := e.node(t, func(o *Options) { o.Timeout = 3 * time.Second })
+	deliver(t, s, msg("before", "x"), "u")
+	in := openF(t, s, "u", "INBOX")
+	syncF(t, in)
+
+	srv.Stop(t)
+	if _, err := in.Append(strings.NewReader(msg("during", "x")), nil, time.Time{}); !isUnavailable(err) {
+		t.Fatalf("Append with S3 stopped: %v", err)
+	}
+	if _, err := in.Open(1); !isUnavailable(err) {
+		t.Fatalf("Open with S3 stopped: %v", err)
+	}
+	srv.Start(t)
+	if st := syncF(t, in); len(st.Messages) != 1 {
+		t.Fatalf("a failed APPEND left a row: %+v", st)
+	}
+
+	pgc.Stop(t)
+	if _, err := in.Sync(); !isUnavailable(err) {
+		t.Errorf("Sync with PostgreSQL stopped: %v", err)
+	}
+	if _, err := in.SetFlags([]uint32{1}, store.FlagsAdd, []string{`\Seen`}); !isUnavailable(err) {
+		t.Errorf("SetFlags with PostgreSQL stopped: %v", err)
+	}
+	if _, err := in.Expunge(nil); !isUnavailable(err) {
+		t.Errorf("Expunge with PostgreSQL stopped: %v", err)
+	}
+	if _, err := s.ListFolders("u"); !isUnavailable(err) {
+		t.Errorf("ListFolders with PostgreSQL stopped: %v", err)
+	}
+	if err := s.CreateFolder("u", "New"); !isUnavailable(err) {
+		t.Errorf("CreateFolder with PostgreSQL stopped: %v", err)
+	}
+	pgc.Start(t)
+	var err error
+	for range 10 { // the pool drops the connections the stop broke as they fail
+		if _, err = in.SetFlags([]uint32{1}, store.FlagsAdd, []string{`\Seen`}); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("after restart: %v", err)
+	}
+	if st := syncF(t, in); !slices.Equal(st.Messages[0].Flags, []string{`\Seen`}) {
+		t.Fatalf("after restart: %+v", st)
+	}
 }
