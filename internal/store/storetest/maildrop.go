@@ -159,6 +159,32 @@ func testEvents(t *testing.T, p Pair) {
 			rb.wait(t, eventWait, "Browser.Delete's deletion on the other view", isEvent(store.EventDeleted, "ev2", "", id))
 		}
 	})
+	sub(t, p, "FolderChanges", func(t *testing.T) {
+		// EventDeleted covers "any other removal through the store", and
+		// Event.Folder names the folder ("" for INBOX).
+		ra, rb := record(t, p.A.Store), record(t, p.B.Store)
+		must(t, "CreateFolder", p.A.Store.CreateFolder("evf", "Work"))
+		f := openFolder(t, p.A, "evf", "Work")
+		u := appendMsg(t, f, message("w", "x"), store.FlagDeleted)
+		id := syncState(t, f).Messages[0].ID
+		gone, err := f.Expunge(nil)
+		must(t, "Expunge", err)
+		if !slices.Equal(gone, []uint32{u}) {
+			t.Fatalf("Expunge removed %v", gone)
+		}
+		ra.wait(t, eventWait, "deleted by an Expunge of folder Work", isEvent(store.EventDeleted, "evf", "Work", id))
+		if p.CrossEvents {
+			rb.wait(t, eventWait, "the Expunge on the other view", isEvent(store.EventDeleted, "evf", "Work", id))
+		}
+		in := deliver(t, p.A, message("i", "x"), "evf")
+		g := openFolder(t, p.A, "evf", "INBOX")
+		st := syncState(t, g)
+		_, err = g.SetFlags([]uint32{st.Messages[0].UID}, store.FlagsAdd, []string{store.FlagDeleted})
+		must(t, "SetFlags", err)
+		_, err = g.Expunge(nil)
+		must(t, "Expunge INBOX", err)
+		ra.wait(t, eventWait, "deleted by an Expunge of INBOX", isEvent(store.EventDeleted, "evf", "", in))
+	})
 	sub(t, p, "CancelStops", func(t *testing.T) {
 		var n int
 		done := make(chan struct{}, 16)
