@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,40 @@ func testMaildrop(t *testing.T, p Pair) {
 		_, err = p.A.Store.OpenMaildrop("lock")
 		errIs(t, "OpenMaildrop on A while B holds it", err, store.ErrLocked)
 		must(t, "Close", d2.Close())
+	})
+	sub(t, p, "ExclusiveRace", func(t *testing.T) {
+		// A and B open at the same moment: exactly one gets the lock.
+		deliver(t, p.A, message("race", "x"), "race")
+		for round := range 5 {
+			var wg sync.WaitGroup
+			drops := make([]store.Maildrop, 2)
+			errs := make([]error, 2)
+			for i, v := range []View{p.A, p.B} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					drops[i], errs[i] = v.Store.OpenMaildrop("race")
+				}()
+			}
+			wg.Wait()
+			won := 0
+			for i := range 2 {
+				switch {
+				case errs[i] == nil:
+					won++
+				case !errors.Is(errs[i], store.ErrLocked):
+					t.Fatalf("round %d: OpenMaildrop: %v", round, errs[i])
+				}
+			}
+			for i, d := range drops {
+				if errs[i] == nil {
+					must(t, "Close", d.Close())
+				}
+			}
+			if won != 1 {
+				t.Fatalf("round %d: %d of two concurrent OpenMaildrop calls got the lock (%v)", round, won, errs)
+			}
+		}
 	})
 	sub(t, p, "MissingMailboxIsEmpty", func(t *testing.T) {
 		d := openDrop(t, p.A, "never-delivered")
