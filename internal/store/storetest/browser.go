@@ -203,11 +203,13 @@ func testArrivals(t *testing.T, p Pair) {
 		if !ok || s.ID != c {
 			t.Fatalf("Arrival after the deleted %s: %s %v, want %s", b, s.ID, ok, c)
 		}
-		// Only INBOX counts.
-		folderNames(t, p.A, "ar")
-		f := openFolder(t, p.A, "ar", "Archive")
+	})
+	sub(t, p, "OnlyInbox", func(t *testing.T) {
+		c := deliver(t, p.A, message("inbox", "x"), "ari")
+		folderNames(t, p.A, "ari")
+		f := openFolder(t, p.A, "ari", "Archive")
 		appendMsg(t, f, message("in a folder", "x"))
-		s, ok, err = p.B.Arrivals.Arrival("ar", store.Query{}, "", true)
+		s, ok, err := p.B.Arrivals.Arrival("ari", store.Query{}, "", true)
 		if err != nil || !ok || s.ID != c {
 			t.Fatalf("newest Arrival after an Append to a folder: %s %v %v, want %s", s.ID, ok, err, c)
 		}
