@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 	"internal/selfsigned":          {},
 	"internal/mailheader":          {},
 	"bench/loadgen":                {},
-	"e2e":                          {"internal/testsupport"},
+	"e2e":                          {"internal/testsupport", "internal/testsupport/engines"},
 }
 
 func TestLayering(t *testing.T) {
