@@ -62,13 +62,8 @@ func needSharedWiring(t *testing.T) {
 		wiring.help = string(out)
 	})
 	if !strings.Contains(wiring.help, "--pg-url") || !strings.Contains(wiring.help, "--s3-endpoint") {
-		t.Fatalf("postoffice serve has no --pg-url/--s3-endpoint (the shared store is not wired):\n%s", wiring.help)
+		t.Fatalf("postoffice serve --help names no --pg-url and --s3-endpoint: the shared store is not wired (%d octets of help)", len(wiring.help))
 	}
-}
-
-// serveHas reports whether postoffice serve knows flag.
-func serveHas(flag string) bool {
-	return strings.Contains(wiring.help, flag+" ") || strings.Contains(wiring.help, flag+"=") || strings.Contains(wiring.help, flag+"\n")
 }
 
 // migrate applies the schema with "postoffice migrate --schema".
@@ -389,15 +384,22 @@ func expectUntagged(t *testing.T, c *testsupport.Conn, pattern string, d time.Du
 	return "", nil
 }
 
-// metricSum sums the samples of /metrics whose name and labels start with
-// prefix.
-func metricSum(t *testing.T, p *proc, prefix string) float64 {
+// metricSum sums the samples of p's /metrics of the family name whose
+// labels contain every one of labels (e.g. `engine="pg"`).
+func metricSum(t *testing.T, p *proc, name string, labels ...string) float64 {
 	t.Helper()
 	var s float64
+next:
 	for k, v := range testsupport.Scrape(t, "http://"+p.Addr("http")+"/metrics") {
-		if strings.HasPrefix(k, prefix) {
-			s += v
+		if !strings.HasPrefix(k, name+"{") {
+			continue
 		}
+		for _, l := range labels {
+			if !strings.Contains(k, l) {
+				continue next
+			}
+		}
+		s += v
 	}
 	return s
 }
