@@ -137,6 +137,22 @@ func (e *sharedEngines) putObject(key, body string) {
 	}
 }
 
+// modified returns the object's Last-Modified date.
+func (e *sharedEngines) modified(key string) time.Time {
+	e.t.Helper()
+	c, err := e.s3.Client()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, err := c.StatObject(ctx, e.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.LastModified
+}
+
 // blobKeys returns the keys of the blobs rows and those messages refer to.
 func (e *sharedEngines) blobKeys(db *pgx.Conn) (blobs, referenced map[string]bool) {
 	e.t.Helper()
