@@ -58,6 +58,18 @@ func fetchLiteral(t *testing.T, l string) string {
 func TestSharedCrossNodeDelivery(t *testing.T) {
 	e := newSharedEngines(t)
 	a, b := e.node("a"), e.node("b")
+	crossDelivery(t, a, b)
+	// A's metrics timed its PostgreSQL and S3 calls (issue 18, Operations).
+	for _, engine := range []string{`engine="pg"`, `engine="s3"`} {
+		if n := metricSum(t, a, "postoffice_store_request_duration_seconds_count", engine); n == 0 {
+			t.Errorf("A's /metrics: no postoffice_store_request_duration_seconds_count{%s} after a delivery", engine)
+		}
+	}
+}
+
+// crossDelivery delivers to a and checks what b serves.
+func crossDelivery(t *testing.T, a, b *proc) {
+	t.Helper()
 	msg := "From: alice@example.com\r\nSubject: cross-node\r\n\r\nHello from A\r\n..a line that starts with a dot\r\n"
 	id := sendRaw(t, a.Addr("smtp"), "alice@example.com", []string{"user@example.com"}, msg)
 
@@ -100,13 +112,6 @@ func TestSharedCrossNodeDelivery(t *testing.T) {
 		t.Errorf("FETCH on B: %.200q, want RFC822.SIZE %d", r.Untagged[0], len(raw))
 	}
 	im.IMAP("LOGOUT", "OK *")
-
-	// A's metrics timed its PostgreSQL and S3 calls (issue 18, Operations).
-	for _, engine := range []string{`engine="pg"`, `engine="s3"`} {
-		if n := metricSum(t, a, "postoffice_store_request_duration_seconds_count", engine); n == 0 {
-			t.Errorf("A's /metrics: no postoffice_store_request_duration_seconds_count{%s} after a delivery", engine)
-		}
-	}
 
 	// The web API on B: listed with the same id, its raw source the same.
 	w := newWebClient(t, b)
@@ -199,7 +204,12 @@ func TestSharedPOP3LockAcrossNodes(t *testing.T) {
 // and an EXPUNGE for A's EXPUNGE.
 func TestSharedIMAPIdleAcrossNodes(t *testing.T) {
 	e := newSharedEngines(t)
-	a, b := e.node("a"), e.node("b")
+	idleAcross(t, e.node("a"), e.node("b"))
+}
+
+// idleAcross checks what an IDLE session on b sees of changes made on a.
+func idleAcross(t *testing.T, a, b *proc) {
+	t.Helper()
 	idle := imapIdle(t, b.Addr("imap"))
 
 	sendRaw(t, a.Addr("smtp"), "alice@example.com", []string{"user@example.com"}, "Subject: idle\r\n\r\nhello\r\n")
@@ -229,7 +239,12 @@ func TestSharedIMAPIdleAcrossNodes(t *testing.T) {
 // arrival accepted on A, with its id.
 func TestSharedSSEAcrossNodes(t *testing.T) {
 	e := newSharedEngines(t)
-	a, b := e.node("a"), e.node("b")
+	sseAcross(t, e.node("a"), e.node("b"))
+}
+
+// sseAcross checks that b's events stream reports an arrival on a.
+func sseAcross(t *testing.T, a, b *proc) {
+	t.Helper()
 	events := openEvents(t, newWebClient(t, b))
 	id := sendRaw(t, a.Addr("smtp"), "alice@example.com", []string{"user@example.com"}, "Subject: sse\r\n\r\nhello\r\n")
 	timeout := time.After(visibleWithin)
