@@ -79,7 +79,9 @@ sh_store() {
 	curl -fsS --aws-sigv4 "aws:amz:$SH_REGION:s3" --user "$SH_ACCESS:$SH_SECRET" \
 		-H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
 		-X PUT "http://127.0.0.1:$SH_S3P/$1" >/dev/null
-	"$WORK/postoffice" migrate --schema --pg-url "$(sh_dsn "$1")" >>"$OUT/postoffice-shared.log" 2>&1
+	if "$WORK/postoffice" migrate --help 2>&1 | grep -q -- --schema; then
+		"$WORK/postoffice" migrate --schema --pg-url "$(sh_dsn "$1")" >>"$OUT/postoffice-shared.log" 2>&1
+	fi # else serve migrates
 }
 sh_dsn() { echo "postgres://postgres@127.0.0.1:$SH_PGP/$1?sslmode=disable"; }
 
