@@ -223,3 +223,27 @@ func (c *Client) wrap(op, key string, err error) error {
 	}
 	return fmt.Errorf("s3blob: %s %s: %w", op, key, err)
 }
+
+// Object is one entry of a List.
+type Object struct {
+	Key          string
+	Size         int64
+	LastModified time.Time
+}
+
+// List calls fn with every object whose key starts with prefix, in key
+// order, until fn returns false or the listing ends. An error of the
+// server ends the listing and is returned.
+func (c *Client) List(ctx context.Context, prefix string, fn func(Object) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for info := range c.core.Client.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if info.Err != nil {
+			return fmt.Errorf("s3blob: list %s: %w", prefix, info.Err)
+		}
+		if !fn(Object{Key: info.Key, Size: info.Size, LastModified: info.LastModified}) {
+			return nil
+		}
+	}
+	return ctx.Err()
+}

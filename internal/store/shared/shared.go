@@ -70,6 +70,19 @@ type Options struct {
 	// its engine ("pg" or "s3"), operation, duration and error (the
 	// metrics).
 	Observe func(engine, op string, took time.Duration, err error)
+
+	// Core parts (deliver.go, maildrop.go, lifecycle.go).
+	//
+	// LeaseTTL is how long a POP3 maildrop lease lasts unless its node
+	// renews it (every LeaseTTL/3); a dead node's lease expires after it
+	// (0: DefaultLeaseTTL).
+	LeaseTTL time.Duration
+	// SweepInterval is how often the orphan sweeper runs (0: ten
+	// minutes; negative: only at Recover).
+	SweepInterval time.Duration
+	// MaxBatch bounds the deliveries committed in one transaction (0:
+	// DefaultMaxBatch).
+	MaxBatch int
 }
 
 // Store is the shared store. Open makes one; Close releases it.
@@ -112,6 +125,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.SweepGrace <= 0 {
 		opts.SweepGrace = time.Hour
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = DefaultLeaseTTL
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = 10 * time.Minute
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
