@@ -102,7 +102,8 @@ sh_node() {
 }
 
 # sh_breakdown SERVER CASE HTTPPORT...: the store request durations of the
-# nodes since the last call, per engine and operation.
+# nodes since the last call, per engine and operation (CASE start: only
+# take the baseline).
 declare -A SH_LAST
 sh_breakdown() {
 	local s=$1 cs=$2 line key sum count
@@ -122,7 +123,7 @@ sh_breakdown() {
 		count=$(awk -v a="${tot_sum[$k,count]:-0}" -v b="${SH_LAST[$s,$k,count]:-0}" 'BEGIN {print a - b}')
 		SH_LAST[$s,$k,sum]=${tot_sum[$k,sum]}
 		SH_LAST[$s,$k,count]=${tot_sum[$k,count]:-0}
-		[ "$count" = 0 ] && continue
+		[ "$count" = 0 ] || [ "$cs" = start ] && continue # start: the baseline only
 		local name
 		name=$(echo "$k" | sed 's/engine="\([^"]*\)",op="\([^"]*\)"/\1-\2/; s/op="\([^"]*\)",engine="\([^"]*\)"/\2-\1/')
 		local ms
@@ -152,6 +153,7 @@ measure2() {
 		fi
 		jq -c -s --arg s "$s" --arg c "$cs" '.[0] + {
 			server: $s, case: $c,
+			conns: (.[0].conns + .[1].conns), addr: (.[0].addr + "," + .[1].addr),
 			messages: (.[0].messages + .[1].messages),
 			errors: (.[0].errors + .[1].errors),
 			msgs_per_sec: (.[0].msgs_per_sec + .[1].msgs_per_sec),
@@ -185,7 +187,7 @@ shared_suite() {
 	sh_store one
 	sh_node one a
 	local A_SMTP=$NODE_SMTP A_HTTP=$NODE_HTTP A_PID=$NODE_PID
-	sh_breakdown postoffice-shared start "$A_HTTP" >/dev/null
+	sh_breakdown postoffice-shared start "$A_HTTP"
 	local a=(-mode smtp -addr "127.0.0.1:$A_SMTP" -size 2048)
 	measure postoffice-shared smtp-2k-1 "${a[@]}" -conns 1 -msgs "$N1"
 	sh_breakdown postoffice-shared smtp-2k-1 "$A_HTTP"
@@ -206,7 +208,7 @@ shared_suite() {
 	local A_SMTP=$NODE_SMTP A_HTTP=$NODE_HTTP A_PID=$NODE_PID
 	sh_node two b
 	local B_SMTP=$NODE_SMTP B_HTTP=$NODE_HTTP B_PID=$NODE_PID
-	sh_breakdown postoffice-shared-2nodes start "$A_HTTP" "$B_HTTP" >/dev/null
+	sh_breakdown postoffice-shared-2nodes start "$A_HTTP" "$B_HTTP"
 	measure postoffice-shared-2nodes smtp-2k-1 -mode smtp -addr "127.0.0.1:$A_SMTP" -size 2048 -conns 1 -msgs "$N1"
 	measure2 postoffice-shared-2nodes smtp-2k-8 8 "$N8" "127.0.0.1:$A_SMTP" "127.0.0.1:$B_SMTP"
 	sh_breakdown postoffice-shared-2nodes smtp-2k-8 "$A_HTTP" "$B_HTTP"
