@@ -115,6 +115,19 @@ type Config struct {
 	// smaller; 0 turns the check off.
 	MinFreeSpace Size
 
+	// The store (sharedstore.go): the Maildir, or the shared store on
+	// PostgreSQL and S3.
+	Store         string
+	PGURL         string
+	S3Endpoint    string
+	S3Bucket      string
+	S3AccessKey   string
+	S3SecretKey   string
+	S3Region      string
+	StoreTimeout  time.Duration
+	BlobCacheSize Size
+	NodeName      string
+
 	// Chaos and the webhook: see inject.go.
 	Chaos          string
 	WebhookURL     string
@@ -326,6 +339,10 @@ func Default() Config {
 		WebhookRetries:      4,
 		WebhookTimeout:      10 * time.Second,
 		WebhookQueue:        1000,
+		Store:               "maildir",
+		S3Region:            "us-east-1",
+		StoreTimeout:        10 * time.Second,
+		BlobCacheSize:       64 << 20,
 		WaitMax:             5 * time.Minute,
 		LinkCheckAllow:      []string{"localhost", "127.0.0.1", "::1"},
 		RelayTimeout:        30 * time.Second,
@@ -395,6 +412,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", c.RetentionInterval, "time between retention passes (also run after deliveries)")
 	fs.Var(minFreeValue{&c.MinFreeSpace}, "min-free-space", "free space on the mailbox filesystem below which SMTP MAIL gets 452 4.3.1: a size, auto (100MiB or 1% of the filesystem, whichever is smaller) or 0 (off)")
 	c.injectFlags(fs)
+	c.storeFlags(fs)
 	fs.StringVar(&c.RelayAddr, "relay-addr", c.RelayAddr, "default SMTP server (host:port) that the API's release hands stored messages to")
 	fs.Var(listValue{&c.RelayAllow}, "relay-allow", "comma-separated recipients a stored message may be released to, globs such as *@example.test (empty: release disabled)")
 	fs.Var(listValue{&c.RelayAllowAddr}, "relay-allow-addr", "comma-separated host:port targets a release request may name besides --relay-addr")
@@ -649,6 +667,9 @@ func (c *Config) Validate() error {
 		return bad("retention-interval", "must be positive")
 	}
 	if err := c.validateInject(bad); err != nil {
+		return err
+	}
+	if err := c.validateStore(bad); err != nil {
 		return err
 	}
 	if err := c.validateRelay(); err != nil {

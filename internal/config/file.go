@@ -37,7 +37,7 @@ import (
 const configFlag = "config"
 
 // secretFlags are masked when the configuration is printed.
-var secretFlags = map[string]bool{"password": true, "metrics-token": true, "webhook-secret": true}
+var secretFlags = map[string]bool{"password": true, "metrics-token": true, "webhook-secret": true, "s3-secret-key": true, "pg-url": true}
 
 // fileValue is one setting read from the file, as flag syntax.
 type fileValue struct {

@@ -51,6 +51,9 @@ type Metrics struct {
 
 	fsyncLatency prometheus.Histogram
 	storeErrors  *prometheus.CounterVec
+	// The shared store's calls to PostgreSQL and S3.
+	engineLatency *prometheus.HistogramVec
+	engineErrors  *prometheus.CounterVec
 
 	retentionPasses  prometheus.Counter
 	retentionRemoved prometheus.Counter
@@ -101,7 +104,10 @@ func New() *Metrics {
 	m.retentionRemoved = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_retention_removed_total", Help: "Messages removed by retention."})
 	m.retentionBytes = prometheus.NewCounter(prometheus.CounterOpts{Name: "postoffice_retention_removed_bytes_total", Help: "Octets of messages removed by retention."})
 	m.retentionSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postoffice_retention_skipped_total", Help: "Mailboxes retention skipped, by reason (locked: a POP3 session holds it; error)."}, []string{"reason"})
+	m.engineLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postoffice_store_request_duration_seconds", Help: "Duration of the shared store's calls to PostgreSQL (engine pg) and S3 (engine s3), by operation.", Buckets: latencyBuckets}, []string{"engine", "op"})
+	m.engineErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postoffice_store_request_errors_total", Help: "Failed calls of the shared store to PostgreSQL (pg) and S3 (s3), by operation."}, []string{"engine", "op"})
 	for _, c := range []prometheus.Collector{
+		m.engineLatency, m.engineErrors,
 		m.connsCurrent, m.connsTotal, m.connsRejected, m.bytesReceived,
 		m.smtpTransactions, m.smtpMessages, m.smtpMessageBytes, m.deliveryLatency,
 		m.pop3Logins, m.pop3Retrieved, m.pop3RetrievedBytes, m.pop3Deleted,
@@ -204,6 +210,18 @@ func (m *Metrics) Delivered(d time.Duration) {
 		return
 	}
 	m.deliveryLatency.Observe(d.Seconds())
+}
+
+// StoreRequest records one call of the shared store to an engine ("pg"
+// or "s3").
+func (m *Metrics) StoreRequest(engine, op string, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.engineLatency.WithLabelValues(engine, op).Observe(d.Seconds())
+	if err != nil {
+		m.engineErrors.WithLabelValues(engine, op).Inc()
+	}
 }
 
 // Fsync records a directory fsync of duration d.

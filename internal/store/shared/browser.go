@@ -28,7 +28,7 @@ type Browser struct{ *Store }
 func (s *Store) Browser() *Browser { return &Browser{s} }
 
 // Close does nothing: the Store is closed by its owner.
-func (s *Browser) Close() error { return nil }
+func (s *Browser) Close() {}
 
 // Compile-time checks: the shared store is a whole store, its Browser a
 // browser with arrivals.

@@ -297,7 +297,7 @@ func defaultNode() string {
 			return r
 		}, h)
 	}
-	return host + "-" + store.NewID()[17:25]
+	return host + "-" + store.NewID()[17:]
 }
 
 // isNetErr reports whether err comes from the network (the engine is not
