@@ -33,7 +33,7 @@ func (s *Browser) Close() {}
 // Compile-time checks: the shared store is a whole store, its Browser a
 // browser with arrivals.
 var (
-	// _ store.Store = (*Store)(nil): with folders.go
+	_ store.Store    = (*Store)(nil)
 	_ store.Browser  = (*Browser)(nil)
 	_ store.Arrivals = (*Browser)(nil)
 )
