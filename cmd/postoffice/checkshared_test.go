@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,6 +133,8 @@ func TestCheckSharedStoreProblems(t *testing.T) {
 	stopped := engines.NewS3Server(t)
 	stoppedBucket := stopped.CreateBucket(t)
 	stopped.Stop(t)
+	stoppedPG := engines.NewPostgres(t)
+	stoppedPG.Stop(t)
 
 	for _, tc := range []struct {
 		name                                  string
@@ -139,6 +143,7 @@ func TestCheckSharedStoreProblems(t *testing.T) {
 	}{
 		{"unknown role", badUser.String(), endpoint, access, secret, bucket, `pg-url: cannot connect to PostgreSQL: `},
 		{"no such database", badDB.String(), endpoint, access, secret, bucket, `pg-url: cannot connect to PostgreSQL: `},
+		{"PostgreSQL stopped", stoppedPG.DSN(), endpoint, access, secret, bucket, `pg-url: cannot connect to PostgreSQL: `},
 		{"missing bucket", dsn, endpoint, access, secret, "no-such-bucket", `s3-bucket: there is no bucket "no-such-bucket" at ` + endpoint},
 		{"wrong secret key", dsn, endpoint, access, "wrong-secret", bucket, `s3-access-key: ` + endpoint + ` refuses the access key or secret key`},
 		{"S3 stopped", dsn, stopped.Endpoint, stopped.Access, stopped.Secret, stoppedBucket, `s3-endpoint: cannot write a probe object in bucket "` + stoppedBucket + `" at ` + stopped.Endpoint},
@@ -154,10 +159,59 @@ func TestCheckSharedStoreProblems(t *testing.T) {
 		if code != 1 || len(problems) != 1 || !strings.Contains(problems[0], tc.want) {
 			t.Errorf("%s: exit %d, output %q, want one problem with %q", tc.name, code, out, tc.want)
 		}
-		if strings.Contains(out, "wrong-secret") {
+		if strings.Contains(out, "wrong-secret") || strings.Contains(out, ":wrong@") {
 			t.Errorf("%s: the secret is printed: %q", tc.name, out)
 		}
 	}
 }
 
 func minioListAll() minio.ListObjectsOptions { return minio.ListObjectsOptions{Recursive: true} }
+
+// TestCheckSharedStoreHungEngines: a server that accepts connections and
+// never answers, as PostgreSQL and as S3: each step gives up at
+// --store-timeout with a problem line instead of hanging.
+func TestCheckSharedStoreHungEngines(t *testing.T) {
+	dsn := engines.Postgres(t)
+	endpoint, access, secret, bucket := engines.S3(t)
+	migrated(t, dsn)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	addr := silent.Addr().String()
+	for _, tc := range []struct {
+		name          string
+		dsn, endpoint string
+		want, notWant string
+	}{
+		{"PostgreSQL hung", "postgres://postgres@" + addr + "/postgres?sslmode=disable", endpoint, "pg-url: cannot connect to PostgreSQL: ", "s3-endpoint"},
+		{"S3 hung", dsn, "http://" + addr, `s3-endpoint: cannot write a probe object in bucket "` + bucket + `" at http://` + addr, "pg-url: cannot"},
+	} {
+		args := append(sharedCheckArgs(tc.dsn, tc.endpoint, access, secret, bucket), "--store-timeout", "500ms")
+		code, out, _ := runCmd(t, "", args...)
+		if code != 1 || !strings.Contains(out, tc.want) || strings.Contains(out, tc.notWant) {
+			t.Errorf("%s: exit %d, output %q, want a line with %q", tc.name, code, out, tc.want)
+		}
+	}
+}
