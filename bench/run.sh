@@ -12,6 +12,9 @@
 #                                # build, as "postoffice-baseline", right after
 #                                # postoffice in the same run (SMTP cases)
 #   QUIET_WAIT=0 bench/run.sh    # do not wait for a quiet filesystem
+#   ONLY=postoffice-shared SHARED_STATS="10000" bench/run.sh  # the shared
+#                                # store (PostgreSQL + versitygw, started by
+#                                # bench/shared.sh) at these mailbox sizes
 #
 # Start on a quiet filesystem: ext4 makes file creation slow for about five
 # minutes after many files were deleted (its inode allocator skips recently
@@ -32,7 +35,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUNS=${RUNS:-3}
 QUICK=${QUICK:-}
-ONLY=${ONLY:-postoffice fsync-files smtp-sink aiosmtpd-nofsync aiosmtpd-fsync mailpit inbucket dovecot}
+ONLY=${ONLY:-postoffice postoffice-shared fsync-files smtp-sink aiosmtpd-nofsync aiosmtpd-fsync mailpit inbucket dovecot}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pobench.XXXXXX")
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT"
@@ -667,6 +670,11 @@ if imap && want dovecot && [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/ima
 	}
 	imap_suite dovecot dc bench bench@example.com "${LMTP[*]}"
 elif imap && want dovecot; then log "dovecot imapd not installed: skipped"; fi
+
+# The shared store (issue 18): bench/shared.sh.
+# shellcheck source=bench/shared.sh
+. "$ROOT/bench/shared.sh"
+if want postoffice-shared && smtp_pop3; then shared_suite; fi
 
 log "report"
 {

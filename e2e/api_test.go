@@ -20,6 +20,7 @@ func mailTo(toHeader, subject string) string {
 // finds its message too; a wait for a tag returns the mail sent after it
 // started.
 func TestAPITagsOverSMTPFindEachTestsMail(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	p := start(t, "", "--http-addr", "127.0.0.1:0")
 	smtpAddr := p.Addr("smtp")
 	c := newWebClient(t, p)
@@ -73,6 +74,7 @@ func TestAPITagsOverSMTPFindEachTestsMail(t *testing.T) {
 // show alice's address, and tag:t1 finds nothing in bob's mailbox. Mail
 // whose recipients all have alice's mailbox names them, for alice only.
 func TestAPITagsWithUsersFileDoNotLeakAcrossUsers(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	path := usersFile(t, map[string]string{"alice": "a-pass", "bob": "b-pass"})
 	p := start(t, "", "--users-file", path, "--auth-delay", "0s", "--http-addr", "127.0.0.1:0")
 	smtpAddr := p.Addr("smtp")

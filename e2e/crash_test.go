@@ -73,6 +73,7 @@ func crashClient(t *testing.T, addr string, worker int, acked map[string]string,
 // got a 250 is present and complete, no file in new/ or cur/ is partial,
 // and tmp/ leftovers are removed.
 func TestCrashKeepsAcknowledgedMail(t *testing.T) {
+	requireMaildir(t, "inspects the Maildir's tmp/ after a crash")
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	acked := map[string]string{}
 	var mu sync.Mutex

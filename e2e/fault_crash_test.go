@@ -18,6 +18,7 @@ import (
 // delivery agent is left to it (the Maildir rule: only files untouched for
 // 36 hours are abandoned).
 func TestFaultTmpLeftoversCleanedAtStart(t *testing.T) {
+	requireMaildir(t, "plants leftovers in the Maildir's tmp/")
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	tmp := filepath.Join(dir, "user", "tmp")
 	for _, sub := range []string{"tmp", "new", "cur"} {

@@ -35,6 +35,7 @@ func mountTmpfs(t *testing.T, size string) string {
 // fillDisk writes a file in dir until the filesystem is full and returns
 // its path.
 func fillDisk(t *testing.T, dir string) string {
+	requireMaildir(t, "fills the Maildir's filesystem")
 	t.Helper()
 	path := filepath.Join(dir, "filler")
 	f, err := os.Create(path)
@@ -63,6 +64,7 @@ func fillDisk(t *testing.T, dir string) string {
 // the session goes on, POP3 still reads the old mail, and once the filler is
 // removed the same session delivers again.
 func TestFaultDiskFullTmpfs(t *testing.T) {
+	requireMaildir(t, "fills the Maildir's filesystem")
 	mnt := mountTmpfs(t, "4m")
 	dir := filepath.Join(mnt, "mailbox")
 	// The free-space floor off: this is the disk filling up under a

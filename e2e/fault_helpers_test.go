@@ -111,6 +111,7 @@ func readMailFiles(t *testing.T, dir, user string) map[string][]byte {
 
 // countFiles returns the number of entries in dir (0 if it does not exist).
 func countFiles(t *testing.T, dir string) int {
+	requireMaildir(t, "counts files in a Maildir directory")
 	t.Helper()
 	ents, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -125,6 +126,7 @@ func countFiles(t *testing.T, dir string) int {
 // is empty; a delivered file whose staging name is not yet removed is
 // linked in new/ too).
 func stagedData(t *testing.T, root string) []string {
+	requireMaildir(t, "reads staged files of a Maildir")
 	t.Helper()
 	var out []string
 	filepath.WalkDir(filepath.Join(root, ".tmp"), func(p string, d fs.DirEntry, err error) error {

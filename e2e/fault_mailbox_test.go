@@ -46,6 +46,7 @@ func sendUntilOK(t *testing.T, c *testsupport.Conn, body string) []string {
 // clear temporary 451 4.3.0 (never a 5xx, never a crash, nothing partial)
 // or recreate the Maildir; POP3 logins keep working; mail flows again.
 func TestFaultMailboxRemoved(t *testing.T) {
+	requireMaildir(t, "removes the Maildir directory")
 	p := startFault(t, "")
 	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: one\r\n\r\nfirst\r\n")
 	box := filepath.Join(p.dir, "user")
@@ -97,6 +98,7 @@ func TestFaultMailboxRemoved(t *testing.T) {
 // 4.3.0 and leave nothing in tmp/; POP3 reads the mail that is there or
 // answers -ERR [SYS/TEMP]; once new/ is back, mail is accepted again.
 func TestFaultMailboxUnwritable(t *testing.T) {
+	requireMaildir(t, "makes the Maildir unwritable")
 	p := startFault(t, "")
 	sendRaw(t, p.Addr("smtp"), "a@test", []string{"user@test"}, "Subject: one\r\n\r\nfirst\r\n")
 	newDir := filepath.Join(p.dir, "user", "new")

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"postoffice/internal/testsupport"
+	"postoffice/internal/testsupport/engines"
 )
 
 var binary string
@@ -26,7 +28,7 @@ func TestMain(m *testing.M) {
 	// The binary under test may be built with -race and share the machine
 	// with parallel tests: give each read and write more time.
 	testsupport.Timeout = 30 * time.Second
-	dir, err := os.MkdirTemp("", "postoffice-e2e-")
+	dir, err := binaryDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -42,9 +44,96 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building postoffice:", err)
 		os.Exit(1)
 	}
+	switch e2eStore {
+	case "", "maildir":
+	case "postgres":
+		// The engines start at the first server that needs them and stop
+		// when the tests end. engines.Main exits without returning: the
+		// binary stays in its fixed directory (binaryDir), replaced by
+		// the next run rather than piling up.
+		engines.Main(m)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "POSTOFFICE_E2E_STORE=%q: want maildir or postgres\n", e2eStore)
+		os.Exit(2)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// e2eStore is the store the servers run on: POSTOFFICE_E2E_STORE, "" (the
+// Maildir) or "postgres" (the shared store on PostgreSQL and S3, servers
+// started by internal/testsupport/engines).
+var e2eStore = os.Getenv("POSTOFFICE_E2E_STORE")
+
+// binaryDir is where the binary under test is built: a fresh temporary
+// directory, removed after the tests; under postgres, where engines.Main
+// exits without returning, one fixed directory per checkout and race
+// mode, reused by the next run.
+func binaryDir() (string, error) {
+	if !underPostgres() {
+		return os.MkdirTemp("", "postoffice-e2e-")
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprint(wd, raceEnabled)))
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("postoffice-e2e-%d-%x", os.Getuid(), sum[:6]))
+	return dir, os.MkdirAll(dir, 0o700)
+}
+
+// underPostgres reports whether the servers run on the shared store.
+func underPostgres() bool { return e2eStore == "postgres" }
+
+// requireMaildir skips t when the servers do not run on the Maildir: t
+// inspects or changes the Maildir's files on disk (why says how).
+func requireMaildir(t testing.TB, why string) {
+	t.Helper()
+	if underPostgres() {
+		t.Skipf("needs the Maildir store (%s); POSTOFFICE_E2E_STORE=%s", why, e2eStore)
+	}
+}
+
+// stores maps a mailbox directory to the shared store's flags of the
+// servers started on it: one fresh database and bucket per directory, so
+// that a server restarted on the same directory, or two servers started on
+// it, share their storage as two nodes do.
+var stores struct {
+	mu   sync.Mutex
+	args map[string][]string
+}
+
+// storeArgs returns the flags that put a server on dir's storage: none for
+// the Maildir (--mailbox-dir is enough), the shared store's otherwise.
+func storeArgs(t *testing.T, dir string) []string {
+	t.Helper()
+	if !underPostgres() {
+		return nil
+	}
+	key := filepath.Clean(dir)
+	stores.mu.Lock()
+	defer stores.mu.Unlock()
+	if a, ok := stores.args[key]; ok {
+		return a
+	}
+	dsn := engines.Postgres(t)
+	endpoint, access, secret, bucket := engines.S3(t)
+	a := []string{"--store", "postgres", "--pg-url", dsn, "--s3-endpoint", endpoint, "--s3-bucket", bucket,
+		"--s3-access-key", access, "--s3-secret-key", secret}
+	if stores.args == nil {
+		stores.args = map[string][]string{}
+	}
+	stores.args[key] = a
+	// The database and the bucket go when t ends (engines), after the
+	// servers t started (cleanups run last registered first).
+	t.Cleanup(func() {
+		stores.mu.Lock()
+		delete(stores.args, key)
+		stores.mu.Unlock()
+	})
+	return a
 }
 
 // proc is a running postoffice.
@@ -71,6 +160,7 @@ func start(t *testing.T, dir string, extra ...string) *proc {
 	}
 	args := []string{"serve", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0",
 		"--hostname", "mx.test", "--shutdown-timeout", "10s"}
+	args = append(args, storeArgs(t, dir)...)
 	args = append(args, extra...)
 	p := &proc{t: t, dir: dir, addrs: map[string]string{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
@@ -215,6 +305,7 @@ func stripTrace(t *testing.T, eml []byte) (trace, msg string) {
 // mailFiles returns the paths of all message files of a user's Maildir.
 func mailFiles(t *testing.T, dir, user string) []string {
 	t.Helper()
+	requireMaildir(t, "reads the message files of a Maildir")
 	var out []string
 	for _, sub := range []string{"new", "cur"} {
 		ents, err := os.ReadDir(filepath.Join(dir, user, sub))

@@ -67,7 +67,7 @@ func TestSeedHeaderEndsAtFirstBodyLine(t *testing.T) {
 	c.Send("QUIT\r\n")
 	c.Expect("+OK*")
 
-	code, out := runCLI(t, "", "mailbox", "show", "--mailbox-dir", p.dir, "user")
+	code, out := runCLI(t, "", append([]string{"mailbox", "show", "--mailbox-dir", p.dir, "user"}, storeArgs(t, p.dir)...)...)
 	if code != 0 || !strings.Contains(out, "Test Email") || !strings.Contains(out, id) {
 		t.Errorf("mailbox show: %d\n%s", code, out)
 	}

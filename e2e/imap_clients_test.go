@@ -27,6 +27,7 @@ import (
 // such as "Archive"), with the subdirectory in front ("new/…", "cur/…"),
 // sorted.
 func folderFiles(t *testing.T, dir, user, folder string) []string {
+	requireMaildir(t, "reads the files of a Maildir folder")
 	t.Helper()
 	root := filepath.Join(dir, user)
 	if folder != "" && folder != "INBOX" {
@@ -57,6 +58,7 @@ func flagsOf(name string) string {
 
 // readFolderFile returns the content of one file named by folderFiles.
 func readFolderFile(t *testing.T, dir, user, folder, name string) string {
+	requireMaildir(t, "reads a Maildir folder file")
 	t.Helper()
 	root := filepath.Join(dir, user)
 	if folder != "" && folder != "INBOX" {
@@ -241,6 +243,7 @@ func (s *imapSession) idle() (done func()) {
 // file; MOVE answers COPYUID and moves the file; APPEND answers APPENDUID
 // in the same UIDVALIDITY; STATUS SIZE is the sum of the files' sizes.
 func TestIMAPGoClientIdleMoveAppend(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	p := start(t, "")
 	c := dialIMAP(t, p)
 	sel, err := c.Select("INBOX", nil).Wait()
@@ -344,6 +347,7 @@ func TestIMAPGoClientIdleMoveAppend(t *testing.T) {
 // attributes, a message fetched by UID byte for byte, a SEARCH, and an
 // upload (APPEND) that lands in the folder's files.
 func TestIMAPCurlFetchSearchAppend(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	curl := need(t, "curl")
 	p := start(t, "")
 	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, "Subject: curl imap\r\n\r\nfetched by UID\r\n")

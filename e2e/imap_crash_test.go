@@ -574,6 +574,7 @@ func TestIMAPCrashAppendMoveExpunge(t *testing.T) {
 
 // uidListLocks returns the dovecot-uidlist dotlocks of user's folders.
 func uidListLocks(t *testing.T, dir string) []string {
+	requireMaildir(t, "looks for dovecot-uidlist locks on disk")
 	t.Helper()
 	a, err := filepath.Glob(filepath.Join(dir, "user", "dovecot-uidlist.lock"))
 	if err != nil {
@@ -617,6 +618,7 @@ func imapWithin(c *testsupport.Conn, tag, cmd string, d time.Duration) ([]string
 // folder, not wait for the two minutes after which a lock counts as stale.
 // The kills are repeated until one leaves a lock (skipped if none does).
 func TestIMAPKilledUIDListLock(t *testing.T) {
+	requireMaildir(t, "leaves a dovecot-uidlist lock on disk")
 	dir := t.TempDir() + "/mailbox"
 	l := newCrashLedger()
 	var locks []string

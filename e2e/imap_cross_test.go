@@ -61,6 +61,7 @@ func pop3Stat(t *testing.T, p *proc) (count int, uidl string) {
 // unchanged → a web "unread" reaches the IDLE session as FETCH FLAGS →
 // MOVE to Archive → POP3 STAT and the web inbox no longer count it.
 func TestIMAPCrossProtocolChain(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	p := start(t, "")
 	web := newWebClient(t, p)
 	c := dialIMAP(t, p)

@@ -34,6 +34,7 @@ const (
 const nobody = 65534
 
 func needDovecot(t *testing.T) {
+	requireMaildir(t, "Dovecot reads and writes the Maildir itself")
 	t.Helper()
 	for _, f := range []string{dovecotBin, dovecotIMAP} {
 		if _, err := os.Stat(f); err != nil {
@@ -427,6 +428,7 @@ func uidsByID(v folderView) map[string]uint32 {
 // Dovecot has since touched (new/ moved to cur/, its uidlist rewritten,
 // its index files added), still reports the same.
 func TestDovecotReadsPostofficeMaildir(t *testing.T) {
+	requireMaildir(t, "Dovecot reads the Maildir")
 	needDovecot(t)
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	p := start(t, dir)
@@ -534,6 +536,7 @@ func appendLiteral(t *testing.T, c *testsupport.Conn, folder, flags, msg string)
 // sizes and folder list (plus the special-use folders it creates), serves
 // each body byte for byte as Dovecot does, and POP3 serves INBOX.
 func TestPostofficeReadsDovecotMaildir(t *testing.T) {
+	requireMaildir(t, "reads a Maildir Dovecot wrote")
 	needDovecot(t)
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	d, end := dovecotSession(t, dir)

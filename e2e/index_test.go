@@ -115,6 +115,7 @@ func deliver(t *testing.T, p *proc, msg string) string {
 // waitIndexFile waits until the INBOX index file of user exists and is a
 // SQLite database, and returns its path.
 func waitIndexFile(t *testing.T, dir string) string {
+	requireMaildir(t, "waits for the SQLite index file")
 	t.Helper()
 	path := filepath.Join(dir, indexFile)
 	var head []byte
@@ -270,6 +271,7 @@ Whip the creme until stiff.
 // INBOX index is a SQLite database at <mailbox-dir>/.index/<user>/INBOX.sqlite,
 // where no Maildir reader looks.
 func TestIndexFileOutsideTheFolders(t *testing.T) {
+	requireMaildir(t, "checks where the SQLite index files are")
 	p := start(t, "")
 	id := deliver(t, p, msgInvoice)
 	if l := idxSearch(t, p, ""); l.Total != 1 || len(l.Messages) != 1 || l.Messages[0].ID != id {
@@ -507,6 +509,7 @@ func TestIndexIMAPSearchShiftJIS(t *testing.T) {
 // copyMessage copies a message into user's new/ as cp(1) would: the file
 // is created there, then written.
 func copyMessage(t *testing.T, dir, name, msg string) {
+	requireMaildir(t, "writes a message file into the Maildir")
 	t.Helper()
 	src := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(src, []byte(msg), 0o600); err != nil {
@@ -549,6 +552,7 @@ func imapNoopUntil(t *testing.T, c *testsupport.Conn, pattern string) {
 // search, in POP3 at the next login and in IMAP at the next NOOP or
 // SELECT.
 func TestIndexExternalMaildirChanges(t *testing.T) {
+	requireMaildir(t, "changes the Maildir behind the server")
 	p := start(t, "")
 	first := deliver(t, p, msgInvoice)
 	second := deliver(t, p, msgCreme)
@@ -648,6 +652,7 @@ It arrived today.
 // (web total, POP3 STAT, LIST and UIDL, search), and logs that the index
 // is rebuilt.
 func TestIndexDamagedIndexRebuilt(t *testing.T) {
+	requireMaildir(t, "damages the SQLite index files")
 	for _, tc := range []struct {
 		name   string
 		damage func(t *testing.T, path string)
@@ -763,6 +768,7 @@ func batchName(i int) string {
 // another program would: message i has batchWord(i) in its body, and the
 // last one, the newest, lastWord in its subject.
 func genBatch(t *testing.T, dir string, n int) {
+	requireMaildir(t, "writes message files into the Maildir")
 	t.Helper()
 	newDir := filepath.Join(dir, "user", "new")
 	for _, sub := range []string{"tmp", "new", "cur"} {
@@ -831,6 +837,7 @@ func indexBytes(dir string) int64 {
 // after; the next start serves every message and search finds a word of
 // the last one.
 func TestIndexKillDuringBatchIndexing(t *testing.T) {
+	requireMaildir(t, "indexes message files written to the Maildir")
 	const n = 2000
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	genBatch(t, dir, n)
@@ -869,6 +876,7 @@ func TestIndexKillDuringBatchIndexing(t *testing.T) {
 // reindex runs `postoffice mailbox reindex --mailbox-dir dir user` and
 // returns its exit code, stdout and stderr.
 func reindex(t *testing.T, dir, user string) (int, string, string) {
+	requireMaildir(t, "runs \"postoffice mailbox reindex\" on a Maildir")
 	t.Helper()
 	cmd := exec.Command(binary, "mailbox", "reindex", "--mailbox-dir", dir, user)
 	var stdout, stderr bytes.Buffer
@@ -888,6 +896,7 @@ func reindex(t *testing.T, dir, user string) (int, string, string) {
 // summary line with the number of messages on stdout, exit 0, and the
 // server then finds words of the messages.
 func TestIndexReindexCommand(t *testing.T) {
+	requireMaildir(t, "runs \"postoffice mailbox reindex\" on a Maildir")
 	const n = 2000
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	genBatch(t, dir, n)
@@ -936,6 +945,7 @@ func TestIndexReindexCommand(t *testing.T) {
 // part way through 5,000 messages; the server then starts and serves
 // every message, and search finds a word of the last one.
 func TestIndexReindexKilledHalfway(t *testing.T) {
+	requireMaildir(t, "runs \"postoffice mailbox reindex\" on a Maildir")
 	const n = 5000
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	genBatch(t, dir, n)

@@ -167,11 +167,11 @@ func TestOpsVersionAndCheck(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 	dir := filepath.Join(t.TempDir(), "mail")
-	code, out = runCLI(t, "", "check", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0")
+	code, out = runCLI(t, "", append([]string{"check", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0"}, storeArgs(t, dir)...)...)
 	if code != 0 || out != "ok\n" {
 		t.Errorf("check: %d %q", code, out)
 	}
-	code, out = runCLI(t, "", "check", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0", "--users-file", dir+"/none")
+	code, out = runCLI(t, "", append([]string{"check", "--mailbox-dir", dir, "--smtp-addr", "127.0.0.1:0", "--pop3-addr", "127.0.0.1:0", "--imap-addr", "127.0.0.1:0", "--users-file", dir + "/none"}, storeArgs(t, dir)...)...)
 	if code != 1 || !strings.HasPrefix(out, "users-file: ") {
 		t.Errorf("check with a missing users file: %d %q", code, out)
 	}

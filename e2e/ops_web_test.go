@@ -143,6 +143,7 @@ func TestOpsUserPasswdEndsWebSessions(t *testing.T) {
 // the server has started, before any delivery, so that `ls mailbox/user/new`
 // and a Maildir reader work from the first minute.
 func TestOpsDefaultMailboxExistsAtStart(t *testing.T) {
+	requireMaildir(t, "checks the Maildir directories on disk")
 	dir := filepath.Join(t.TempDir(), "mailbox")
 	start(t, dir)
 	for _, sub := range []string{"tmp", "new", "cur"} {

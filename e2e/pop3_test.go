@@ -46,6 +46,7 @@ func loginWhenFree(t *testing.T, addr, user, pass string) *testsupport.Conn {
 // The original design's POP3 session, after an SMTP delivery: byte-for-byte
 // retrieval, DELE-then-drop keeps the file, DELE-then-QUIT removes it.
 func TestPOP3SeedSession(t *testing.T) {
+	requireMaildir(t, "compares with the message file on disk")
 	p := start(t, "")
 	body := "Subject: Test Email\r\n\r\nHello Bob,\r\n..a line that starts with a dot\r\n"
 	id := sendRaw(t, p.Addr("smtp"), "alice@example.com", []string{"bob@example.com"}, body)
@@ -164,6 +165,7 @@ func TestPOP3LockAcrossProcesses(t *testing.T) {
 // Files put into the Maildir by other tools are served with CRLF and the
 // sizes actually sent.
 func TestPOP3ForeignFiles(t *testing.T) {
+	requireMaildir(t, "drops foreign files into the Maildir")
 	p := start(t, "")
 	sendRaw(t, p.Addr("smtp"), "a@test", []string{"b@test"}, "Subject: ours\r\n\r\nx\r\n") // creates the Maildir
 	cur := filepath.Join(p.dir, "user", "cur")

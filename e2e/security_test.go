@@ -228,7 +228,8 @@ func TestImplicitTLSAndSTLS(t *testing.T) {
 // Start-up refuses to expose the default credentials beyond loopback.
 func TestRefusesPublicDefaultCredentials(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(binary, "--mailbox-dir", dir, "--smtp-addr", "0.0.0.0:0", "--pop3-addr", "", "--imap-addr", "")
+	cmd := exec.Command(binary, append([]string{"--mailbox-dir", dir, "--smtp-addr", "0.0.0.0:0", "--pop3-addr", "", "--imap-addr", ""},
+		storeArgs(t, dir)...)...)
 	done := make(chan struct{})
 	var out []byte
 	var err error

@@ -39,6 +39,7 @@ func emlFiles(root string) []string {
 // to two mailboxes are delivered over SMTP; after each 250 the listing is
 // exactly the messages acknowledged so far.
 func TestStoreOnlyDeliveredMessagesNamedEml(t *testing.T) {
+	requireMaildir(t, "checks the message file names on disk")
 	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), 4)
 	if err != nil {
 		t.Fatal(err)

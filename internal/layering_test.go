@@ -43,10 +43,11 @@ var allowed = map[string][]string{
 	"internal/store/shared":        {"internal/store", "internal/store/index", "internal/store/maildir", "internal/store/pg", "internal/store/s3blob"},
 	"internal/testsupport":         {"internal/config", "internal/selfsigned"},
 	"internal/testsupport/engines": {},
+	"internal/store/storetest":     {"internal/store"},
 	"internal/selfsigned":          {},
 	"internal/mailheader":          {},
 	"bench/loadgen":                {},
-	"e2e":                          {"internal/testsupport"},
+	"e2e":                          {"internal/testsupport", "internal/testsupport/engines"},
 }
 
 func TestLayering(t *testing.T) {

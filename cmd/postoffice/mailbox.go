@@ -87,6 +87,11 @@ func runMailbox(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: expected %d argument(s), got %d\n\n%s", prog, want, len(rest), mailboxUsage)
 		return 2
 	}
+	if cfg.Shared() {
+		// The shared store is browsed through a running node's web API.
+		fmt.Fprintf(stderr, "%s: works on the Maildir store only; with --store postgres use the web inbox or its API (/api/v1) of a running node\n", prog)
+		return 2
+	}
 	if _, err := os.Stat(cfg.MailboxDir); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1

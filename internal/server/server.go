@@ -34,6 +34,8 @@ import (
 	"postoffice/internal/store/maildir"
 	"postoffice/internal/web"
 	"postoffice/internal/webhook"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Server is a running Postoffice.
@@ -41,7 +43,8 @@ type Server struct {
 	cfg    config.Config
 	log    *slog.Logger
 	store  store.Store
-	index  *index.Index // the web inbox's view of the store; nil with --web-disable
+	index  browser       // the web inbox's view of the store
+	pool   *pgxpool.Pool // the shared store's; nil with the Maildir
 	certs  *certSource
 	users  *auth.UsersFile // nil without --users-file
 	single *auth.Users     // the default user without --users-file
@@ -126,6 +129,9 @@ func minFreeSpace(v config.Size) int64 {
 // timed by the metrics, and (unless --web-disable) the index the web inbox
 // browses it through.
 func (s *Server) openStore() error {
+	if s.cfg.Shared() {
+		return s.openShared()
+	}
 	md, err := maildir.New(s.cfg.MailboxDir, maildir.Options{
 		Logger:       s.log,
 		FsyncDone:    func(_ string, took time.Duration, err error) { s.metrics.Fsync(took, err) },
@@ -138,9 +144,10 @@ func (s *Server) openStore() error {
 	// The persistent index (one SQLite file per folder) feeds the web
 	// inbox, POP3's maildrop listing, IMAP's text searches and IMAP's
 	// FETCH of ENVELOPE and BODYSTRUCTURE.
-	s.index = index.New(md, IndexOptions(s.log, s.cfg.IndexDisable))
+	ix := index.New(md, IndexOptions(s.log, s.cfg.IndexDisable))
+	s.index = ix
 	if !s.cfg.IndexDisable {
-		md.UseIndex(s.index)
+		md.UseIndex(ix)
 	}
 	return nil
 }
@@ -519,6 +526,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.index.Close() // after the last web request, before the store
 	}
 	storeErr := s.store.Close()
+	if s.pool != nil {
+		s.pool.Close() // after the store
+	}
 	return errors.Join(smtpErr, pop3Err, imapErr, httpErr, storeErr)
 }
 

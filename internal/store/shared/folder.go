@@ -153,6 +153,16 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	if st != nil && int64(st.UIDNext) == uidnext && int64(st.HighestModSeq) == hms {
 		return st, nil
 	}
+	// Another Folder of this node on the same folder may have read it
+	// already: share its state (100 sessions on one folder, one copy).
+	if v, ok := s.states.Load(fo.fid); ok {
+		if c := v.(*store.FolderState); int64(c.UIDNext) == uidnext && int64(c.HighestModSeq) == hms {
+			fo.mu.Lock()
+			fo.state = c
+			fo.mu.Unlock()
+			return c, nil
+		}
+	}
 	start = time.Now()
 	st = &store.FolderState{}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -189,6 +199,7 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	fo.mu.Lock()
 	fo.state = st
 	fo.mu.Unlock()
+	s.states.Store(fo.fid, st)
 	return st, nil
 }
 

@@ -132,7 +132,11 @@ type maildrop struct {
 // node holding an unexpired lease is store.ErrLocked. A mailbox that
 // does not exist is created, empty.
 func (s *Store) OpenMaildrop(mailbox string) (store.Maildrop, error) {
-	return s.openMaildrop(mailbox, `uid`)
+	md, err := s.openMaildrop(mailbox, `uid`)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return md, nil
 }
 
 // openMaildrop is OpenMaildrop with the snapshot in order.

@@ -99,6 +99,10 @@ type Store struct {
 	// renamed; a deleted mailbox is never reused by id).
 	mailboxes sync.Map // string -> int64
 
+	// states holds the last FolderState read of each folder (by folder
+	// id), shared by the Folders of this node.
+	states sync.Map // int64 -> *store.FolderState
+
 	ctx    context.Context // cancelled by Close: the background work
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
