@@ -30,7 +30,11 @@ import (
 //     would be created in) is a directory where a file can be created, hard
 //     linked and removed, and each existing mailbox's tmp/, new/ and cur/
 //     are on the filesystem of the mailbox directory (delivery links from
-//     tmp/ to new/).
+//     tmp/ to new/);
+//   - with --store postgres, instead of the mailbox directory, the shared
+//     store's engines: PostgreSQL, the schema version and the S3 bucket
+//     (checkshared.go), whose notes (server version, pending migrations)
+//     are printed before the outcome.
 //
 // It prints "ok" and exits 0 when there is no problem, else exits 1.
 func runCheck(args []string, stdout, stderr io.Writer) int {
@@ -46,6 +50,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		problems = append(problems, "config: "+err.Error())
 	}
 	problems = append(problems, checkFiles(cfg)...)
+	if err == nil && cfg.Shared() {
+		notes, more := checkShared(cfg)
+		for _, n := range notes {
+			fmt.Fprintln(stdout, n)
+		}
+		problems = append(problems, more...)
+	}
 	if len(problems) == 0 {
 		fmt.Fprintln(stdout, "ok")
 		return 0
@@ -95,7 +106,7 @@ func checkFiles(cfg config.Config) []string {
 		l.Close()
 	}
 
-	if cfg.MailboxDir != "" {
+	if cfg.MailboxDir != "" && !cfg.Shared() {
 		for _, p := range maildir.Check(cfg.MailboxDir) {
 			add("mailbox-dir: %s", p)
 		}
