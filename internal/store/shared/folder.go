@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,10 @@ var canonicalSystem = []string{store.FlagDraft, store.FlagFlagged, store.FlagAns
 type folder struct {
 	s       *Store
 	mailbox string
-	name    string // canonical: store.Inbox or the folder's name
+	inbox   bool
+	// name is the folder's canonical name (store.Inbox or the folder's),
+	// as the last Sync read it: a RENAME by any session changes it.
+	name atomic.Pointer[string]
 	mbox    int64
 	fid     int64
 	ch      chan struct{}
@@ -55,10 +59,10 @@ var errFolderClosed = errors.New("shared: folder closed")
 // (every node's changes, through LISTEN/NOTIFY) and by reconnections of
 // the listener (notifications may have been lost).
 func (s *Store) newFolder(mailbox string, mbox, fid int64, name string) *folder {
-	fo := &folder{s: s, mailbox: mailbox, name: name, mbox: mbox, fid: fid, ch: make(chan struct{}, 1)}
-	ef := eventFolder(name)
+	fo := &folder{s: s, mailbox: mailbox, inbox: name == store.Inbox, mbox: mbox, fid: fid, ch: make(chan struct{}, 1)}
+	fo.name.Store(&name)
 	fo.unsub = s.hub.Subscribe(func(ev store.Event) {
-		if ev.Mailbox == mailbox && ev.Folder == ef {
+		if ev.Mailbox == mailbox && ev.Folder == fo.evFolder() {
 			fo.poke()
 		}
 	})
@@ -100,7 +104,10 @@ func (fo *folder) check() error {
 }
 
 // evFolder is the folder's Event.Folder.
-func (fo *folder) evFolder() string { return eventFolder(fo.name) }
+func (fo *folder) evFolder() string { return eventFolder(fo.folderName()) }
+
+// folderName is the folder's name as last known.
+func (fo *folder) folderName() string { return *fo.name.Load() }
 
 // canonicalFlags returns a message's flags: system flags in
 // canonicalSystem's order, then its keywords in the folder's order
@@ -139,13 +146,17 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	defer cancel()
 	start := time.Now()
 	var uidnext, hms int64
-	err := s.pool.QueryRow(ctx, `SELECT uidnext, highestmodseq FROM folders WHERE id = $1`, fo.fid).Scan(&uidnext, &hms)
+	var name string
+	err := s.pool.QueryRow(ctx, `SELECT uidnext, highestmodseq, name FROM folders WHERE id = $1`, fo.fid).Scan(&uidnext, &hms, &name)
 	s.observe("pg", "sync", start, err)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("sync %s: %w", fo.name, store.ErrNotFound)
+		return nil, fmt.Errorf("sync %s: %w", fo.folderName(), store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, unavailable("sync "+fo.name, err)
+		return nil, unavailable("sync "+fo.folderName(), err)
+	}
+	if name != fo.folderName() {
+		fo.name.Store(&name)
 	}
 	fo.mu.Lock()
 	st := fo.state
@@ -181,10 +192,10 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	})
 	s.observe("pg", "sync", start, err)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("sync %s: %w", fo.name, store.ErrNotFound)
+		return nil, fmt.Errorf("sync %s: %w", fo.folderName(), store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, unavailable("sync "+fo.name, err)
+		return nil, unavailable("sync "+fo.folderName(), err)
 	}
 	fo.mu.Lock()
 	fo.state = st
@@ -466,7 +477,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 			}
 			return err
 		}
-		if fo.name == store.Inbox {
+		if fo.inbox {
 			held, err := s.maildropLocked(ctx, tx, fo.mbox)
 			if err != nil {
 				return err
@@ -513,7 +524,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 		return nil, unavailable("expunge", err)
 	}
 	if answer != nil {
-		return nil, fmt.Errorf("expunge %s: %w", fo.name, answer)
+		return nil, fmt.Errorf("expunge %s: %w", fo.folderName(), answer)
 	}
 	if len(ids) > 0 {
 		s.hub.Publish(store.Event{Kind: store.EventDeleted, Mailbox: fo.mailbox, Folder: fo.evFolder(), IDs: ids})
@@ -591,7 +602,7 @@ func (fo *folder) transfer(uids []uint32, dest string, move bool) (*store.CopyRe
 			answer = store.ErrNotFound
 			return nil
 		}
-		if move && fo.name == store.Inbox {
+		if move && fo.inbox {
 			held, err := s.maildropLocked(ctx, tx, fo.mbox)
 			if err != nil {
 				return err

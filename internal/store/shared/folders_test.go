@@ -501,6 +501,23 @@ func TestFolderAcrossNodes(t *testing.T) {
 		t.Error("INBOX told of a change to Other")
 	default:
 	}
+	// A folder renamed on another node: once synced, this Folder hears of
+	// changes under the new name.
+	if err := n2.RenameFolder("u", "Other", "Renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if st := syncF(t, o); len(st.Messages) != 1 {
+		t.Fatalf("renamed folder: %+v", st)
+	}
+	drain(o)
+	r2 := openF(t, n2, "u", "Renamed")
+	if _, err := r2.Append(strings.NewReader(msg("d", "d")), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	wait(o, "an append to the renamed folder")
+	if st := syncF(t, o); len(st.Messages) != 2 {
+		t.Fatalf("renamed folder after append: %+v", st)
+	}
 }
 
 type imapCounter struct{}
