@@ -40,9 +40,9 @@ type folder struct {
 	// name is the folder's canonical name (store.Inbox or the folder's),
 	// as the last Sync read it: a RENAME by any session changes it.
 	name atomic.Pointer[string]
-	mbox    int64
-	fid     int64
-	ch      chan struct{}
+	mbox int64
+	fid  int64
+	ch   chan struct{}
 
 	unsub, unrec func()
 
