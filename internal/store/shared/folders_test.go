@@ -392,6 +392,9 @@ func TestFolderLocked(t *testing.T) {
 	if err := s.RenameFolder("u", "INBOX", "Old"); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("rename INBOX under a lease: %v", err)
 	}
+	if _, err := s.OpenFolder("u", "Old"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused rename of INBOX made its folder: %v", err)
+	}
 	if st := syncF(t, in); len(st.Messages) != 1 {
 		t.Fatalf("removed under a lease: %+v", st)
 	}
