@@ -449,7 +449,7 @@ func sameSet(a, b []string, fold bool) bool {
 }
 
 // Expunge implements store.Folder: one transaction under the folder's row
-// lock removes the messages with \Deleted; for INBOX, nothing while a
+// lock removes the messages with \Deleted (RFC 9051 §6.4.3); for INBOX, nothing while a
 // POP3 session of any node holds the maildrop (store.ErrLocked, RFC 1939
 // §8). Their blobs, unless other messages share them, are deleted after
 // the commit, best effort.
@@ -535,15 +535,18 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 }
 
 // Copy implements store.Folder: new rows in dest sharing the blobs, flags
-// kept, in one transaction. A copy gets a new id (ids are unique in a
+// and internal date kept (RFC 9051 §6.4.7: they SHOULD be preserved),
+// with UIDs from dest's uidnext (never reused, RFC 9051 §2.3.1.1), in one
+// transaction. A copy gets a new id (ids are unique in a
 // mailbox; the Maildir too gives a copy a fresh id where the name is
 // taken).
 func (fo *folder) Copy(uids []uint32, dest string) (*store.CopyResult, error) {
 	return fo.transfer(uids, dest, false)
 }
 
-// Move implements store.Folder (RFC 6851): the rows change folder and
-// get UIDs of dest in one transaction; a message keeps its id. For INBOX,
+// Move implements store.Folder (RFC 6851 §3.3: as COPY then the removal of
+// the sources, atomically here): the rows change folder and get UIDs of
+// dest in one transaction; a message keeps its id. For INBOX,
 // store.ErrLocked (nothing moved) while a POP3 session holds the
 // maildrop.
 func (fo *folder) Move(uids []uint32, dest string) (*store.CopyResult, error) {

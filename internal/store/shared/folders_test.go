@@ -14,6 +14,7 @@ import (
 	"postoffice/internal/backend"
 	"postoffice/internal/imap"
 	"postoffice/internal/store"
+	"postoffice/internal/store/s3blob"
 	"postoffice/internal/testsupport"
 	"postoffice/internal/testsupport/engines"
 )
@@ -743,5 +744,28 @@ func TestFolderEnginesDown(t *testing.T) {
 	}
 	if st := syncF(t, in); !slices.Equal(st.Messages[0].Flags, []string{`\Seen`}) {
 		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+// TestFolderAppendReadError: a client that goes away during APPEND gets
+// its error back, not the engines'; nothing is left: no row, no object.
+func TestFolderAppendReadError(t *testing.T) {
+	e := sharedEnv(t)
+	s := e.node(t, nil)
+	in := openF(t, s, "u", "INBOX")
+	boom := errors.New("client went away")
+	_, err := in.Append(&failingReader{strings.NewReader(msg("x", "partial")), boom}, nil, time.Time{})
+	if !errors.Is(err, boom) || isUnavailable(err) {
+		t.Fatalf("Append: %v, want the read error", err)
+	}
+	if st := syncF(t, in); len(st.Messages) != 0 || st.UIDNext != 1 {
+		t.Fatalf("visible after a read error: %+v", st)
+	}
+	objects := 0
+	if err := s.blobs.List(ctxT(t), "", func(o s3blob.Object) bool { objects++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if objects != 0 || count(t, e, `SELECT count(*) FROM blobs`) != 0 {
+		t.Errorf("%d objects left", objects)
 	}
 }
