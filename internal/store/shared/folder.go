@@ -451,8 +451,8 @@ func sameSet(a, b []string, fold bool) bool {
 // Expunge implements store.Folder: one transaction under the folder's row
 // lock removes the messages with \Deleted (RFC 9051 §6.4.3); for INBOX,
 // nothing while a POP3 session of any node holds the maildrop
-// (store.ErrLocked, RFC 1939 §8). Their blobs, unless other messages share them, are deleted after
-// the commit, best effort.
+// (store.ErrLocked, RFC 1939 §8). Their blobs, unless other messages
+// share them, are deleted after the commit, best effort.
 func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 	if err := fo.check(); err != nil {
 		return nil, err
