@@ -1,6 +1,7 @@
 package shared
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -165,6 +166,7 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 		return st, nil
 	}
 	start = time.Now()
+	prev := st
 	st = &store.FolderState{}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var uv, next, hms int64
@@ -175,19 +177,29 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 		}
 		st.UIDValidity, st.UIDNext, st.HighestModSeq = uint32(uv), uint32(min(next, 4294967295)), uint64(hms)
 		st.Keywords, st.KeywordsFull = kws, len(kws) >= MaxFolderKeywords
-		rows, err := tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
-			WHERE folder_id = $1 ORDER BY uid`, fo.fid)
-		if err != nil {
-			return err
-		}
-		st.Messages, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FolderMessage, error) {
+		scan := func(r pgx.CollectableRow) (store.FolderMessage, error) {
 			var m store.FolderMessage
 			var uid, modseq int64
 			var sys, kw []string
 			err := r.Scan(&uid, &m.ID, &sys, &kw, &m.Size, &m.Received, &modseq)
 			m.UID, m.ModSeq, m.Flags = uint32(uid), uint64(modseq), canonicalFlags(sys, kw, kws)
 			return m, err
-		})
+		}
+		if prev != nil && prev.UIDValidity == st.UIDValidity {
+			// Since prev: the UIDs still there, and the rows with a
+			// larger modseq (every change gives one, under the folder's
+			// row lock, so all of those up to hms are in this snapshot).
+			if msgs, ok, err := syncSince(ctx, tx, fo.fid, prev, scan); err != nil || ok {
+				st.Messages = msgs
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
+			WHERE folder_id = $1 ORDER BY uid`, fo.fid)
+		if err != nil {
+			return err
+		}
+		st.Messages, err = pgx.CollectRows(rows, scan)
 		return err
 	})
 	s.observe("pg", "sync", start, err)
@@ -201,6 +213,50 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	fo.state = st
 	fo.mu.Unlock()
 	return st, nil
+}
+
+// syncSince returns the listing from prev, the UIDs present now and the
+// rows changed since prev (modseq above its HighestModSeq); false when
+// they do not make a listing (then the caller reads it whole).
+func syncSince(ctx context.Context, tx pgx.Tx, fid int64, prev *store.FolderState,
+	scan pgx.RowToFunc[store.FolderMessage]) ([]store.FolderMessage, bool, error) {
+	rows, err := tx.Query(ctx, `SELECT uid FROM messages WHERE folder_id = $1 ORDER BY uid`, fid)
+	if err != nil {
+		return nil, false, err
+	}
+	present, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, false, err
+	}
+	rows, err = tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
+		WHERE folder_id = $1 AND modseq > $2`, fid, int64(prev.HighestModSeq))
+	if err != nil {
+		return nil, false, err
+	}
+	changed, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, false, err
+	}
+	byUID := make(map[uint32]store.FolderMessage, len(changed))
+	for _, m := range changed {
+		byUID[m.UID] = m
+	}
+	out := make([]store.FolderMessage, 0, len(present))
+	for _, u := range present {
+		uid := uint32(u)
+		if m, ok := byUID[uid]; ok {
+			out = append(out, m)
+			continue
+		}
+		i, ok := slices.BinarySearchFunc(prev.Messages, uid, func(m store.FolderMessage, uid uint32) int {
+			return cmp.Compare(m.UID, uid)
+		})
+		if !ok {
+			return nil, false, nil
+		}
+		out = append(out, prev.Messages[i])
+	}
+	return out, true, nil
 }
 
 // Open implements store.Folder: the message's blob as the protocols send

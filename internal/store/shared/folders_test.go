@@ -769,3 +769,48 @@ func TestFolderAppendReadError(t *testing.T) {
 		t.Errorf("%d objects left", objects)
 	}
 }
+
+// TestSyncIncremental: a Folder synced after each of many changes (by
+// itself, another node, deliveries, the web inbox) has the listing a
+// Folder opened afresh reads whole.
+func TestSyncIncremental(t *testing.T) {
+	e := sharedEnv(t)
+	n1, n2 := e.node(t, nil), e.node(t, nil)
+	for i := range 5 {
+		deliver(t, n1, msg(fmt.Sprint(i), "x"), "u")
+	}
+	if err := n1.CreateFolder("u", "F"); err != nil {
+		t.Fatal(err)
+	}
+	f1 := openF(t, n1, "u", "INBOX")
+	f2 := openF(t, n2, "u", "INBOX")
+	ff := openF(t, n2, "u", "F")
+	syncF(t, f1)
+	syncF(t, f2)
+	steps := []func() error{
+		func() error { _, err := f2.SetFlags([]uint32{2, 4}, store.FlagsAdd, []string{`\Seen`, "$A"}); return err },
+		func() error { deliver(t, n2, msg("new", "x"), "u"); return nil },
+		func() error { _, err := f2.SetFlags([]uint32{1, 2}, store.FlagsAdd, []string{`\Deleted`}); return err },
+		func() error { _, err := f2.Expunge(nil); return err },
+		func() error { _, err := f2.Move([]uint32{3}, "F"); return err },
+		func() error { _, err := ff.Copy(nil, "INBOX"); return err },
+		func() error { _, err := n2.Browser().SetSeen("u", syncF(t, f2).Messages[0].ID, true); return err },
+		func() error {
+			_, err := f2.Append(strings.NewReader(msg("app", "x")), []string{"$B"}, time.Time{})
+			return err
+		},
+		func() error { _, err := f2.SetFlags([]uint32{4}, store.FlagsSet, []string{"$b"}); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got := syncF(t, f1)
+		fresh := openF(t, n1, "u", "INBOX")
+		want := syncF(t, fresh)
+		fresh.Close()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("step %d: incremental\n%+v\nwhole\n%+v", i, got, want)
+		}
+	}
+}
