@@ -788,7 +788,10 @@ func TestSyncIncremental(t *testing.T) {
 	syncF(t, f1)
 	syncF(t, f2)
 	steps := []func() error{
-		func() error { _, err := f2.SetFlags([]uint32{2, 4}, store.FlagsAdd, []string{`\Seen`, "$A"}); return err },
+		func() error {
+			_, err := f2.SetFlags([]uint32{2, 4}, store.FlagsAdd, []string{`\Seen`, "$A"})
+			return err
+		},
 		func() error { deliver(t, n2, msg("new", "x"), "u"); return nil },
 		func() error { _, err := f2.SetFlags([]uint32{1, 2}, store.FlagsAdd, []string{`\Deleted`}); return err },
 		func() error { _, err := f2.Expunge(nil); return err },
