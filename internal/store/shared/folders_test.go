@@ -716,6 +716,9 @@ func TestFolderEnginesDown(t *testing.T) {
 		t.Fatalf("a failed APPEND left a row: %+v", st)
 	}
 
+	for len(in.Changed()) > 0 {
+		<-in.Changed()
+	}
 	pgc.Stop(t)
 	if _, err := in.Sync(); !isUnavailable(err) {
 		t.Errorf("Sync with PostgreSQL stopped: %v", err)
@@ -733,6 +736,13 @@ func TestFolderEnginesDown(t *testing.T) {
 		t.Errorf("CreateFolder with PostgreSQL stopped: %v", err)
 	}
 	pgc.Start(t)
+	// Notifications sent while the listener was away are lost: its
+	// reconnection tells the open folders to look again.
+	select {
+	case <-in.Changed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Changed did not fire after the listener reconnected")
+	}
 	var err error
 	for range 10 { // the pool drops the connections the stop broke as they fail
 		if _, err = in.SetFlags([]uint32{1}, store.FlagsAdd, []string{`\Seen`}); err == nil {
