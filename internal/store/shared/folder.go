@@ -1,6 +1,7 @@
 package shared
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,10 +37,13 @@ var canonicalSystem = []string{store.FlagDraft, store.FlagFlagged, store.FlagAns
 type folder struct {
 	s       *Store
 	mailbox string
-	name    string // canonical: store.Inbox or the folder's name
-	mbox    int64
-	fid     int64
-	ch      chan struct{}
+	inbox   bool
+	// name is the folder's canonical name (store.Inbox or the folder's),
+	// as the last Sync read it: a RENAME by any session changes it.
+	name atomic.Pointer[string]
+	mbox int64
+	fid  int64
+	ch   chan struct{}
 
 	unsub, unrec func()
 
@@ -55,10 +60,10 @@ var errFolderClosed = errors.New("shared: folder closed")
 // (every node's changes, through LISTEN/NOTIFY) and by reconnections of
 // the listener (notifications may have been lost).
 func (s *Store) newFolder(mailbox string, mbox, fid int64, name string) *folder {
-	fo := &folder{s: s, mailbox: mailbox, name: name, mbox: mbox, fid: fid, ch: make(chan struct{}, 1)}
-	ef := eventFolder(name)
+	fo := &folder{s: s, mailbox: mailbox, inbox: name == store.Inbox, mbox: mbox, fid: fid, ch: make(chan struct{}, 1)}
+	fo.name.Store(&name)
 	fo.unsub = s.hub.Subscribe(func(ev store.Event) {
-		if ev.Mailbox == mailbox && ev.Folder == ef {
+		if ev.Mailbox == mailbox && ev.Folder == fo.evFolder() {
 			fo.poke()
 		}
 	})
@@ -100,7 +105,10 @@ func (fo *folder) check() error {
 }
 
 // evFolder is the folder's Event.Folder.
-func (fo *folder) evFolder() string { return eventFolder(fo.name) }
+func (fo *folder) evFolder() string { return eventFolder(fo.folderName()) }
+
+// folderName is the folder's name as last known.
+func (fo *folder) folderName() string { return *fo.name.Load() }
 
 // canonicalFlags returns a message's flags: system flags in
 // canonicalSystem's order, then its keywords in the folder's order
@@ -139,13 +147,17 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 	defer cancel()
 	start := time.Now()
 	var uidnext, hms int64
-	err := s.pool.QueryRow(ctx, `SELECT uidnext, highestmodseq FROM folders WHERE id = $1`, fo.fid).Scan(&uidnext, &hms)
+	var name string
+	err := s.pool.QueryRow(ctx, `SELECT uidnext, highestmodseq, name FROM folders WHERE id = $1`, fo.fid).Scan(&uidnext, &hms, &name)
 	s.observe("pg", "sync", start, err)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("sync %s: %w", fo.name, store.ErrNotFound)
+		return nil, fmt.Errorf("sync %s: %w", fo.folderName(), store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, unavailable("sync "+fo.name, err)
+		return nil, unavailable("sync "+fo.folderName(), err)
+	}
+	if name != fo.folderName() {
+		fo.name.Store(&name)
 	}
 	fo.mu.Lock()
 	st := fo.state
@@ -164,6 +176,7 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 		}
 	}
 	start = time.Now()
+	prev := st
 	st = &store.FolderState{}
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var uv, next, hms int64
@@ -174,33 +187,87 @@ func (fo *folder) Sync() (*store.FolderState, error) {
 		}
 		st.UIDValidity, st.UIDNext, st.HighestModSeq = uint32(uv), uint32(min(next, 4294967295)), uint64(hms)
 		st.Keywords, st.KeywordsFull = kws, len(kws) >= MaxFolderKeywords
-		rows, err := tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
-			WHERE folder_id = $1 ORDER BY uid`, fo.fid)
-		if err != nil {
-			return err
-		}
-		st.Messages, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.FolderMessage, error) {
+		scan := func(r pgx.CollectableRow) (store.FolderMessage, error) {
 			var m store.FolderMessage
 			var uid, modseq int64
 			var sys, kw []string
 			err := r.Scan(&uid, &m.ID, &sys, &kw, &m.Size, &m.Received, &modseq)
 			m.UID, m.ModSeq, m.Flags = uint32(uid), uint64(modseq), canonicalFlags(sys, kw, kws)
 			return m, err
-		})
+		}
+		if prev != nil && prev.UIDValidity == st.UIDValidity {
+			// Since prev: the UIDs still there, and the rows with a
+			// larger modseq (every change gives one, under the folder's
+			// row lock, so all of those up to hms are in this snapshot).
+			if msgs, ok, err := syncSince(ctx, tx, fo.fid, prev, scan); err != nil || ok {
+				st.Messages = msgs
+				return err
+			}
+		}
+		rows, err := tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
+			WHERE folder_id = $1 ORDER BY uid`, fo.fid)
+		if err != nil {
+			return err
+		}
+		st.Messages, err = pgx.CollectRows(rows, scan)
 		return err
 	})
 	s.observe("pg", "sync", start, err)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("sync %s: %w", fo.name, store.ErrNotFound)
+		return nil, fmt.Errorf("sync %s: %w", fo.folderName(), store.ErrNotFound)
 	}
 	if err != nil {
-		return nil, unavailable("sync "+fo.name, err)
+		return nil, unavailable("sync "+fo.folderName(), err)
 	}
 	fo.mu.Lock()
 	fo.state = st
 	fo.mu.Unlock()
 	s.states.Store(fo.fid, st)
 	return st, nil
+}
+
+// syncSince returns the listing from prev, the UIDs present now and the
+// rows changed since prev (modseq above its HighestModSeq); false when
+// they do not make a listing (then the caller reads it whole).
+func syncSince(ctx context.Context, tx pgx.Tx, fid int64, prev *store.FolderState,
+	scan pgx.RowToFunc[store.FolderMessage]) ([]store.FolderMessage, bool, error) {
+	rows, err := tx.Query(ctx, `SELECT uid FROM messages WHERE folder_id = $1 ORDER BY uid`, fid)
+	if err != nil {
+		return nil, false, err
+	}
+	present, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, false, err
+	}
+	rows, err = tx.Query(ctx, `SELECT uid, id, flags, keywords, size, received, modseq FROM messages
+		WHERE folder_id = $1 AND modseq > $2`, fid, int64(prev.HighestModSeq))
+	if err != nil {
+		return nil, false, err
+	}
+	changed, err := pgx.CollectRows(rows, scan)
+	if err != nil {
+		return nil, false, err
+	}
+	byUID := make(map[uint32]store.FolderMessage, len(changed))
+	for _, m := range changed {
+		byUID[m.UID] = m
+	}
+	out := make([]store.FolderMessage, 0, len(present))
+	for _, u := range present {
+		uid := uint32(u)
+		if m, ok := byUID[uid]; ok {
+			out = append(out, m)
+			continue
+		}
+		i, ok := slices.BinarySearchFunc(prev.Messages, uid, func(m store.FolderMessage, uid uint32) int {
+			return cmp.Compare(m.UID, uid)
+		})
+		if !ok {
+			return nil, false, nil
+		}
+		out = append(out, prev.Messages[i])
+	}
+	return out, true, nil
 }
 
 // Open implements store.Folder: the message's blob as the protocols send
@@ -449,10 +516,10 @@ func sameSet(a, b []string, fold bool) bool {
 }
 
 // Expunge implements store.Folder: one transaction under the folder's row
-// lock removes the messages with \Deleted; for INBOX, nothing while a
-// POP3 session of any node holds the maildrop (store.ErrLocked, RFC 1939
-// §8). Their blobs, unless other messages share them, are deleted after
-// the commit, best effort.
+// lock removes the messages with \Deleted (RFC 9051 §6.4.3); for INBOX,
+// nothing while a POP3 session of any node holds the maildrop
+// (store.ErrLocked, RFC 1939 §8). Their blobs, unless other messages
+// share them, are deleted after the commit, best effort.
 func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 	if err := fo.check(); err != nil {
 		return nil, err
@@ -477,7 +544,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 			}
 			return err
 		}
-		if fo.name == store.Inbox {
+		if fo.inbox {
 			held, err := s.maildropLocked(ctx, tx, fo.mbox)
 			if err != nil {
 				return err
@@ -524,7 +591,7 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 		return nil, unavailable("expunge", err)
 	}
 	if answer != nil {
-		return nil, fmt.Errorf("expunge %s: %w", fo.name, answer)
+		return nil, fmt.Errorf("expunge %s: %w", fo.folderName(), answer)
 	}
 	if len(ids) > 0 {
 		s.hub.Publish(store.Event{Kind: store.EventDeleted, Mailbox: fo.mailbox, Folder: fo.evFolder(), IDs: ids})
@@ -535,15 +602,18 @@ func (fo *folder) Expunge(uids []uint32) ([]uint32, error) {
 }
 
 // Copy implements store.Folder: new rows in dest sharing the blobs, flags
-// kept, in one transaction. A copy gets a new id (ids are unique in a
+// and internal date kept (RFC 9051 §6.4.7: they SHOULD be preserved),
+// with UIDs from dest's uidnext (never reused, RFC 9051 §2.3.1.1), in one
+// transaction. A copy gets a new id (ids are unique in a
 // mailbox; the Maildir too gives a copy a fresh id where the name is
 // taken).
 func (fo *folder) Copy(uids []uint32, dest string) (*store.CopyResult, error) {
 	return fo.transfer(uids, dest, false)
 }
 
-// Move implements store.Folder (RFC 6851): the rows change folder and
-// get UIDs of dest in one transaction; a message keeps its id. For INBOX,
+// Move implements store.Folder (RFC 6851 §3.3: as COPY then the removal of
+// the sources, atomically here): the rows change folder and get UIDs of
+// dest in one transaction; a message keeps its id. For INBOX,
 // store.ErrLocked (nothing moved) while a POP3 session holds the
 // maildrop.
 func (fo *folder) Move(uids []uint32, dest string) (*store.CopyResult, error) {
@@ -602,7 +672,7 @@ func (fo *folder) transfer(uids []uint32, dest string, move bool) (*store.CopyRe
 			answer = store.ErrNotFound
 			return nil
 		}
-		if move && fo.name == store.Inbox {
+		if move && fo.inbox {
 			held, err := s.maildropLocked(ctx, tx, fo.mbox)
 			if err != nil {
 				return err

@@ -404,8 +404,24 @@ func (s *Store) RenameFolder(mailbox, from, to string) error {
 // errAnswer rolls a transaction back whose answer is set.
 var errAnswer = errors.New("shared: answered")
 
-// renameInbox creates tf and moves every message of INBOX into it.
+// renameInbox creates tf and moves every message of INBOX into it. While
+// a POP3 session holds the maildrop it does nothing (store.ErrLocked);
+// one taken between the check and the move makes the move fail alone.
 func (s *Store) renameInbox(mailbox, tf string) error {
+	ctx, cancel := s.call(context.Background())
+	mbox, err := s.mailboxID(ctx, mailbox, true)
+	held := false
+	if err == nil {
+		held, err = s.maildropLocked(ctx, s.pool, mbox)
+		err = unavailable("rename INBOX", err)
+	}
+	cancel()
+	if err != nil {
+		return err
+	}
+	if held {
+		return fmt.Errorf("rename INBOX: %w", store.ErrLocked)
+	}
 	if err := s.CreateFolder(mailbox, tf); err != nil {
 		return err
 	}

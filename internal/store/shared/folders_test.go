@@ -14,6 +14,7 @@ import (
 	"postoffice/internal/backend"
 	"postoffice/internal/imap"
 	"postoffice/internal/store"
+	"postoffice/internal/store/s3blob"
 	"postoffice/internal/testsupport"
 	"postoffice/internal/testsupport/engines"
 )
@@ -392,6 +393,9 @@ func TestFolderLocked(t *testing.T) {
 	if err := s.RenameFolder("u", "INBOX", "Old"); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("rename INBOX under a lease: %v", err)
 	}
+	if _, err := s.OpenFolder("u", "Old"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused rename of INBOX made its folder: %v", err)
+	}
 	if st := syncF(t, in); len(st.Messages) != 1 {
 		t.Fatalf("removed under a lease: %+v", st)
 	}
@@ -500,6 +504,23 @@ func TestFolderAcrossNodes(t *testing.T) {
 	case <-f1.Changed():
 		t.Error("INBOX told of a change to Other")
 	default:
+	}
+	// A folder renamed on another node: once synced, this Folder hears of
+	// changes under the new name.
+	if err := n2.RenameFolder("u", "Other", "Renamed"); err != nil {
+		t.Fatal(err)
+	}
+	if st := syncF(t, o); len(st.Messages) != 1 {
+		t.Fatalf("renamed folder: %+v", st)
+	}
+	drain(o)
+	r2 := openF(t, n2, "u", "Renamed")
+	if _, err := r2.Append(strings.NewReader(msg("d", "d")), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	wait(o, "an append to the renamed folder")
+	if st := syncF(t, o); len(st.Messages) != 2 {
+		t.Fatalf("renamed folder after append: %+v", st)
 	}
 }
 
@@ -695,6 +716,9 @@ func TestFolderEnginesDown(t *testing.T) {
 		t.Fatalf("a failed APPEND left a row: %+v", st)
 	}
 
+	for len(in.Changed()) > 0 {
+		<-in.Changed()
+	}
 	pgc.Stop(t)
 	if _, err := in.Sync(); !isUnavailable(err) {
 		t.Errorf("Sync with PostgreSQL stopped: %v", err)
@@ -712,6 +736,13 @@ func TestFolderEnginesDown(t *testing.T) {
 		t.Errorf("CreateFolder with PostgreSQL stopped: %v", err)
 	}
 	pgc.Start(t)
+	// Notifications sent while the listener was away are lost: its
+	// reconnection tells the open folders to look again.
+	select {
+	case <-in.Changed():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Changed did not fire after the listener reconnected")
+	}
 	var err error
 	for range 10 { // the pool drops the connections the stop broke as they fail
 		if _, err = in.SetFlags([]uint32{1}, store.FlagsAdd, []string{`\Seen`}); err == nil {
@@ -723,5 +754,76 @@ func TestFolderEnginesDown(t *testing.T) {
 	}
 	if st := syncF(t, in); !slices.Equal(st.Messages[0].Flags, []string{`\Seen`}) {
 		t.Fatalf("after restart: %+v", st)
+	}
+}
+
+// TestFolderAppendReadError: a client that goes away during APPEND gets
+// its error back, not the engines'; nothing is left: no row, no object.
+func TestFolderAppendReadError(t *testing.T) {
+	e := sharedEnv(t)
+	s := e.node(t, nil)
+	in := openF(t, s, "u", "INBOX")
+	boom := errors.New("client went away")
+	_, err := in.Append(&failingReader{strings.NewReader(msg("x", "partial")), boom}, nil, time.Time{})
+	if !errors.Is(err, boom) || isUnavailable(err) {
+		t.Fatalf("Append: %v, want the read error", err)
+	}
+	if st := syncF(t, in); len(st.Messages) != 0 || st.UIDNext != 1 {
+		t.Fatalf("visible after a read error: %+v", st)
+	}
+	objects := 0
+	if err := s.blobs.List(ctxT(t), "", func(o s3blob.Object) bool { objects++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if objects != 0 || count(t, e, `SELECT count(*) FROM blobs`) != 0 {
+		t.Errorf("%d objects left", objects)
+	}
+}
+
+// TestSyncIncremental: a Folder synced after each of many changes (by
+// itself, another node, deliveries, the web inbox) has the listing a
+// Folder opened afresh reads whole.
+func TestSyncIncremental(t *testing.T) {
+	e := sharedEnv(t)
+	n1, n2 := e.node(t, nil), e.node(t, nil)
+	for i := range 5 {
+		deliver(t, n1, msg(fmt.Sprint(i), "x"), "u")
+	}
+	if err := n1.CreateFolder("u", "F"); err != nil {
+		t.Fatal(err)
+	}
+	f1 := openF(t, n1, "u", "INBOX")
+	f2 := openF(t, n2, "u", "INBOX")
+	ff := openF(t, n2, "u", "F")
+	syncF(t, f1)
+	syncF(t, f2)
+	steps := []func() error{
+		func() error {
+			_, err := f2.SetFlags([]uint32{2, 4}, store.FlagsAdd, []string{`\Seen`, "$A"})
+			return err
+		},
+		func() error { deliver(t, n2, msg("new", "x"), "u"); return nil },
+		func() error { _, err := f2.SetFlags([]uint32{1, 2}, store.FlagsAdd, []string{`\Deleted`}); return err },
+		func() error { _, err := f2.Expunge(nil); return err },
+		func() error { _, err := f2.Move([]uint32{3}, "F"); return err },
+		func() error { _, err := ff.Copy(nil, "INBOX"); return err },
+		func() error { _, err := n2.Browser().SetSeen("u", syncF(t, f2).Messages[0].ID, true); return err },
+		func() error {
+			_, err := f2.Append(strings.NewReader(msg("app", "x")), []string{"$B"}, time.Time{})
+			return err
+		},
+		func() error { _, err := f2.SetFlags([]uint32{4}, store.FlagsSet, []string{"$b"}); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		got := syncF(t, f1)
+		fresh := openF(t, n1, "u", "INBOX")
+		want := syncF(t, fresh)
+		fresh.Close()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("step %d: incremental\n%+v\nwhole\n%+v", i, got, want)
+		}
 	}
 }
