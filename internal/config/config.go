@@ -127,6 +127,8 @@ type Config struct {
 	StoreTimeout  time.Duration
 	BlobCacheSize Size
 	NodeName      string
+	SweepGrace    time.Duration
+	SweepInterval time.Duration
 
 	// Chaos and the webhook: see inject.go.
 	Chaos          string
@@ -343,6 +345,8 @@ func Default() Config {
 		S3Region:            "us-east-1",
 		StoreTimeout:        10 * time.Second,
 		BlobCacheSize:       64 << 20,
+		SweepGrace:          time.Hour,
+		SweepInterval:       10 * time.Minute,
 		WaitMax:             5 * time.Minute,
 		LinkCheckAllow:      []string{"localhost", "127.0.0.1", "::1"},
 		RelayTimeout:        30 * time.Second,

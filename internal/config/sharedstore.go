@@ -21,6 +21,8 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", c.StoreTimeout, "time limit of every call of the shared store to PostgreSQL or S3")
 	fs.Var(sizeValue{&c.BlobCacheSize}, "blob-cache-size", "memory for a cache of message bodies read from S3 (bodies up to 1MiB); 0: no cache")
+	fs.DurationVar(&c.SweepGrace, "sweep-grace", c.SweepGrace, "shared store: age after which an S3 object no row refers to (a delivery cut off between its upload and its commit) is removed")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "shared store: how often the orphan sweeper runs (also once at start)")
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of this node among the nodes of a shared store (POP3 leases, notifications); empty: host name and a random suffix")
 }
 
@@ -63,6 +65,10 @@ func (c *Config) validateStore(bad func(flagName, format string, a ...any) error
 		return bad("store-timeout", "must be positive")
 	case c.BlobCacheSize < 0:
 		return bad("blob-cache-size", "must not be negative")
+	case c.SweepGrace <= 0:
+		return bad("sweep-grace", "must be positive")
+	case c.SweepInterval <= 0:
+		return bad("sweep-interval", "must be positive")
 	case strings.ContainsAny(c.NodeName, " \t\r\n"):
 		return bad("node-name", "must not contain spaces")
 	}

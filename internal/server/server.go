@@ -456,9 +456,9 @@ func (s *Server) Start() error {
 	// take space. Only tmp/ directories are read.
 	go func() {
 		if n, err := s.store.Recover(); err != nil {
-			s.log.Warn("cleaning tmp", "err", err)
+			s.log.Warn("removing leftovers of cut-off deliveries", "err", err)
 		} else if n > 0 {
-			s.log.Info("removed incomplete deliveries from tmp", "files", n)
+			s.log.Info("removed leftovers of cut-off deliveries (Maildir: files in tmp/; shared store: orphan objects)", "count", n)
 		}
 	}()
 	return nil

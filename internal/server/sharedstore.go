@@ -61,6 +61,7 @@ func OpenShared(ctx context.Context, cfg config.Config, log *slog.Logger, observ
 		Pool: pool, Blobs: blobs, DSN: cfg.PGURL, Node: cfg.NodeName, Logger: log,
 		Timeout: cfg.StoreTimeout, Precompute: backend.PrecomputeFetch,
 		CacheBytes: int64(cfg.BlobCacheSize), Observe: observe,
+		SweepGrace: cfg.SweepGrace, SweepInterval: cfg.SweepInterval,
 	})
 	if err != nil {
 		pool.Close()
