@@ -48,6 +48,12 @@ type Config struct {
 	SMTPRequireHelo   bool
 	TrustedNetworks   netpolicy.Networks
 
+	// PROXY protocol (proxy.go): the listeners that expect a header, the
+	// load balancers allowed to send one, and how long it may take.
+	ProxyProtocol      []string
+	ProxyTrusted       netpolicy.Networks
+	ProxyHeaderTimeout time.Duration
+
 	MaxMessageSize      Size
 	MaxRecipients       int
 	MaxLineLength       int
@@ -349,6 +355,7 @@ func Default() Config {
 		SweepInterval:       10 * time.Minute,
 		WaitMax:             5 * time.Minute,
 		LinkCheckAllow:      []string{"localhost", "127.0.0.1", "::1"},
+		ProxyHeaderTimeout:  DefaultProxyHeaderTimeout,
 		RelayTimeout:        30 * time.Second,
 	}
 }
@@ -417,6 +424,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.Var(minFreeValue{&c.MinFreeSpace}, "min-free-space", "free space on the mailbox filesystem below which SMTP MAIL gets 452 4.3.1: a size, auto (100MiB or 1% of the filesystem, whichever is smaller) or 0 (off)")
 	c.injectFlags(fs)
 	c.storeFlags(fs)
+	c.proxyFlags(fs)
 	fs.StringVar(&c.RelayAddr, "relay-addr", c.RelayAddr, "default SMTP server (host:port) that the API's release hands stored messages to")
 	fs.Var(listValue{&c.RelayAllow}, "relay-allow", "comma-separated recipients a stored message may be released to, globs such as *@example.test (empty: release disabled)")
 	fs.Var(listValue{&c.RelayAllowAddr}, "relay-allow-addr", "comma-separated host:port targets a release request may name besides --relay-addr")
@@ -674,6 +682,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateStore(bad); err != nil {
+		return err
+	}
+	if err := c.validateProxy(bad); err != nil {
 		return err
 	}
 	if err := c.validateRelay(); err != nil {

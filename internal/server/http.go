@@ -155,6 +155,7 @@ func (s *Server) startHTTP() error {
 		}
 		return fmt.Errorf("%s: %w", s.cfg.Setting("http-addr"), err)
 	}
+	l = s.proxyWrap("http", l)
 	s.http = &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -397,6 +397,7 @@ func (s *Server) Start() error {
 			return fmt.Errorf("%s: %w", s.cfg.Setting(sp.name+"-addr"), err)
 		}
 		opened = append(opened, l)
+		l = s.proxyWrap(sp.name, l) // the header comes before everything, TLS included
 		reply := ""
 		switch {
 		case sp.tls:
