@@ -65,6 +65,11 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 					// leave it out; its EXPUNGE comes at the next poll.
 					continue
 				}
+				if errors.Is(err, store.ErrUnavailable) {
+					// The shared store's engine failed: a temporary
+					// failure (RFC 5530 UNAVAILABLE), not a bug.
+					return s.storeErr("fetch", err)
+				}
 				return err
 			}
 		}

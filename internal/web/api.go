@@ -90,6 +90,11 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 		writeError(w, http.StatusBadRequest, "invalid mailbox name")
 	case errors.Is(err, store.ErrLocked):
 		writeError(w, http.StatusConflict, "the mailbox is locked by a POP3 session; try again after it ends")
+	case errors.Is(err, store.ErrUnavailable):
+		// The shared store's PostgreSQL or S3 failed: temporary.
+		h.log.Warn("web: store unavailable", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "storage temporarily unavailable; try again")
 	default:
 		h.log.Error("web: store error", "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal error")
