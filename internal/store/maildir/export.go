@@ -55,9 +55,6 @@ func (m *Maildir) ExportFolder(mailbox, name string) (*MigrationFolder, error) {
 	for _, sub := range messageSubdirs {
 		err := messageFiles(dir, sub, func(e fs.DirEntry) error {
 			n := e.Name()
-			if ourTmpName(n) {
-				return nil
-			}
 			id, ok := ourFileID(n)
 			if !ok {
 				id = foreignUID(baseName(n))

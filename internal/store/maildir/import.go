@@ -26,8 +26,8 @@ type ImportMessage struct {
 // ImportFolder writes msgs into folder name of mailbox (created if
 // missing) keeping their ids, UIDs, flags and received times, and sets
 // the folder's UIDVALIDITY, UIDNEXT (at least past every UID) and
-// keywords (in dovecot-keywords order). A message whose id the folder
-// already has is skipped, so an interrupted migration can be run again.
+// keywords (in dovecot-keywords order). A message whose id or UID the
+// folder already has is skipped, so an interrupted migration can be run again.
 // It returns how many messages it wrote. Every file is fsynced before
 // dovecot-uidlist names it; the server must not run on the mailbox.
 func (m *Maildir) ImportFolder(ctx context.Context, mailbox, name string, validity, next uint32, keywords []string, msgs []ImportMessage) (int, error) {
@@ -76,7 +76,7 @@ func (m *Maildir) ImportFolder(ctx context.Context, mailbox, name string, validi
 		if err := ctx.Err(); err != nil {
 			return wrote, err
 		}
-		if have[msg.ID] {
+		if have[msg.ID] || slices.ContainsFunc(l.recs, func(r uidRec) bool { return r.uid == msg.UID }) {
 			continue
 		}
 		base := MessageFileName(msg.ID)

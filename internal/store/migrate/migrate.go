@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"postoffice/internal/store"
 	"postoffice/internal/store/maildir"
@@ -44,6 +45,11 @@ func ToShared(ctx context.Context, md *maildir.Maildir, s *shared.Store, mailbox
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", mb, err)
 		}
+		// INBOX first: its ids (the POP3 UIDLs) are kept whatever copies
+		// elsewhere carry the same id.
+		slices.SortStableFunc(folders, func(a, b store.FolderInfo) int {
+			return cmpBool(b.Name == store.Inbox, a.Name == store.Inbox)
+		})
 		for _, f := range folders {
 			var r Result
 			if dryRun {
@@ -158,4 +164,14 @@ func folderKeywords(f shared.MigrationFolder) []string {
 		}
 	}
 	return kw
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -46,8 +46,8 @@ type MigrationMessage struct {
 // HIGHESTMODSEQ, keywords and special use, and every message keeps its
 // id, UID, flags, keywords and received time, its object holding the
 // file's bytes as they are (a foreign file with LF line ends is stored
-// as it is, with wire = false: readers normalize it). A message whose id
-// the mailbox already has is skipped (an interrupted migration can be
+// as it is, with wire = false: readers normalize it). A message whose UID
+// the folder already has is skipped (an interrupted migration can be
 // run again). Each message commits in its own transaction after its
 // object's PUT returned, so nothing is visible partly. It returns how
 // many messages it moved.
@@ -84,12 +84,21 @@ func (s *Store) ImportFolder(ctx context.Context, md *maildir.Maildir, mailbox, 
 	if uint32(have) != st.UIDValidity {
 		return 0, fmt.Errorf("migrate %s/%s: the shared store's folder holds messages under UIDVALIDITY %d, the Maildir's is %d", mailbox, name, have, st.UIDValidity)
 	}
-	present := map[string]bool{}
+	// A message is there when the folder has its UID (UIDs are kept, ids
+	// may not be: see below).
+	present, ids := map[uint32]bool{}, map[string]bool{}
 	cctx, cancel = s.call(ctx)
-	rows, err := s.pool.Query(cctx, `SELECT id FROM messages WHERE mailbox_id = $1`, mbox)
+	rows, err := s.pool.Query(cctx, `SELECT id, folder_id, uid FROM messages WHERE mailbox_id = $1`, mbox)
 	if err == nil {
 		var id string
-		_, err = pgx.ForEachRow(rows, []any{&id}, func() error { present[id] = true; return nil })
+		var f, uid int64
+		_, err = pgx.ForEachRow(rows, []any{&id, &f, &uid}, func() error {
+			ids[id] = true
+			if f == fid {
+				present[uint32(uid)] = true
+			}
+			return nil
+		})
 	}
 	cancel()
 	if err != nil {
@@ -100,10 +109,19 @@ func (s *Store) ImportFolder(ctx context.Context, md *maildir.Maildir, mailbox, 
 		if err := ctx.Err(); err != nil {
 			return moved, err
 		}
-		if present[msg.ID] {
+		path := src.Files[msg.ID].Path
+		if present[msg.UID] {
 			continue
 		}
-		if err := s.importMessage(ctx, mbox, fid, name, msg, src.Files[msg.ID].Path); err != nil {
+		// A Maildir COPY keeps the id in the other folder; the shared
+		// store's ids are unique in the mailbox, so a copy whose id is
+		// taken gets a fresh one (INBOX is moved first: its ids, the POP3
+		// UIDLs, are kept).
+		if ids[msg.ID] {
+			msg.ID = store.NewID()
+		}
+		ids[msg.ID] = true
+		if err := s.importMessage(ctx, mbox, fid, name, msg, path); err != nil {
 			return moved, fmt.Errorf("migrate %s/%s: message %s: %w", mailbox, name, msg.ID, err)
 		}
 		moved++
