@@ -19,7 +19,7 @@ const module = "postoffice/"
 // allowed lists, for every package of ours (relative to the module root),
 // the packages of ours its non-test files may import.
 var allowed = map[string][]string{
-	"cmd/postoffice":               {"internal/server", "internal/config", "internal/auth", "internal/auth/tty", "internal/store", "internal/store/maildir", "internal/store/index", "internal/mailheader", "internal/store/pg", "internal/store/s3blob", "internal/store/shared"},
+	"cmd/postoffice":               {"internal/server", "internal/config", "internal/auth", "internal/auth/tty", "internal/store", "internal/store/maildir", "internal/store/index", "internal/mailheader", "internal/store/pg", "internal/store/s3blob", "internal/store/shared", "internal/store/migrate"},
 	"internal/server":              {"*"}, // the wiring
 	"internal/backend":             {"internal/store", "internal/auth", "internal/smtp", "internal/pop3", "internal/imap"},
 	"internal/imap":                {"internal/textio", "internal/netpolicy"},
@@ -41,6 +41,7 @@ var allowed = map[string][]string{
 	"internal/store/pg":            {},
 	"internal/store/s3blob":        {},
 	"internal/store/shared":        {"internal/store", "internal/store/index", "internal/store/maildir", "internal/store/pg", "internal/store/s3blob"},
+	"internal/store/migrate":       {"internal/store", "internal/store/maildir", "internal/store/shared"},
 	"internal/testsupport":         {"internal/config", "internal/selfsigned"},
 	"internal/testsupport/engines": {},
 	"internal/store/storetest":     {"internal/store"},

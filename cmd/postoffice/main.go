@@ -8,6 +8,7 @@
 //	postoffice config [--all] [flags]
 //	postoffice check [flags]
 //	postoffice mailbox list|show|purge [flags] [USER]
+//	postoffice migrate --from maildir|postgres --to postgres|maildir [flags]
 //	postoffice version
 package main
 
@@ -48,6 +49,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runCheck(args, stdout, stderr)
 	case "mailbox":
 		return runMailbox(args, stdin, stdout, stderr)
+	case "migrate":
+		return runMigrate(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -65,6 +68,7 @@ const topUsage = `Usage:
   postoffice config [--all] [flags]        print the effective configuration (TOML)
   postoffice check [flags]                 check configuration, files, ports, mailbox directory
   postoffice mailbox list|show|purge ...   inspect or empty mailboxes
+  postoffice migrate --from X --to Y ...   move mailboxes between the Maildir and the shared store
   postoffice version                       print version information
 
 Run "postoffice serve --help" for the server's flags.
