@@ -50,6 +50,9 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 		dryRun    bool
 		mailboxes mailboxNames
 	)
+	// The shared store's settings are checked as for --store postgres;
+	// the Maildir is --mailbox-dir whatever the store setting.
+	args = append([]string{"--store", "postgres"}, args...)
 	cfg, rest, err := config.ParseArgs(prog, args, nil, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "source store: maildir or postgres")
 		fs.StringVar(&to, "to", "", "target store: postgres or maildir")
