@@ -30,7 +30,10 @@ import (
 func (m *Maildir) Prune(mailbox string, policy store.RetentionPolicy, limit int, now time.Time) (store.PruneResult, error) {
 	var res store.PruneResult
 	if !policy.Enabled() {
-		return res, nil
+		// Nothing to remove; Left still says what the mailbox holds.
+		u, err := m.Usage(mailbox)
+		res.Left = u.Messages
+		return res, err
 	}
 	d, err := m.OpenMaildrop(mailbox)
 	if err != nil {

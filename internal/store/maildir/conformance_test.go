@@ -36,8 +36,6 @@ func TestConformance(t *testing.T) {
 // maildirFindings are the Maildir's known differences from the contracts,
 // found by the suite (reported; each skip names why).
 var maildirFindings = map[string]string{
-	"Admin/PruneZeroPolicyLeft": "finding: Maildir.Prune with a policy that is not Enabled returns at once with " +
-		"PruneResult.Left 0, not the messages left in the mailbox (admin.go: if !policy.Enabled() { return res, nil })",
 	"Folders/SyncSamePointer": "finding: Folder.Sync returns a new *FolderState when nothing changed if a " +
 		"directory changed less than scanSlack (50 ms) before the last scan (racy rescan in refreshLocked " +
 		"builds a new state even when the listing is the same), against \"Sync returns the same pointer while nothing has changed\"",

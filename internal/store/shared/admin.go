@@ -126,7 +126,10 @@ func (s *Store) List(mailbox string) ([]store.Listed, error) {
 func (s *Store) Prune(mailbox string, policy store.RetentionPolicy, limit int, now time.Time) (store.PruneResult, error) {
 	var res store.PruneResult
 	if !policy.Enabled() {
-		return res, nil
+		// Nothing to remove; Left still says what the mailbox holds.
+		u, err := s.Usage(mailbox)
+		res.Left = u.Messages
+		return res, err
 	}
 	md, err := s.openMaildrop(mailbox, `received, arrival`)
 	if err != nil {

@@ -71,10 +71,7 @@ var (
 )
 
 func missingParts(v storetest.View) map[string]string {
-	skip := map[string]string{
-		"Admin/PruneZeroPolicyLeft": "finding: Prune with a policy that is not Enabled returns PruneResult.Left 0, " +
-			"not the messages left in the mailbox (as the Maildir does)",
-	}
+	skip := map[string]string{}
 	if _, ok := v.Store.(partial); ok {
 		for _, n := range needsFolders {
 			skip[n] = "shared.Store does not implement store.Folders yet"
