@@ -80,7 +80,7 @@ func (m *Maildir) ImportFolder(ctx context.Context, mailbox, name string, validi
 			continue
 		}
 		base := MessageFileName(msg.ID)
-		if foreignUID(base) != msg.ID && base == msg.ID {
+		if !validID(msg.ID) {
 			return wrote, fmt.Errorf("maildir: message id %q cannot be a file name", msg.ID)
 		}
 		if err := m.writeImported(ctx, dir, base, msg); err != nil {

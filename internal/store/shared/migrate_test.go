@@ -2,6 +2,7 @@ package shared_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -263,6 +264,31 @@ func TestMigrateRoundTrip(t *testing.T) {
 		t.Errorf("subscriptions %q", subs)
 	}
 
+	// The shared store serves every message as the Maildir does (a
+	// foreign file's bytes normalized to the wire form).
+	for _, name := range []string{store.Inbox, "Grüße/Ünïcode"} {
+		sf, err := s.OpenFolder("alice", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mf, err := src.OpenFolder("alice", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sst, err := sf.Sync()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range sst.Messages {
+			a, b := readUID(t, sf, m.UID), readUID(t, mf, m.UID)
+			if a != b || int64(len(a)) != m.Size {
+				t.Errorf("%s uid %d: shared store gives %q (size %d), Maildir %q", name, m.UID, a, m.Size, b)
+			}
+		}
+		sf.Close()
+		mf.Close()
+	}
+
 	// Again: nothing moves.
 	moved = 0
 	if err := migrate.ToShared(ctx, src, s, nil, false, func(r migrate.Result) { moved += r.Moved }); err != nil {
@@ -401,4 +427,18 @@ func TestMigrateCutOff(t *testing.T) {
 	if total != 9 {
 		t.Fatalf("%d messages after the full run", total)
 	}
+}
+
+func readUID(t *testing.T, f store.Folder, uid uint32) string {
+	t.Helper()
+	rc, err := f.Open(uid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
