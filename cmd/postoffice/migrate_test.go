@@ -63,6 +63,10 @@ func TestMigrateCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, "bob/INBOX: moved 3 of 3 messages") || !strings.Contains(out, "bob/Work/Ärger: moved 0 of 0 messages") {
 		t.Fatalf("to postgres: %v\n%s", err, out)
 	}
+	out, err = run("--from", "maildir", "--to", "postgres", "--mailbox-dir", src, "--dry-run")
+	if err != nil || !strings.Contains(out, "bob/INBOX: would move 0 of 3 messages") {
+		t.Fatalf("dry run after the move: %v\n%s", err, out)
+	}
 	out, err = run("--from", "maildir", "--to", "postgres", "--mailbox-dir", src, "--mailbox", "bob")
 	if err != nil || !strings.Contains(out, "bob/INBOX: moved 0 of 3 messages") {
 		t.Fatalf("second run: %v\n%s", err, out)

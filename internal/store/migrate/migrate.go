@@ -29,7 +29,8 @@ type Result struct {
 type Report func(Result)
 
 // ToShared moves mailboxes (all of md's when empty) from md into s. With
-// dryRun it only reports what it would move (Moved = Messages).
+// dryRun it only reports what it would move (the messages whose UID the
+// target folder lacks) and changes nothing in s.
 func ToShared(ctx context.Context, md *maildir.Maildir, s *shared.Store, mailboxes []string, dryRun bool, report Report) error {
 	if len(mailboxes) == 0 {
 		var err error
@@ -57,7 +58,16 @@ func ToShared(ctx context.Context, md *maildir.Maildir, s *shared.Store, mailbox
 				if err != nil {
 					return err
 				}
-				r = Result{Mailbox: mb, Folder: f.Name, Messages: len(src.State.Messages), Moved: len(src.State.Messages)}
+				have, err := s.MigratedUIDs(ctx, mb, f.Name)
+				if err != nil {
+					return err
+				}
+				r = Result{Mailbox: mb, Folder: f.Name, Messages: len(src.State.Messages)}
+				for _, m := range src.State.Messages {
+					if !have[m.UID] {
+						r.Moved++
+					}
+				}
 			} else {
 				src, err := md.ExportFolder(mb, f.Name)
 				if err != nil {

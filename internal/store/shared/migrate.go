@@ -270,3 +270,29 @@ func (s *Store) OpenRawBlob(ctx context.Context, m MigrationMessage) (io.ReadClo
 	}
 	return io.NopCloser(bytes.NewReader(data)), nil
 }
+
+// MigratedUIDs returns the UIDs folder name of mailbox holds (none when
+// the mailbox or the folder does not exist): what a migration into it
+// would skip.
+func (s *Store) MigratedUIDs(ctx context.Context, mailbox, name string) (map[uint32]bool, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	out := map[uint32]bool{}
+	mbox, err := s.mailboxID(cctx, mailbox, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(cctx, `SELECT m.uid FROM messages m JOIN folders f ON f.id = m.folder_id
+		WHERE f.mailbox_id = $1 AND f.name = $2`, mbox, name)
+	if err == nil {
+		var uid int64
+		_, err = pgx.ForEachRow(rows, []any{&uid}, func() error { out[uint32(uid)] = true; return nil })
+	}
+	if err != nil {
+		return nil, unavailable("migrate uids", err)
+	}
+	return out, nil
+}
