@@ -190,6 +190,26 @@ type RetentionPolicy struct {
 // Enabled reports whether p removes anything at all.
 func (p RetentionPolicy) Enabled() bool { return p.MaxAge > 0 || p.MaxMessages > 0 }
 
+// Cut says how many of n messages, oldest first, p removes: the oldest
+// beyond MaxMessages, then those received before now minus MaxAge
+// (received(i) is the arrival of message i), at most limit of them
+// (limit <= 0: no cap); more reports that the policy wanted more.
+func (p RetentionPolicy) Cut(n int, received func(i int) time.Time, limit int, now time.Time) (cut int, more bool) {
+	if p.MaxMessages > 0 && n > p.MaxMessages {
+		cut = n - p.MaxMessages
+	}
+	if p.MaxAge > 0 {
+		old := now.Add(-p.MaxAge)
+		for cut < n && received(cut).Before(old) {
+			cut++
+		}
+	}
+	if limit > 0 && cut > limit {
+		return limit, true
+	}
+	return cut, false
+}
+
 // PruneResult is what one Prune call did.
 type PruneResult struct {
 	Removed int   // messages removed

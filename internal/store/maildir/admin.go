@@ -43,19 +43,9 @@ func (m *Maildir) Prune(mailbox string, policy store.RetentionPolicy, limit int,
 	md := d.(*maildrop)
 	// md.msgs is sorted oldest first.
 	n := len(md.msgs)
-	cut := 0 // remove md.msgs[:cut]
-	if policy.MaxMessages > 0 && n > policy.MaxMessages {
-		cut = n - policy.MaxMessages
-	}
-	if policy.MaxAge > 0 {
-		old := now.Add(-policy.MaxAge).UnixNano()
-		for cut < n && md.msgs[cut].order < old {
-			cut++
-		}
-	}
-	if limit > 0 && cut > limit {
-		cut, res.More = limit, true
-	}
+	// Remove md.msgs[:cut] (oldest first).
+	cut, more := policy.Cut(n, func(i int) time.Time { return time.Unix(0, md.msgs[i].order) }, limit, now)
+	res.More = more
 	idx := make([]int, cut)
 	for i := range idx {
 		idx[i] = i

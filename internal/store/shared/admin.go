@@ -137,19 +137,9 @@ func (s *Store) Prune(mailbox string, policy store.RetentionPolicy, limit int, n
 	}
 	defer md.Close()
 	n := len(md.msgs)
-	cut := 0
-	if policy.MaxMessages > 0 && n > policy.MaxMessages {
-		cut = n - policy.MaxMessages
-	}
-	if policy.MaxAge > 0 {
-		old := now.Add(-policy.MaxAge)
-		for cut < n && md.msgs[cut].received.Before(old) {
-			cut++
-		}
-	}
-	if limit > 0 && cut > limit {
-		cut, res.More = limit, true
-	}
+	// Remove md.msgs[:cut] (oldest first).
+	cut, more := policy.Cut(n, func(i int) time.Time { return md.msgs[i].received }, limit, now)
+	res.More = more
 	idx := make([]int, cut)
 	for i := range idx {
 		idx[i] = i

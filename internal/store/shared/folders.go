@@ -276,21 +276,7 @@ func (s *Store) DeleteFolder(mailbox, name string) error {
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for rows.Next() {
-			var id, key string
-			if err := rows.Scan(&id, &key); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-			if !seen[key] {
-				seen[key] = true
-				keys = append(keys, key)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if ids, keys, err = removedRows(rows); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM folders WHERE id = $1`, fid); err != nil {

@@ -290,21 +290,7 @@ func (s *Store) removeMessages(mbox, fid int64, name string, ids []string, holde
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for rows.Next() {
-			var id, key string
-			if err := rows.Scan(&id, &key); err != nil {
-				rows.Close()
-				return err
-			}
-			gone = append(gone, id)
-			if !seen[key] {
-				seen[key] = true
-				keys = append(keys, key)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if gone, keys, err = removedRows(rows); err != nil {
 			return err
 		}
 		if len(gone) == 0 {

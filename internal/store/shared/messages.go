@@ -188,3 +188,22 @@ func systemFlags(flags []string) (sys, kw []string) {
 	}
 	return sys, kw
 }
+
+// removedRows reads the (id, blob_key) rows of a DELETE ... RETURNING:
+// the ids removed and their distinct blob keys (for collect).
+func removedRows(rows pgx.Rows) (ids, keys []string, err error) {
+	defer rows.Close()
+	seen := map[string]bool{}
+	for rows.Next() {
+		var id, key string
+		if err := rows.Scan(&id, &key); err != nil {
+			return nil, nil, err
+		}
+		ids = append(ids, id)
+		if !seen[key] {
+			seen[key] = true
+			keys = append(keys, key)
+		}
+	}
+	return ids, keys, rows.Err()
+}
